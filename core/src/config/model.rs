@@ -1,0 +1,314 @@
+//! The configuration model: what a `gateway.toml` may say, with defaults.
+//!
+//! Owns: the serde shape of every config section and its defaults. Must not: validate across
+//! sections (that is `validate.rs`) or touch the network or the file system.
+//! Every key here is documented in `docs/config.md`; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::units::{Dur, Size};
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide runtime settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Listening sockets (at least one).
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// Downstream HTTP limits and timeouts.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Request id filter.
+    #[serde(default)]
+    pub request_id: RequestIdConfig,
+    /// Forwarding headers filter.
+    #[serde(default)]
+    pub forwarded: ForwardedConfig,
+    /// Named upstream services.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Routes, matched by host, path, method and headers.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Which io driver a shard runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverMode {
+    /// io_uring when the kernel allows it, else epoll with a loud warning.
+    #[default]
+    Auto,
+    /// io_uring or refuse to start.
+    IoUring,
+    /// epoll always.
+    Epoll,
+}
+
+/// `[server]`: shards, pinning, driver, draining, config watching.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Number of shards (threads); 0 = one per available CPU.
+    pub shards: usize,
+    /// Pin shard N to the N-th allowed CPU.
+    pub pin_cpus: bool,
+    /// io driver choice.
+    pub driver: DriverMode,
+    /// io_uring submission queue entries per shard.
+    pub ring_entries: u32,
+    /// How long SIGTERM waits for in-flight requests.
+    pub drain_timeout: Dur,
+    /// Re-read the config file when it changes (SIGHUP always re-reads).
+    pub watch_config: bool,
+    /// How often the config file is checked for changes.
+    pub watch_interval: Dur,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            shards: 0,
+            pin_cpus: true,
+            driver: DriverMode::Auto,
+            ring_entries: 1024,
+            drain_timeout: Dur::secs(10),
+            watch_config: true,
+            watch_interval: Dur::secs(1),
+        }
+    }
+}
+
+/// `[[listeners]]`: one TCP listening address, bound by every shard with SO_REUSEPORT.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name used in logs and metrics.
+    #[serde(default = "default_listener_name")]
+    pub name: String,
+    /// Address to bind, e.g. `"0.0.0.0:8080"` (port 0 picks a free port, printed at start).
+    pub bind: String,
+    /// Listen backlog.
+    #[serde(default = "default_backlog")]
+    pub backlog: u32,
+    /// Resolved bind address (filled by validation).
+    #[serde(skip)]
+    pub addr: Option<SocketAddr>,
+}
+
+fn default_listener_name() -> String {
+    "default".to_owned()
+}
+
+fn default_backlog() -> u32 {
+    1024
+}
+
+/// `[http]`: downstream HTTP/1.1 limits and timeouts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request head (request line + headers); larger gets 431.
+    pub max_header_bytes: Size,
+    /// Most header fields in a request; more gets 431.
+    pub max_headers: usize,
+    /// Time allowed from the first byte of a request to its complete head; slower gets 408.
+    pub header_timeout: Dur,
+    /// An idle keep-alive connection is closed after this long.
+    pub idle_timeout: Dur,
+    /// Default request body limit for routes that set none; larger gets 413.
+    pub max_body_bytes: Size,
+    /// Longest pause while reading or writing a body before the exchange is aborted.
+    pub body_timeout: Dur,
+    /// Most requests served on one client connection (0 = unlimited).
+    pub max_requests_per_connection: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_header_bytes: Size(16 * 1024),
+            max_headers: 100,
+            header_timeout: Dur::secs(10),
+            idle_timeout: Dur::secs(60),
+            max_body_bytes: Size(100 * 1024 * 1024),
+            body_timeout: Dur::secs(60),
+            max_requests_per_connection: 0,
+        }
+    }
+}
+
+/// `[request_id]`: propagate or generate a request id.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestIdConfig {
+    /// Header carrying the id (to the upstream, and back to the client).
+    pub header: String,
+    /// Generate an id when the client sent none.
+    pub generate: bool,
+    /// Longest accepted incoming id; longer ones are replaced by a generated id.
+    pub max_length: usize,
+    /// Echo the id in the response to the client.
+    pub echo: bool,
+}
+
+impl Default for RequestIdConfig {
+    fn default() -> Self {
+        RequestIdConfig { header: "x-request-id".to_owned(), generate: true, max_length: 128, echo: true }
+    }
+}
+
+/// Which forwarding headers the gateway writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedMode {
+    /// `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`.
+    #[default]
+    XForwarded,
+    /// RFC 7239 `Forwarded`.
+    Forwarded,
+    /// Neither (incoming ones are still removed unless the peer is trusted).
+    None,
+}
+
+/// `[forwarded]`: forwarding headers and which peers may set them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardedConfig {
+    /// Header style to write.
+    pub mode: ForwardedMode,
+    /// Peers (CIDRs or addresses) whose incoming forwarding headers are kept and extended.
+    pub trusted_proxies: Vec<String>,
+}
+
+/// `[[upstreams]]`: a named service with static endpoints.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Name routes refer to.
+    pub name: String,
+    /// `host:port` endpoints (resolved once at load).
+    pub endpoints: Vec<String>,
+    /// TCP connect timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Per-shard connection pool.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// Resolved endpoint addresses (filled by validation).
+    #[serde(skip)]
+    pub addrs: Vec<SocketAddr>,
+}
+
+fn default_connect_timeout() -> Dur {
+    Dur::secs(2)
+}
+
+/// `[upstreams.pool]`: keep-alive connection pool, per shard and endpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Idle connections kept per endpoint per shard.
+    pub max_idle_per_endpoint: usize,
+    /// Idle connections older than this are closed.
+    pub idle_timeout: Dur,
+    /// Requests after which an upstream connection is retired (0 = unlimited).
+    pub max_requests_per_connection: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig { max_idle_per_endpoint: 128, idle_timeout: Dur::secs(60), max_requests_per_connection: 0 }
+    }
+}
+
+/// A header condition on a route.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// Required exact value; absent = the header must merely be present.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// Header edits, applied in the order remove, set, add.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderOps {
+    /// Names to remove.
+    pub remove: Vec<String>,
+    /// Names to set, replacing any existing value.
+    pub set: BTreeMap<String, String>,
+    /// Names to append, keeping existing values.
+    pub add: BTreeMap<String, String>,
+}
+
+impl HeaderOps {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+}
+
+/// `[[routes]]`: a match and where matching requests go.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in logs and metrics (defaults to `route-N`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Hosts: exact (`api.example.com`) or wildcard (`*.example.com`); empty = any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Exact path (`/health`) or template (`/users/{id}`); exclusive with `prefix`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix on segment boundaries (`/api` matches `/api` and `/api/x`, not `/apix`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Allowed methods; empty = any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Header conditions; all must hold.
+    #[serde(default)]
+    pub headers: Vec<HeaderMatch>,
+    /// Higher wins over any more specific match; equal priorities fall back to specificity.
+    #[serde(default)]
+    pub priority: i32,
+    /// Upstream service name.
+    pub upstream: String,
+    /// Total time for the upstream to answer (response head).
+    #[serde(default = "default_route_timeout")]
+    pub timeout: Dur,
+    /// Request body limit; absent = `http.max_body_bytes`.
+    #[serde(default)]
+    pub max_body_bytes: Option<Size>,
+    /// Replace the matched `prefix` with this before forwarding (prefix routes only).
+    #[serde(default)]
+    pub rewrite_prefix: Option<String>,
+    /// Header edits on the request toward the upstream.
+    #[serde(default)]
+    pub request_headers: HeaderOps,
+    /// Header edits on the response toward the client.
+    #[serde(default)]
+    pub response_headers: HeaderOps,
+}
+
+fn default_route_timeout() -> Dur {
+    Dur::secs(30)
+}
+
+impl RouteConfig {
+    /// The route's display name: `name`, or `route-<index>`.
+    pub fn display_name(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("route-{index}"))
+    }
+}

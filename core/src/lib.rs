@@ -1,0 +1,8 @@
+//! Portcullis core: runtime and shards, the config model, the pipeline contract, and the
+//! gateway's error shape. Speaks no wire protocol.
+
+pub mod config;
+pub mod error;
+pub mod pipeline;
+
+pub use error::{LocalReply, Source};

@@ -1,0 +1,66 @@
+//! Per-request context: what the filters and the engine learn about one request as it moves
+//! through the chain (identity, route, timings, outcome).
+//!
+//! Owns: the per-request state record. Must not: hold shard-wide state or anything `Send`-bound.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::head::Version;
+
+/// The context of one request, created by the engine and passed to every filter phase.
+#[derive(Debug)]
+pub struct Cx {
+    /// Request id (from `X-Request-Id` or generated); empty until the request-id filter runs.
+    pub request_id: Bytes,
+    /// The peer address of the client connection.
+    pub client_addr: SocketAddr,
+    /// The original client IP after trusted-proxy processing (defaults to `client_addr`'s IP).
+    pub client_ip: std::net::IpAddr,
+    /// Whether the client connection is TLS (drives `X-Forwarded-Proto`).
+    pub tls: bool,
+    /// Protocol the client spoke.
+    pub version: Version,
+    /// Index of the matched route in the running config, if any.
+    pub route: Option<usize>,
+    /// When the request head was complete.
+    pub started: Instant,
+    /// How many filters had their request phase entered (their response phase runs).
+    pub entered: usize,
+    /// The upstream endpoint used, once chosen.
+    pub upstream_addr: Option<SocketAddr>,
+    /// Final status sent to the client.
+    pub status: u16,
+    /// Error code when the gateway answered itself.
+    pub error_code: Option<&'static str>,
+    /// Request body bytes received from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+    /// The authenticated consumer, when an authentication filter set one.
+    pub consumer: Option<Bytes>,
+}
+
+impl Cx {
+    /// A fresh context for a request from `client_addr`.
+    pub fn new(client_addr: SocketAddr, tls: bool, version: Version) -> Cx {
+        Cx {
+            request_id: Bytes::new(),
+            client_addr,
+            client_ip: client_addr.ip(),
+            tls,
+            version,
+            route: None,
+            started: Instant::now(),
+            entered: 0,
+            upstream_addr: None,
+            status: 0,
+            error_code: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            consumer: None,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The pipeline contract: request/response heads, per-request context, and the filter trait.
+
+mod cx;
+mod filter;
+mod head;
+
+pub use cx::Cx;
+pub use filter::{Filter, Flow, NoFilters};
+pub use head::{Header, Headers, Method, RequestHead, ResponseHead, Version};
