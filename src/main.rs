@@ -1,1 +1,83 @@
-fn main() {}
+//! The `portcullis` binary: a thin CLI that loads the config and composes the core runtime, the
+//! HTTP engine and the policy chain. Holds no logic a library should own.
+
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Portcullis: a thread-per-core io_uring API gateway.
+#[derive(Parser)]
+#[command(name = "portcullis", version, about)]
+struct Cli {
+    /// Log filter (RUST_LOG syntax), e.g. `info` or `portcullis_http=debug`.
+    #[arg(long, global = true, env = "PORTCULLIS_LOG", default_value = "info")]
+    log: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway with a config file (SIGHUP or a file change reloads it; SIGTERM drains).
+    Run {
+        /// Path to the TOML config.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print every error with its line; exit 1 when invalid.
+    Check {
+        /// Path to the TOML config.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway on 127.0.0.1:8080 with a built-in config in front of a built-in echo
+    /// upstream, and print requests to try.
+    Demo {
+        /// Gateway port.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_format);
+    let result = match cli.cmd {
+        Cmd::Check { config } => return serve::check(&config),
+        Cmd::Run { config } => serve::run_file(&config),
+        Cmd::Demo { port } => demo::run(port),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -4,5 +4,6 @@
 pub mod config;
 pub mod error;
 pub mod pipeline;
+pub mod runtime;
 
 pub use error::{LocalReply, Source};

@@ -1,1 +1,15 @@
-//! placeholder
+//! Portcullis HTTP: the HTTP/1.1 codec, the router, upstream pools and the proxy engine that
+//! drives the filter chain. Knows no policy by name: the chain is a type parameter.
+
+pub mod body;
+pub mod compiled;
+pub mod conn;
+pub mod h1;
+pub mod io;
+pub mod proxy;
+pub mod router;
+pub mod shard;
+pub mod upstream;
+
+pub use compiled::{Compiled, compile};
+pub use shard::{BuildChain, ShardGen, ShardState, serve_shard};

@@ -1,7 +1,17 @@
 //! Configuration: the TOML model, loading with line-accurate errors, and validation.
+//!
+//! Owns: what a config file may say (`model`, `units`), how it is read and checked (`load`,
+//! `validate`, `spans`), and the `Cidr` network type. Must not: apply a config to running shards
+//! (the runtime's reload does that) or build filters and routes from it.
 
+mod cidr;
+mod load;
 mod model;
+mod spans;
 mod units;
+mod validate;
 
+pub use cidr::Cidr;
+pub use load::{ConfigError, ConfigErrors, load_file, load_str};
 pub use model::*;
 pub use units::{Dur, Size};

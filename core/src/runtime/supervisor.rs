@@ -1,0 +1,315 @@
+//! The supervisor: the control thread beside the shards. It binds listeners, starts the shards,
+//! reloads the config on SIGHUP or a file change (validate fully here, then hand the new
+//! generation to every shard; an invalid file changes nothing), and drains on SIGTERM/SIGINT.
+//!
+//! Owns: process lifecycle and config hot swap. Must not: serve requests or block a shard.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::config::{self, Config};
+
+use super::listener;
+use super::ring::{self, Driver};
+use super::shard::{self, Control, Generation, ShardCtx, ShardEvent};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// io_uring was required but is unavailable.
+    #[error(transparent)]
+    Uring(#[from] ring::UringUnavailable),
+    /// A socket or thread could not be created.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Compiling the config (e.g. the route table) failed.
+    #[error("config cannot be compiled: {0}")]
+    Compile(String),
+    /// A shard failed before becoming ready.
+    #[error("shard {0} failed to start: {1}")]
+    Shard(usize, String),
+}
+
+/// Turns a validated config into the immutable data shared by all shards for one generation.
+pub type CompileFn<S> = dyn Fn(&Arc<Config>) -> Result<S, String> + Send + Sync;
+
+/// A running gateway: shards plus the control loop.
+pub struct Supervisor<S> {
+    config_path: Option<PathBuf>,
+    current: Arc<Generation<S>>,
+    compile: Box<CompileFn<S>>,
+    senders: Vec<async_channel::Sender<Control<S>>>,
+    events: mpsc::Receiver<ShardEvent>,
+    handles: Vec<JoinHandle<()>>,
+    file_stamp: Option<FileStamp>,
+    /// Addresses actually bound, in listener order.
+    pub bound: Vec<SocketAddr>,
+    /// The driver the shards run.
+    pub driver: Driver,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp { modified: m.modified().ok(), len: m.len() })
+}
+
+impl<S: Send + Sync + 'static> Supervisor<S> {
+    /// Probes the driver, binds every listener on every shard, starts the shards and waits
+    /// until all of them are listening.
+    pub fn start<F, Fut>(
+        config_path: Option<PathBuf>,
+        config: Config,
+        compile: Box<CompileFn<S>>,
+        shard_main: F,
+    ) -> Result<Supervisor<S>, StartError>
+    where
+        F: Fn(ShardCtx<S>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()>,
+    {
+        let config = Arc::new(config);
+        let (driver, fallback) = ring::choose_driver(config.server.driver, config.server.ring_entries)?;
+        if let Some(why) = fallback {
+            tracing::warn!(
+                "!!! {why}. FALLING BACK TO EPOLL: expect noticeably higher CPU per request. \
+                 Set server.driver = \"io_uring\" to refuse to start instead."
+            );
+        }
+        let allowed = shard::allowed_cpus();
+        let n = match config.server.shards {
+            0 => allowed.len().max(1),
+            n => n,
+        };
+        let cpus: Vec<Option<usize>> = (0..n)
+            .map(|i| {
+                if config.server.pin_cpus && !allowed.is_empty() {
+                    Some(allowed[i % allowed.len()])
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let shared = compile(&config).map_err(StartError::Compile)?;
+        let current = Arc::new(Generation { id: 1, config: config.clone(), shared });
+
+        let addrs: Vec<(SocketAddr, u32)> =
+            config.listeners.iter().filter_map(|l| l.addr.map(|a| (a, l.backlog))).collect();
+        let (per_shard, bound) = listener::bind_all(&addrs, n)?;
+
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let mut senders = Vec::with_capacity(n);
+        let mut contexts = Vec::with_capacity(n);
+        for (id, listeners) in per_shard.into_iter().enumerate() {
+            let (tx, rx) = async_channel::unbounded();
+            senders.push(tx);
+            contexts.push(ShardCtx {
+                id,
+                cpu: cpus[id],
+                listeners,
+                initial: current.clone(),
+                control: rx,
+                events: ev_tx.clone(),
+            });
+        }
+        drop(ev_tx);
+        let handles = shard::spawn_shards(driver, cpus, contexts, Arc::new(shard_main))?;
+        let file_stamp = config_path.as_deref().and_then(stamp);
+        let sup = Supervisor {
+            config_path,
+            current,
+            compile,
+            senders,
+            events: ev_rx,
+            handles,
+            file_stamp,
+            bound,
+            driver,
+        };
+
+        let mut ready = 0;
+        while ready < n {
+            match sup.events.recv_timeout(Duration::from_secs(10)) {
+                Ok(ShardEvent::Ready { .. }) => ready += 1,
+                Ok(_) => {}
+                Err(_) => {
+                    let dead = sup.handles.iter().position(|h| h.is_finished()).unwrap_or(ready);
+                    return Err(StartError::Shard(dead, "did not become ready".to_owned()));
+                }
+            }
+        }
+        tracing::info!(shards = n, driver = %driver.describe(), "all shards listening");
+        Ok(sup)
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// The generation currently applied.
+    pub fn generation(&self) -> u64 {
+        self.current.id
+    }
+
+    /// Re-reads the config file; applies it if valid, otherwise logs every error and keeps the
+    /// running config. Returns whether a new generation was applied.
+    pub fn reload(&mut self) -> bool {
+        let Some(path) = self.config_path.clone() else {
+            tracing::warn!("reload requested but the gateway runs a built-in config; nothing to re-read");
+            return false;
+        };
+        self.file_stamp = stamp(&path);
+        let mut cfg = match config::load_file(&path) {
+            Ok(cfg) => cfg,
+            Err(errors) => {
+                for e in &errors.0 {
+                    tracing::error!("config reload refused: {e}");
+                }
+                tracing::error!(
+                    generation = self.current.id,
+                    "config reload refused ({} errors); the running config stays",
+                    errors.0.len()
+                );
+                return false;
+            }
+        };
+        let old = &self.current.config;
+        let same_listeners = cfg.listeners.len() == old.listeners.len()
+            && cfg.listeners.iter().zip(&old.listeners).all(|(a, b)| a.bind == b.bind && a.name == b.name);
+        if !same_listeners {
+            tracing::warn!("listener changes need a restart; keeping the running listeners");
+            cfg.listeners = old.listeners.clone();
+        }
+        if cfg.server.shards != old.server.shards || cfg.server.driver != old.server.driver {
+            tracing::warn!("server.shards and server.driver changes need a restart");
+        }
+        let cfg = Arc::new(cfg);
+        let shared = match (self.compile)(&cfg) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("config reload refused: {e}; the running config stays");
+                return false;
+            }
+        };
+        let next = Arc::new(Generation { id: self.current.id + 1, config: cfg, shared });
+        for tx in &self.senders {
+            let _ = tx.try_send(Control::Apply(next.clone()));
+        }
+        let mut applied = 0;
+        let mut failed = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while applied + failed < self.senders.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(ShardEvent::Applied { generation, error, shard }) if generation == next.id => {
+                    match error {
+                        None => applied += 1,
+                        Some(e) => {
+                            failed += 1;
+                            tracing::error!(shard, "shard refused generation {generation}: {e}");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        self.current = next;
+        tracing::info!(
+            generation = self.current.id,
+            "config generation {} applied on {applied}/{} shards",
+            self.current.id,
+            self.senders.len()
+        );
+        applied == self.senders.len()
+    }
+
+    fn file_changed(&self) -> bool {
+        match &self.config_path {
+            Some(p) => stamp(p) != self.file_stamp,
+            None => false,
+        }
+    }
+
+    /// Runs the control loop until SIGTERM/SIGINT, then drains every shard and joins them.
+    /// Returns the number of requests abandoned at the drain deadline.
+    pub fn run(mut self) -> std::io::Result<usize> {
+        let (sig_tx, sig_rx) = mpsc::channel();
+        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+        let sig_handle = signals.handle();
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            for s in signals.forever() {
+                if sig_tx.send(s).is_err() {
+                    break;
+                }
+            }
+        })?;
+        loop {
+            let server = &self.current.config.server;
+            let tick = if server.watch_config && self.config_path.is_some() {
+                server.watch_interval.0
+            } else {
+                Duration::from_secs(3600)
+            };
+            match sig_rx.recv_timeout(tick) {
+                Ok(SIGHUP) => {
+                    tracing::info!("SIGHUP: reloading config");
+                    self.reload();
+                }
+                Ok(_) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.current.config.server.watch_config && self.file_changed() {
+                        tracing::info!("config file changed: reloading");
+                        self.reload();
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            // Drain events (e.g. late acks) so the queue stays short.
+            while self.events.try_recv().is_ok() {}
+        }
+        sig_handle.close();
+        Ok(self.shutdown())
+    }
+
+    /// Drains all shards (stop accepting, finish in-flight requests up to the drain timeout)
+    /// and joins their threads.
+    pub fn shutdown(self) -> usize {
+        let timeout = self.current.config.server.drain_timeout.0;
+        tracing::info!(?timeout, "draining");
+        for tx in &self.senders {
+            let _ = tx.try_send(Control::Drain(timeout));
+        }
+        let mut abandoned = 0;
+        let mut drained = 0;
+        let deadline = Instant::now() + timeout + Duration::from_secs(5);
+        while drained < self.senders.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(ShardEvent::Drained { abandoned: a, .. }) => {
+                    drained += 1;
+                    abandoned += a;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        for h in self.handles {
+            let _ = h.join();
+        }
+        tracing::info!(abandoned, "drained; exiting");
+        abandoned
+    }
+}

@@ -1,0 +1,33 @@
+//! What is compiled once per config generation and shared read-only by every shard.
+//!
+//! Owns: the route table and the route-to-upstream index. Must not: hold shard-local state.
+
+use std::sync::Arc;
+
+use portcullis_core::config::Config;
+
+use crate::router::Router;
+
+/// Immutable, `Send + Sync` data of one generation.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The route table.
+    pub router: Router,
+    /// For each route (config order), the index of its upstream in `config.upstreams`.
+    pub route_upstream: Vec<usize>,
+}
+
+/// Compiles a validated config.
+pub fn compile(cfg: &Arc<Config>) -> Result<Compiled, String> {
+    let router = Router::compile(&cfg.routes).map_err(|e| e.to_string())?;
+    let mut route_upstream = Vec::with_capacity(cfg.routes.len());
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let idx = cfg
+            .upstreams
+            .iter()
+            .position(|u| u.name == r.upstream)
+            .ok_or_else(|| format!("routes[{i}].upstream: unknown upstream {:?}", r.upstream))?;
+        route_upstream.push(idx);
+    }
+    Ok(Compiled { router, route_upstream })
+}

@@ -1,0 +1,155 @@
+//! One HTTP/1.1 client connection: the keep-alive loop, request head reading with the idle and
+//! header timeouts, pipelined requests answered in order, and local replies for bad input.
+//!
+//! Owns: the downstream connection's buffers and its lifecycle. Must not: talk to upstreams
+//! (that is `proxy`).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::io::AsyncReadRent;
+use monoio::io::AsyncWriteRent;
+use monoio::net::TcpStream;
+use portcullis_core::LocalReply;
+use portcullis_core::pipeline::{Filter, Headers};
+
+use crate::h1::encode::{ConnHeader, Framing, encode_response, local_reply_head};
+use crate::h1::request::{HeadLimits, ParsedRequest, parse_request};
+use crate::io::{IoFail, read_more, write_all};
+use crate::proxy::{After, exchange};
+use crate::shard::ShardState;
+
+/// Initial read buffer per client connection; grows up to `max_header_bytes` for large heads.
+const CLIENT_READ_BUF: usize = 4096;
+
+/// Buffers one connection reuses for every request on it.
+pub struct ConnBufs {
+    /// Bytes read from the client and not yet consumed.
+    pub rbuf: BytesMut,
+    /// Outgoing head (and small body) staging buffer.
+    pub wbuf: Vec<u8>,
+    /// Chunk-framing scratch buffer.
+    pub scratch: Vec<u8>,
+}
+
+struct InflightGuard<'a, F>(&'a ShardState<F>);
+
+impl<F> Drop for InflightGuard<'_, F> {
+    fn drop(&mut self) {
+        self.0.inflight.set(self.0.inflight.get() - 1);
+    }
+}
+
+struct ConnGuard<F>(Rc<ShardState<F>>);
+
+impl<F> Drop for ConnGuard<F> {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
+    }
+}
+
+/// Outcome of waiting for a request head.
+enum HeadWait {
+    Request(Box<ParsedRequest>),
+    Closed,
+    Reply(LocalReply),
+}
+
+async fn read_head<S: AsyncReadRent>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    limits: HeadLimits,
+    first_wait: Duration,
+    header_timeout: Duration,
+    spare: &mut Headers,
+) -> HeadWait {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if !rbuf.is_empty() {
+            match parse_request(rbuf, limits, std::mem::take(spare)) {
+                Ok(Some(p)) => return HeadWait::Request(Box::new(p)),
+                Ok(None) => {}
+                Err(reply) => return HeadWait::Reply(reply),
+            }
+            deadline.get_or_insert_with(|| Instant::now() + header_timeout);
+        }
+        let wait = match deadline {
+            None => first_wait,
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        };
+        let room = (limits.max_header_bytes + 1).saturating_sub(rbuf.len()).clamp(512, CLIENT_READ_BUF);
+        match read_more(stream, rbuf, room, wait).await {
+            Ok(_) => {}
+            Err(IoFail::Timeout) if deadline.is_some() => {
+                return HeadWait::Reply(LocalReply::request_timeout());
+            }
+            Err(_) => return HeadWait::Closed,
+        }
+    }
+}
+
+/// Writes a local reply that no filter saw (the request could not be parsed).
+async fn write_bare_reply<S: AsyncWriteRent>(
+    stream: &mut S,
+    reply: &LocalReply,
+    wbuf: &mut Vec<u8>,
+    idle: Duration,
+) {
+    let (head, body) = local_reply_head(reply, b"");
+    let mut out = std::mem::take(wbuf);
+    out.clear();
+    encode_response(&mut out, &head, Framing::AsIs, ConnHeader::Close);
+    out.extend_from_slice(&body);
+    let (_, out) = write_all(stream, out, idle).await;
+    *wbuf = out;
+}
+
+/// Serves one client connection until it closes, errs, idles out, or the shard drains.
+pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStream, peer: SocketAddr) {
+    state.connections.set(state.connections.get() + 1);
+    let _conn = ConnGuard(state.clone());
+    let _ = stream.set_nodelay(true);
+    let mut bufs = ConnBufs {
+        rbuf: BytesMut::with_capacity(CLIENT_READ_BUF),
+        wbuf: Vec::with_capacity(1024),
+        scratch: Vec::new(),
+    };
+    let mut spare = Headers::with_capacity(16);
+    let mut served: u64 = 0;
+    loop {
+        let sg = state.current();
+        let http = &sg.config().http;
+        let first_wait = if served == 0 { http.header_timeout.0 } else { http.idle_timeout.0 };
+        let parsed = match read_head(
+            &mut stream,
+            &mut bufs.rbuf,
+            sg.head_limits,
+            first_wait,
+            http.header_timeout.0,
+            &mut spare,
+        )
+        .await
+        {
+            HeadWait::Request(p) => p,
+            HeadWait::Closed => return,
+            HeadWait::Reply(reply) => {
+                write_bare_reply(&mut stream, &reply, &mut bufs.wbuf, http.body_timeout.0).await;
+                return;
+            }
+        };
+        served += 1;
+        state.inflight.set(state.inflight.get() + 1);
+        let guard = InflightGuard(&state);
+        let limit = http.max_requests_per_connection;
+        let last = limit != 0 && served >= limit;
+        let (after, headers) = exchange(&state, &sg, &mut stream, &mut bufs, *parsed, peer, last).await;
+        drop(guard);
+        spare = headers;
+        spare.clear();
+        if after == After::Close || state.draining.get() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! A shard's HTTP service: its accept loops, its current config generation, its upstream pool,
+//! reload and drain handling.
+//!
+//! Owns: shard-local state (`Rc`, `Cell`, `RefCell`; never shared across threads) and the
+//! lifecycle of connections on this shard. Must not: parse HTTP (see `h1`, `conn`).
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_core::config::Config;
+use portcullis_core::pipeline::Filter;
+use portcullis_core::runtime::{Control, Generation, ShardCtx, ShardEvent};
+
+use crate::compiled::Compiled;
+use crate::conn::serve_conn;
+use crate::h1::request::HeadLimits;
+use crate::upstream::{Pool, Upstream};
+
+/// One config generation as a shard runs it: the shared compiled data plus shard-local state
+/// built from it (the filter chain, round-robin cursors).
+pub struct ShardGen<F> {
+    /// The generation (config + compiled route table).
+    pub generation: Arc<Generation<Compiled>>,
+    /// The filter chain, built on this shard.
+    pub chain: F,
+    /// Upstreams by config index.
+    pub upstreams: Vec<Upstream>,
+    /// Head limits from `[http]`.
+    pub head_limits: HeadLimits,
+}
+
+impl<F> ShardGen<F> {
+    /// The configuration of this generation.
+    pub fn config(&self) -> &Config {
+        &self.generation.config
+    }
+}
+
+/// Builds a shard's filter chain from a config (called once per shard per generation).
+pub type BuildChain<F> = dyn Fn(&Config) -> Result<F, String>;
+
+/// All state of one shard.
+pub struct ShardState<F> {
+    /// Shard index.
+    pub id: usize,
+    current: RefCell<Rc<ShardGen<F>>>,
+    /// Idle upstream connections.
+    pub pool: Pool,
+    /// Set once draining starts: no new requests on kept-alive connections.
+    pub draining: Cell<bool>,
+    /// Requests currently being handled.
+    pub inflight: Cell<usize>,
+    /// Open client connections.
+    pub connections: Cell<usize>,
+}
+
+impl<F> ShardState<F> {
+    /// The generation new requests start on (in-flight requests keep theirs).
+    pub fn current(&self) -> Rc<ShardGen<F>> {
+        self.current.borrow().clone()
+    }
+}
+
+fn build_gen<F>(
+    shard: usize,
+    generation: Arc<Generation<Compiled>>,
+    build: &BuildChain<F>,
+) -> Result<ShardGen<F>, String> {
+    let cfg = &generation.config;
+    let chain = build(cfg)?;
+    let upstreams = cfg.upstreams.iter().map(|u| Upstream::new(u, shard)).collect();
+    let head_limits = HeadLimits {
+        max_header_bytes: cfg.http.max_header_bytes.0 as usize,
+        max_headers: cfg.http.max_headers,
+    };
+    Ok(ShardGen { generation, chain, upstreams, head_limits })
+}
+
+/// Runs one shard: accepts on its listeners and serves until drained.
+pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc<BuildChain<F>>) {
+    let first = match build_gen(ctx.id, ctx.initial.clone(), &*build) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(shard = ctx.id, "cannot build the filter chain: {e}");
+            return;
+        }
+    };
+    let state = Rc::new(ShardState {
+        id: ctx.id,
+        current: RefCell::new(Rc::new(first)),
+        pool: Pool::default(),
+        draining: Cell::new(false),
+        inflight: Cell::new(0),
+        connections: Cell::new(0),
+    });
+    let mut fds = Vec::new();
+    for std_listener in ctx.listeners {
+        let listener = match monoio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(shard = ctx.id, "cannot register listener: {e}");
+                return;
+            }
+        };
+        fds.push(listener.as_raw_fd());
+        let state = state.clone();
+        monoio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        if state.draining.get() {
+                            break;
+                        }
+                        monoio::spawn(serve_conn(state.clone(), stream, peer));
+                    }
+                    Err(e) => {
+                        if state.draining.get() {
+                            break;
+                        }
+                        // EMFILE/ENFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(shard = state.id, "accept failed: {e}");
+                        monoio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            drop(listener);
+        });
+    }
+    {
+        let state = state.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(Duration::from_secs(5)).await;
+                let max_idle = state.current().upstreams.iter().map(|u| u.idle_timeout).max();
+                state.pool.sweep(max_idle.unwrap_or(Duration::from_secs(60)));
+            }
+        });
+    }
+    let _ = ctx.events.send(ShardEvent::Ready { shard: ctx.id });
+
+    while let Ok(msg) = ctx.control.recv().await {
+        match msg {
+            Control::Apply(generation) => {
+                let id = generation.id;
+                let error = match build_gen(ctx.id, generation, &*build) {
+                    Ok(g) => {
+                        *state.current.borrow_mut() = Rc::new(g);
+                        None
+                    }
+                    Err(e) => Some(e),
+                };
+                let _ = ctx.events.send(ShardEvent::Applied { shard: ctx.id, generation: id, error });
+            }
+            Control::Drain(timeout) => {
+                state.draining.set(true);
+                for fd in &fds {
+                    // Wakes the pending accept with an error and makes the kernel refuse new
+                    // connections to this shard's socket; the accept loop then exits.
+                    // SAFETY: fd is a listening socket owned by a live TcpListener.
+                    unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+                }
+                let deadline = Instant::now() + timeout;
+                while state.inflight.get() > 0 && Instant::now() < deadline {
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let abandoned = state.inflight.get();
+                let _ = ctx.events.send(ShardEvent::Drained { shard: ctx.id, abandoned });
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Per-shard keep-alive connection pool toward upstream endpoints.
+//!
+//! Owns: idle upstream connections of one shard, keyed by endpoint address (so pools survive
+//! config reloads that keep the endpoint), LIFO reuse, idle expiry, and bounded size. Must not:
+//! be shared across threads (it lives in the shard's `Rc` state; no locks).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+
+/// Initial read buffer of an upstream connection.
+const UPSTREAM_READ_BUF: usize = 8 * 1024;
+
+/// One upstream connection with its read buffer.
+pub struct UpConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Bytes read from the upstream and not yet consumed.
+    pub rbuf: BytesMut,
+    /// Requests sent on this connection so far.
+    pub requests: u64,
+    /// The endpoint it is connected to.
+    pub addr: SocketAddr,
+}
+
+struct Idle {
+    conn: UpConn,
+    since: Instant,
+}
+
+/// Counters for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// New connections opened.
+    pub connects: u64,
+    /// Requests sent on a reused connection.
+    pub reuses: u64,
+}
+
+/// The shard's idle connections.
+#[derive(Default)]
+pub struct Pool {
+    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    connects: Cell<u64>,
+    reuses: Cell<u64>,
+}
+
+/// Why connecting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The connect timeout passed.
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    /// The OS refused (refused, unreachable, ...).
+    #[error("connect to {0} failed: {1}")]
+    Io(SocketAddr, io::Error),
+}
+
+impl Pool {
+    /// Takes the most recently used idle connection to `addr` that is younger than `max_idle`.
+    pub fn checkout(&self, addr: SocketAddr, max_idle: Duration) -> Option<UpConn> {
+        let mut map = self.idle.borrow_mut();
+        let list = map.get_mut(&addr)?;
+        while let Some(idle) = list.pop() {
+            if idle.since.elapsed() < max_idle {
+                self.reuses.set(self.reuses.get() + 1);
+                return Some(idle.conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection for reuse; closes it instead when `max` are already idle.
+    pub fn checkin(&self, conn: UpConn, max: usize) {
+        let mut map = self.idle.borrow_mut();
+        let list = map.entry(conn.addr).or_default();
+        if list.len() < max {
+            list.push(Idle { conn, since: Instant::now() });
+        }
+    }
+
+    /// Opens a new connection, bounded by `timeout`.
+    pub async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<UpConn, ConnectError> {
+        let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(ConnectError::Io(addr, e)),
+            Err(_) => return Err(ConnectError::Timeout(addr)),
+        };
+        let _ = stream.set_nodelay(true);
+        self.connects.set(self.connects.get() + 1);
+        Ok(UpConn { stream, rbuf: BytesMut::with_capacity(UPSTREAM_READ_BUF), requests: 0, addr })
+    }
+
+    /// Closes idle connections older than `max_idle` (run periodically by the shard).
+    pub fn sweep(&self, max_idle: Duration) {
+        let mut map = self.idle.borrow_mut();
+        for list in map.values_mut() {
+            list.retain(|i| i.since.elapsed() < max_idle);
+        }
+        map.retain(|_, l| !l.is_empty());
+    }
+
+    /// Connection counters.
+    pub fn stats(&self) -> PoolStats {
+        PoolStats { connects: self.connects.get(), reuses: self.reuses.get() }
+    }
+
+    /// Number of idle connections held.
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+}

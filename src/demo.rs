@@ -1,0 +1,151 @@
+//! `portcullis demo`: the gateway on 127.0.0.1 with a built-in quick-start config in front of a
+//! built-in echo upstream that answers with the request it saw, as JSON.
+//!
+//! Owns: the demo config and the echo service. Must not: be used by `run`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+
+use anyhow::Context;
+use portcullis_core::config;
+
+/// The quick-start config; `{port}` and `{echo}` are filled in at start.
+const DEMO_CONFIG: &str = r#"
+[server]
+watch_config = false
+
+[[listeners]]
+name = "demo"
+bind = "127.0.0.1:{port}"
+
+[[upstreams]]
+name = "echo"
+endpoints = ["127.0.0.1:{echo}"]
+
+[[routes]]
+name = "user"
+path = "/users/{id}"
+methods = ["GET"]
+upstream = "echo"
+response_headers = { set = { "x-route" = "user" } }
+
+[[routes]]
+name = "api"
+prefix = "/api"
+rewrite_prefix = "/v1"
+upstream = "echo"
+request_headers = { set = { "x-gateway" = "portcullis" }, remove = ["cookie"] }
+"#;
+
+/// Runs the demo until SIGINT/SIGTERM.
+pub fn run(port: u16) -> anyhow::Result<()> {
+    let echo = TcpListener::bind("127.0.0.1:0").context("cannot bind the echo upstream")?;
+    let echo_port = echo.local_addr()?.port();
+    std::thread::Builder::new().name("echo-upstream".into()).spawn(move || serve_echo(echo))?;
+    let text = DEMO_CONFIG.replace("{port}", &port.to_string()).replace("{echo}", &echo_port.to_string());
+    let cfg = config::load_str(&text, "<demo>").map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
+    let sup = crate::serve::start(None, cfg)?;
+    let base = format!("http://127.0.0.1:{port}");
+    println!();
+    println!("Portcullis demo: gateway on {base}, echo upstream on 127.0.0.1:{echo_port}. Try:");
+    println!("  curl -i {base}/users/42");
+    println!(
+        "  curl -i -X POST {base}/api/orders?limit=5 -H 'x-request-id: demo-1' -d '{{\"item\":\"book\"}}'"
+    );
+    println!("  curl -i {base}/nowhere");
+    println!("Ctrl-C drains and stops.");
+    sup.run()?;
+    Ok(())
+}
+
+fn serve_echo(listener: TcpListener) {
+    for stream in listener.incoming().flatten() {
+        let _ = std::thread::Builder::new().name("echo-conn".into()).spawn(move || {
+            let _ = echo_conn(stream);
+        });
+    }
+}
+
+/// Serves keep-alive requests on one connection, answering each with a JSON description.
+fn echo_conn(stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_owned();
+        let target = parts.next().unwrap_or("").to_owned();
+        let mut headers = serde_json::Map::new();
+        let mut length = 0usize;
+        let mut chunked = false;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 {
+                return Ok(());
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':') {
+                let (n, v) = (n.trim().to_ascii_lowercase(), v.trim().to_owned());
+                if n == "content-length" {
+                    length = v.parse().unwrap_or(0);
+                }
+                if n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+                    chunked = true;
+                }
+                headers.insert(n, serde_json::Value::String(v));
+            }
+        }
+        let body = if chunked { read_chunked(&mut reader)? } else { read_exact(&mut reader, length)? };
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (target.clone(), None),
+        };
+        let out = serde_json::json!({
+            "method": method,
+            "path": path,
+            "query": query,
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        });
+        let text = serde_json::to_string_pretty(&out).unwrap_or_default() + "\n";
+        write!(
+            writer,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+            text.len()
+        )?;
+    }
+}
+
+fn read_exact(reader: &mut impl Read, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut body = vec![0; n];
+    reader.read_exact(&mut body)?;
+    Ok(body)
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size)?;
+        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+            .map_err(|_| std::io::Error::other("bad chunk size"))?;
+        if n == 0 {
+            // Trailers until the empty line.
+            loop {
+                let mut t = String::new();
+                if reader.read_line(&mut t)? == 0 || t.trim_end().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        body.extend(read_exact(reader, n)?);
+        let mut crlf = [0u8; 2];
+        reader.read_exact(&mut crlf)?;
+    }
+}
