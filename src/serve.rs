@@ -6,9 +6,9 @@ use std::rc::Rc;
 
 use anyhow::Context;
 use portcullis_core::config::{self, Config};
-use portcullis_core::pipeline::NoFilters as Chain;
 use portcullis_core::runtime::Supervisor;
 use portcullis_http::{BuildChain, Compiled, serve_shard};
+use portcullis_policies::Chain;
 
 /// `portcullis check`: prints every error (file:line) and exits 1 when invalid.
 pub fn check(path: &Path) -> ExitCode {
@@ -57,10 +57,8 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<Supervisor<Comp
         cfg,
         Box::new(|cfg| portcullis_http::compile(cfg)),
         |ctx| {
-            let build: Rc<BuildChain<Chain>> = Rc::new(|cfg: &Config| {
-                let _ = cfg;
-                Ok(Chain)
-            });
+            let build: Rc<BuildChain<Chain>> =
+                Rc::new(|cfg: &Config| Chain::build(cfg).map_err(|e| e.to_string()));
             serve_shard(ctx, build)
         },
     )

@@ -69,7 +69,7 @@ pub fn run(opts: &IdleOpts) -> Result<()> {
     flush_stdout();
     std::thread::sleep(Duration::from_secs(opts.hold_secs));
     let mut buf = Vec::with_capacity(4096);
-    let alive = conns.iter_mut().filter(|c| exchange(c, &request, &mut buf).is_ok()).count();
+    let alive = conns.iter_mut().map(|c| exchange(c, &request, &mut buf)).filter(Result::is_ok).count();
     println!("ALIVE {alive} of {}", conns.len());
     flush_stdout();
     if conns.is_empty() && opts.conns > 0 {
@@ -115,13 +115,13 @@ fn exchange(stream: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result
             bail!("connection closed before a full response");
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some((status, total)) = response_len(buf)? {
-            if buf.len() >= total {
-                if buf.len() > total {
-                    bail!("unexpected bytes after the response");
-                }
-                return Ok(status);
+        if let Some((status, total)) = response_len(buf)?
+            && buf.len() >= total
+        {
+            if buf.len() > total {
+                bail!("unexpected bytes after the response");
             }
+            return Ok(status);
         }
         if buf.len() > 1 << 20 {
             bail!("response larger than 1 MiB");

@@ -33,10 +33,7 @@ pub(crate) fn header_name(path: impl FnOnce() -> String, name: &str) -> Result<B
 }
 
 /// Like [`header_name`], and also refuses framing and connection-management headers.
-pub(crate) fn editable_header_name(
-    path: impl Fn() -> String,
-    name: &str,
-) -> Result<Bytes, BuildError> {
+pub(crate) fn editable_header_name(path: impl Fn() -> String, name: &str) -> Result<Bytes, BuildError> {
     let bytes = header_name(&path, name)?;
     if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         return Err(BuildError::ReservedHeader { path: path(), name: name.to_owned() });
@@ -45,7 +42,11 @@ pub(crate) fn editable_header_name(
 }
 
 /// Checks `value` is a valid field value (no controls other than HTAB) and returns it as `Bytes`.
-pub(crate) fn header_value(path: impl FnOnce() -> String, name: &str, value: &str) -> Result<Bytes, BuildError> {
+pub(crate) fn header_value(
+    path: impl FnOnce() -> String,
+    name: &str,
+    value: &str,
+) -> Result<Bytes, BuildError> {
     let ok = value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
     if !ok {
         return Err(BuildError::HeaderValue { path: path(), name: name.to_owned() });
@@ -73,7 +74,10 @@ mod tests {
     #[test]
     fn framing_headers_are_reserved() {
         assert!(matches!(editable_header_name(p, "Content-Length"), Err(BuildError::ReservedHeader { .. })));
-        assert!(matches!(editable_header_name(p, "transfer-encoding"), Err(BuildError::ReservedHeader { .. })));
+        assert!(matches!(
+            editable_header_name(p, "transfer-encoding"),
+            Err(BuildError::ReservedHeader { .. })
+        ));
         assert!(editable_header_name(p, "x-env").is_ok());
     }
 

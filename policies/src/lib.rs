@@ -1,1 +1,20 @@
-//! placeholder
+//! Portcullis policies: the request/response filters and the chain that runs them.
+//!
+//! Owns: one folder per filter (`request_id`, `forwarded`, `transform`), each compiling its config
+//! once per shard per config generation, and `chain`, the closed-enum dispatch over them.
+//! Must not: open sockets or block on the request path, or speak any wire protocol.
+
+mod chain;
+mod error;
+mod forwarded;
+mod header_rules;
+mod request_id;
+#[cfg(test)]
+mod testutil;
+mod transform;
+
+pub use chain::{AnyFilter, Chain};
+pub use error::BuildError;
+pub use forwarded::ForwardedFilter;
+pub use request_id::RequestIdFilter;
+pub use transform::TransformFilter;

@@ -16,6 +16,8 @@ pub struct Cidr {
 
 impl Cidr {
     /// Parses `"10.0.0.0/8"`, `"2001:db8::/32"`, `"192.0.2.7"` or `"::1"`; host bits must be zero.
+    ///
+    /// IPv4-mapped entries (`::ffff:10.0.0.0/104`) become the IPv4 network they carry.
     pub fn parse(s: &str) -> Result<Cidr, String> {
         let s = s.trim();
         let (addr_text, prefix_text) = match s.split_once('/') {
@@ -31,6 +33,16 @@ impl Cidr {
                 Ok(n) if n <= max && !p.starts_with('+') => n,
                 _ => return Err(format!("prefix length {p:?} must be a number from 0 to {max}")),
             },
+        };
+        // An IPv4-mapped entry (`::ffff:10.0.0.0/104`) is the IPv4 network it carries, since
+        // `contains` sees mapped peers as IPv4.
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if prefix >= 96 => (IpAddr::V4(v4), prefix - 96),
+                Some(_) => return Err(format!("an IPv4-mapped network needs a prefix of 96 or more: {s:?}")),
+                None => (addr, prefix),
+            },
+            v4 => (v4, prefix),
         };
         let cidr = Cidr { addr, prefix };
         let network = cidr.network();
@@ -133,6 +145,7 @@ mod tests {
         assert!(Cidr::parse("10.0.0/8").is_err());
         assert!(Cidr::parse("example.com").is_err());
         assert!(Cidr::parse("").is_err());
+        assert!(Cidr::parse("::ffff:10.0.0.0/8").is_err());
         let err = Cidr::parse("10.1.2.3/8").expect_err("host bits");
         assert!(err.contains("10.0.0.0/8"), "{err}");
     }
@@ -151,6 +164,10 @@ mod tests {
         assert!(v6.contains(ip("2001:db8:1::5")));
         assert!(!v6.contains(ip("2001:db9::1")));
         assert!(!v6.contains(ip("10.0.0.1")));
+        let mapped = cidr("::ffff:10.0.0.0/104");
+        assert_eq!(mapped, cidr("10.0.0.0/8"));
+        assert!(mapped.contains(ip("10.9.9.9")) && mapped.contains(ip("::ffff:10.9.9.9")));
+        assert_eq!(cidr("::ffff:192.0.2.7"), cidr("192.0.2.7"));
         assert!(cidr("0.0.0.0/0").contains(ip("203.0.113.9")));
         assert!(cidr("::/0").contains(ip("2001:db8::1")));
         assert!(cidr("10.0.0.0/31").contains(ip("10.0.0.1")));

@@ -47,7 +47,10 @@ impl fmt::Display for Rendered<'_> {
 /// Every problem found in a config file (never empty), displayed one per line in file order.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}", Lines(&self.0))]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub struct ConfigErrors(
+    /// The errors, in file order.
+    pub Vec<ConfigError>,
+);
 
 /// Renders errors one per line.
 struct Lines<'a>(&'a [ConfigError]);
@@ -361,5 +364,63 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
         assert_eq!(e.0[0].line, None);
         assert!(e.to_string().starts_with("cannot read config file:"), "{e}");
         assert!(e.to_string().ends_with("absent.toml)"), "{e}");
+    }
+
+    /// The names serde accepts after `prefix`, read from the "expected ..." list of its error for
+    /// an unknown key or variant `zzz_unknown`.
+    fn accepted(prefix: &str, probe: &str) -> Vec<String> {
+        let e = errs(&format!("{prefix}{probe}\n"));
+        let (_, expected) = e[0].message.split_once("expected").unwrap_or_default();
+        let names: Vec<String> = expected.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        assert!(!names.is_empty(), "no names for {prefix:?}: {}", e[0].message);
+        names
+    }
+
+    #[test]
+    fn docs_describe_every_key() {
+        let docs = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config.md"));
+        for section in accepted("", "zzz_unknown = 1") {
+            assert!(docs.contains(&format!("[{section}]")), "docs/config.md lacks section {section}");
+        }
+        let tables = [
+            "[server]\n",
+            "[[listeners]]\n",
+            "[http]\n",
+            "[request_id]\n",
+            "[forwarded]\n",
+            "[[upstreams]]\n",
+            "[[upstreams]]\n[upstreams.pool]\n",
+            "[[routes]]\n",
+            "[[routes]]\n[[routes.headers]]\n",
+            "[[routes]]\n[routes.request_headers]\n",
+        ];
+        let mut keys = 0;
+        for table in tables {
+            for key in accepted(table, "zzz_unknown = 1") {
+                assert!(
+                    docs.contains(&format!("| `{key}` |")),
+                    "docs/config.md lacks a row for {table:?} {key}"
+                );
+                keys += 1;
+            }
+        }
+        assert!(keys > 40, "only {keys} keys found");
+        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode")] {
+            for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
+                assert!(
+                    docs.contains(&format!("`\"{variant}\"`")),
+                    "docs/config.md lacks {key} value {variant}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn docs_example_is_the_example_file() {
+        let docs = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config.md"));
+        let example = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/gateway.toml"));
+        let shown = docs.rsplit("```toml\n").next().and_then(|b| b.split("```").next()).unwrap_or_default();
+        let body = example.split_once("\n\n").map_or(example, |(_, rest)| rest);
+        assert_eq!(shown, body, "the complete example in docs/config.md differs from examples/gateway.toml");
     }
 }

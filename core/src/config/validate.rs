@@ -95,7 +95,7 @@ fn listeners(list: &mut [ListenerConfig], path: &KeyPath, out: &mut Issues) {
         } else {
             names.insert(l.name.clone(), i);
         }
-        match l.bind.trim().parse::<SocketAddr>() {
+        match l.bind.parse::<SocketAddr>() {
             Ok(addr) => {
                 l.addr = Some(addr);
                 if addr.port() != 0 {

@@ -7,10 +7,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use portcullis_core::config::{ForwardedConfig, ForwardedMode};
+use portcullis_core::config::{Cidr, ForwardedConfig, ForwardedMode};
 use portcullis_core::pipeline::{Cx, Filter, Flow, Headers, RequestHead};
 
-use super::cidr::Cidr;
 use super::parse::{self, FORWARDED, XFF};
 use crate::error::BuildError;
 use crate::header_rules::is_tchar;
@@ -59,8 +58,8 @@ impl Filter for ForwardedFilter {
         let trusted = self.is_trusted(peer);
         if trusted {
             let prefer_forwarded = self.mode == ForwardedMode::Forwarded;
-            cx.client_ip =
-                parse::client_behind(&req.headers, prefer_forwarded, |ip| self.is_trusted(ip)).unwrap_or(peer);
+            cx.client_ip = parse::client_behind(&req.headers, prefer_forwarded, |ip| self.is_trusted(ip))
+                .unwrap_or(peer);
         } else {
             req.headers.retain(|h| !SPOOFABLE.iter().any(|n| h.name.eq_ignore_ascii_case(n.as_bytes())));
             cx.client_ip = peer;
@@ -70,12 +69,12 @@ impl Filter for ForwardedFilter {
                 append_xff(&mut req.headers, peer);
                 if !(trusted && req.headers.contains(XF_PROTO)) {
                     let proto = if cx.tls { "https" } else { "http" };
-                    req.headers.set(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(proto.as_bytes()));
+                    req.headers
+                        .set(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(proto.as_bytes()));
                 }
-                if !(trusted && req.headers.contains(XF_HOST)) {
-                    if let Some(authority) = &req.authority {
-                        req.headers.set(Bytes::from_static(b"x-forwarded-host"), authority.clone());
-                    }
+                let keep_host = trusted && req.headers.contains(XF_HOST);
+                if let (false, Some(authority)) = (keep_host, &req.authority) {
+                    req.headers.set(Bytes::from_static(b"x-forwarded-host"), authority.clone());
                 }
             }
             ForwardedMode::Forwarded => {

@@ -4,7 +4,6 @@
 //! Owns: the trusted-proxy set, `cx.client_ip`, and the `X-Forwarded-For`/`-Proto`/`-Host`,
 //! `X-Real-IP` and `Forwarded` request headers. Must not: touch any other header, or the response.
 
-mod cidr;
 mod filter;
 mod parse;
 #[cfg(test)]

@@ -82,12 +82,8 @@ fn xff_nodes(headers: &Headers) -> impl Iterator<Item = Option<IpAddr>> + '_ {
 /// The `for=` node of every non-empty `Forwarded` element, left to right across all fields;
 /// an element without `for=` counts as an unknown node.
 fn forwarded_nodes(headers: &Headers) -> impl Iterator<Item = Option<IpAddr>> + '_ {
-    headers
-        .get_all(FORWARDED)
-        .flat_map(|v| split_unquoted(v, b','))
-        .map(trim)
-        .filter(|e| !e.is_empty())
-        .map(|element| {
+    headers.get_all(FORWARDED).flat_map(|v| split_unquoted(v, b',')).map(trim).filter(|e| !e.is_empty()).map(
+        |element| {
             split_unquoted(element, b';').find_map(|pair| {
                 let pair = trim(pair);
                 let eq = pair.iter().position(|&b| b == b'=')?;
@@ -96,7 +92,8 @@ fn forwarded_nodes(headers: &Headers) -> impl Iterator<Item = Option<IpAddr>> + 
                 }
                 parse_node(trim(&pair[eq + 1..]))
             })
-        })
+        },
+    )
 }
 
 /// Where the right-to-left walk stopped, tracked while scanning left to right.

@@ -171,13 +171,18 @@ fn forwarded_mode_appends_to_trusted_chain() {
     let mut req = request(
         "/",
         Some("api.example.com"),
-        &[("Forwarded", r#"for=198.51.100.9;proto=https, for="[2001:db8::1]""#), ("X-Forwarded-For", "9.9.9.9")],
+        &[
+            ("Forwarded", r#"for=198.51.100.9;proto=https, for="[2001:db8::1]""#),
+            ("X-Forwarded-For", "9.9.9.9"),
+        ],
     );
     let c = run(&f, &mut req, "10.0.0.5:4000");
     assert_eq!(c.client_ip, ip("2001:db8::1"), "Forwarded preferred in forwarded mode");
     assert_eq!(
         values(&req.headers, "forwarded"),
-        vec![r#"for=198.51.100.9;proto=https, for="[2001:db8::1]", for=10.0.0.5;proto=http;host=api.example.com"#]
+        vec![
+            r#"for=198.51.100.9;proto=https, for="[2001:db8::1]", for=10.0.0.5;proto=http;host=api.example.com"#
+        ]
     );
     assert_eq!(values(&req.headers, "x-forwarded-for"), vec!["9.9.9.9"], "kept untouched");
 }

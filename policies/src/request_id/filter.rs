@@ -30,7 +30,7 @@ pub struct RequestIdFilter {
     generate: bool,
     max_length: usize,
     echo: bool,
-    gen: RefCell<IdGen>,
+    ids: RefCell<IdGen>,
 }
 
 /// Shard-local id generator: a seeded RNG and a chunk the ids are split from.
@@ -71,7 +71,7 @@ impl RequestIdFilter {
             generate: cfg.generate,
             max_length: cfg.max_length,
             echo: cfg.echo,
-            gen: RefCell::new(IdGen { rng, chunk: BytesMut::new() }),
+            ids: RefCell::new(IdGen { rng, chunk: BytesMut::new() }),
         })
     }
 
@@ -82,7 +82,7 @@ impl RequestIdFilter {
 
     /// A fresh id (the borrow ends before this returns).
     fn generate_id(&self) -> Bytes {
-        self.gen.borrow_mut().next()
+        self.ids.borrow_mut().next()
     }
 }
 

@@ -79,7 +79,8 @@ impl TransformFilter {
 
     /// Compiles every route's edits; errors name the route's config path.
     pub fn build(routes: &[RouteConfig]) -> Result<TransformFilter, BuildError> {
-        let compiled = routes.iter().enumerate().map(|(i, r)| compile_route(i, r)).collect::<Result<_, _>>()?;
+        let compiled =
+            routes.iter().enumerate().map(|(i, r)| compile_route(i, r)).collect::<Result<_, _>>()?;
         Ok(TransformFilter { routes: compiled })
     }
 

@@ -7,6 +7,6 @@
 mod filter;
 mod rewrite;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use filter::TransformFilter;

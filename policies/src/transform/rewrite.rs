@@ -39,7 +39,10 @@ impl Rewrite {
             return Err(err(&path, "rewrite_prefix must not contain an empty segment ('//')"));
         }
         let from = prefix.trim_end_matches('/');
-        Ok(Rewrite { from: Bytes::copy_from_slice(from.as_bytes()), to: Bytes::copy_from_slice(to.as_bytes()) })
+        Ok(Rewrite {
+            from: Bytes::copy_from_slice(from.as_bytes()),
+            to: Bytes::copy_from_slice(to.as_bytes()),
+        })
     }
 
     /// The rewritten path, or `None` when `path` does not start with the prefix on a segment
@@ -139,13 +142,14 @@ mod tests {
         assert!(Rewrite::compile("/api", "//", p).is_ok(), "all slashes means root");
     }
 
-    mod prop {
+    mod properties {
         use proptest::prelude::*;
 
-        use super::*;
+        use super::{Bytes, Rewrite};
 
         fn segs() -> impl Strategy<Value = String> {
-            prop::collection::vec("[a-z0-9._-]{1,6}", 0..4).prop_map(|s| s.iter().map(|x| format!("/{x}")).collect())
+            prop::collection::vec("[a-z0-9._-]{1,6}", 0..4)
+                .prop_map(|s| s.iter().map(|x| format!("/{x}")).collect())
         }
 
         proptest! {

@@ -1,0 +1,130 @@
+//! `AnyFilter` (match dispatch, no boxing) and `Chain` (ordered phases with local-reply
+//! semantics), plus `Chain::build` from a config snapshot.
+//!
+//! Owns: phase ordering. Must not: inspect requests (that is each filter's job).
+
+use portcullis_core::config::Config;
+use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
+
+use crate::error::BuildError;
+use crate::forwarded::ForwardedFilter;
+use crate::request_id::RequestIdFilter;
+use crate::transform::TransformFilter;
+
+/// Every concrete filter, dispatched by `match` so no future is boxed.
+#[derive(Debug)]
+pub enum AnyFilter {
+    /// `[request_id]`.
+    RequestId(RequestIdFilter),
+    /// `[forwarded]`.
+    Forwarded(ForwardedFilter),
+    /// Per-route rewrite and header edits.
+    Transform(TransformFilter),
+}
+
+impl Filter for AnyFilter {
+    async fn on_request(&self, req: &mut RequestHead, cx: &mut Cx) -> Flow {
+        match self {
+            AnyFilter::RequestId(f) => f.on_request(req, cx).await,
+            AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
+            AnyFilter::Transform(f) => f.on_request(req, cx).await,
+        }
+    }
+
+    fn on_response(&self, resp: &mut ResponseHead, cx: &mut Cx) {
+        match self {
+            AnyFilter::RequestId(f) => f.on_response(resp, cx),
+            AnyFilter::Forwarded(f) => f.on_response(resp, cx),
+            AnyFilter::Transform(f) => f.on_response(resp, cx),
+        }
+    }
+
+    fn on_log(&self, cx: &Cx) {
+        match self {
+            AnyFilter::RequestId(f) => f.on_log(cx),
+            AnyFilter::Forwarded(f) => f.on_log(cx),
+            AnyFilter::Transform(f) => f.on_log(cx),
+        }
+    }
+}
+
+/// The ordered filters of one shard for one config generation.
+#[derive(Debug, Default)]
+pub struct Chain {
+    filters: Vec<AnyFilter>,
+}
+
+impl Chain {
+    /// Builds the chain for `cfg`: request id, forwarding headers, then transform (only when some
+    /// route has a rewrite or header edits).
+    pub fn build(cfg: &Config) -> Result<Chain, BuildError> {
+        let mut filters = Vec::with_capacity(3);
+        filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
+        filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
+        if TransformFilter::is_needed(&cfg.routes) {
+            filters.push(AnyFilter::Transform(TransformFilter::build(&cfg.routes)?));
+        }
+        Ok(Chain { filters })
+    }
+
+    /// A chain of exactly these filters, in this order.
+    pub fn new(filters: Vec<AnyFilter>) -> Chain {
+        Chain { filters }
+    }
+
+    /// The filters in request order.
+    pub fn filters(&self) -> &[AnyFilter] {
+        &self.filters
+    }
+
+    /// Number of filters.
+    pub fn len(&self) -> usize {
+        self.filters.len()
+    }
+
+    /// True for the empty chain.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+}
+
+impl Filter for Chain {
+    async fn on_request(&self, req: &mut RequestHead, cx: &mut Cx) -> Flow {
+        run_request(&self.filters, req, cx).await
+    }
+
+    fn on_response(&self, resp: &mut ResponseHead, cx: &mut Cx) {
+        run_response(&self.filters, resp, cx);
+    }
+
+    fn on_log(&self, cx: &Cx) {
+        run_log(&self.filters, cx);
+    }
+}
+
+/// Request phases in order; `cx.entered` is set to `i + 1` before filter `i` runs, and the first
+/// `Flow::Respond` ends the walk.
+pub(crate) async fn run_request<F: Filter>(filters: &[F], req: &mut RequestHead, cx: &mut Cx) -> Flow {
+    for (i, f) in filters.iter().enumerate() {
+        cx.entered = i + 1;
+        if let Flow::Respond(reply) = f.on_request(req, cx).await {
+            return Flow::Respond(reply);
+        }
+    }
+    Flow::Continue
+}
+
+/// Response phases of the entered filters, last entered first.
+pub(crate) fn run_response<F: Filter>(filters: &[F], resp: &mut ResponseHead, cx: &mut Cx) {
+    let entered = cx.entered.min(filters.len());
+    for f in filters[..entered].iter().rev() {
+        f.on_response(resp, cx);
+    }
+}
+
+/// Log phases of every filter, in order.
+pub(crate) fn run_log<F: Filter>(filters: &[F], cx: &Cx) {
+    for f in filters {
+        f.on_log(cx);
+    }
+}
