@@ -7,17 +7,7 @@ use bytes::Bytes;
 
 use crate::error::BuildError;
 
-/// Headers owned by the codec: editing them from config could desynchronise message framing.
-const RESERVED: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
+use portcullis_core::config::FRAMING_HEADERS as RESERVED;
 
 /// True for an RFC 9110 `tchar`.
 pub(crate) fn is_tchar(b: u8) -> bool {

@@ -15,3 +15,4 @@ pub use cidr::Cidr;
 pub use load::{ConfigError, ConfigErrors, load_file, load_str};
 pub use model::*;
 pub use units::{Dur, Size};
+pub use validate::FRAMING_HEADERS;

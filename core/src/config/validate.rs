@@ -7,6 +7,8 @@
 
 mod routes;
 
+pub use routes::FRAMING_HEADERS;
+
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 

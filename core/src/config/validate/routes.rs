@@ -201,11 +201,21 @@ fn check_host(h: &str) -> Result<String, String> {
     Ok(lower)
 }
 
+/// Headers owned by the codec: editing them from config could desynchronise message framing.
+pub const FRAMING_HEADERS: &[&str] =
+    &["content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"];
+
+fn reserved(name: &str) -> bool {
+    FRAMING_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
 /// `remove`, `set` and `add` of one header edit block.
 fn header_ops(ops: &HeaderOps, path: &KeyPath, out: &mut Issues) {
     for (j, name) in ops.remove.iter().enumerate() {
         if !is_token(name) {
             out.push(path.key("remove").index(j), format!("header name {name:?} is not a valid header name"));
+        } else if reserved(name) {
+            out.push(path.key("remove").index(j), format!("header {name:?} is managed by the gateway and cannot be edited"));
         }
     }
     for (key, map) in [("set", &ops.set), ("add", &ops.add)] {
@@ -213,6 +223,8 @@ fn header_ops(ops: &HeaderOps, path: &KeyPath, out: &mut Issues) {
             let at = path.key(key).key(name);
             if !is_token(name) {
                 out.push(at.clone(), format!("header name {name:?} is not a valid header name"));
+            } else if reserved(name) {
+                out.push(at.clone(), format!("header {name:?} is managed by the gateway and cannot be edited"));
             }
             if !is_field_value(value) {
                 out.push(at, bad_value(name));
@@ -370,6 +382,14 @@ mod tests {
         one(extra, "routes[0].response_headers.set.\"x y\"", 4, "not a valid header name");
         let extra = "[[routes]]\nupstream = \"app\"\n[routes.request_headers.add]\n\"x:y\" = \"1\"\n";
         one(extra, "routes[0].request_headers.add.\"x:y\"", 4, "not a valid header name");
+    }
+
+    #[test]
+    fn framing_headers_are_refused() {
+        let extra = "[[routes]]\nupstream = \"app\"\n[routes.request_headers]\nremove = [\"Content-Length\"]\n";
+        one(extra, "routes[0].request_headers.remove[0]", 4, "managed by the gateway");
+        let extra = "[[routes]]\nupstream = \"app\"\n[routes.response_headers.set]\nconnection = \"close\"\n";
+        one(extra, "routes[0].response_headers.set.connection", 4, "managed by the gateway");
     }
 
     #[test]
