@@ -52,17 +52,13 @@ pub fn run_file(path: &Path) -> anyhow::Result<()> {
 /// Starts the shards and prints one `listening <name> <addr>` line per listener on stdout.
 pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<Supervisor<Compiled>> {
     let names: Vec<String> = cfg.listeners.iter().map(|l| l.name.clone()).collect();
-    let sup = Supervisor::start(
-        path.map(Path::to_path_buf),
-        cfg,
-        Box::new(|cfg| portcullis_http::compile(cfg)),
-        |ctx| {
+    let sup =
+        Supervisor::start(path.map(Path::to_path_buf), cfg, Box::new(portcullis_http::compile), |ctx| {
             let build: Rc<BuildChain<Chain>> =
                 Rc::new(|cfg: &Config| Chain::build(cfg).map_err(|e| e.to_string()));
             serve_shard(ctx, build)
-        },
-    )
-    .context("cannot start the gateway")?;
+        })
+        .context("cannot start the gateway")?;
     for (name, addr) in names.iter().zip(&sup.bound) {
         println!("listening {name} {addr}");
     }

@@ -85,12 +85,16 @@ pub async fn exchange<F: Filter>(
         Ok(after) => after,
         Err(Fail::Abort) => After::Close,
         Err(Fail::Reply(reply)) => {
-            // A body the client still has in flight would be parsed as the next request:
-            // unless it was fully read, the connection closes after the reply.
+            // A body the client still has in flight would be parsed as the next request: a
+            // fully buffered one is discarded, otherwise the connection closes after the reply.
             let body_pending = match body {
                 ReqBody::None => false,
-                ReqBody::Length(n) => cx.bytes_in < n,
-                ReqBody::Chunked => true,
+                ReqBody::Length(n) if cx.bytes_in >= n => false,
+                ReqBody::Length(n) if bufs.rbuf.len() as u64 >= n => {
+                    let _ = bufs.rbuf.split_to(n as usize);
+                    false
+                }
+                ReqBody::Length(_) | ReqBody::Chunked => true,
             };
             let keep = client_keep && !reply.close && !body_pending;
             respond_local(sg, client, bufs, &reply, &mut cx, keep, is_head, version).await
@@ -231,7 +235,9 @@ async fn forward<F: Filter>(
             )));
         };
         cx.upstream_addr = Some(addr);
-        let (mut conn, reused) = match state.pool.checkout(addr, upstream.idle_timeout) {
+        // A retry (after a pooled connection turned out dead) always uses a fresh connection.
+        let pooled = if attempt == 1 { state.pool.checkout(addr, upstream.idle_timeout) } else { None };
+        let (mut conn, reused) = match pooled {
             Some(c) => (c, true),
             None => (state.pool.connect(addr, upstream.connect_timeout).await.map_err(connect_reply)?, false),
         };

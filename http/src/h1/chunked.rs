@@ -146,10 +146,9 @@ fn parse_size_line(line: &[u8]) -> Result<u64, ChunkError> {
     let rest = &line[digits_end..];
     // Only chunk extensions may follow: `;name[=value]`, optionally preceded by whitespace.
     let rest_trim = rest.trim_ascii_start();
-    if !rest.is_empty()
-        && !(rest_trim.first() == Some(&b';')
-            && rest.iter().all(|&c| c == b'\t' || (b' '..0x7f).contains(&c)))
-    {
+    let ext_ok =
+        rest_trim.first() == Some(&b';') && rest.iter().all(|&c| c == b'\t' || (b' '..0x7f).contains(&c));
+    if !rest.is_empty() && !ext_ok {
         return Err(ChunkError::BadSize);
     }
     let mut n: u64 = 0;

@@ -113,7 +113,7 @@ fn dot_segments_and_targets() {
     assert_eq!(status("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
     assert_eq!(&ok("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").head.path[..], b"*");
     assert_eq!(status("CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 501);
-    assert_eq!(status("GET / HTTP/2.0\r\nHost: h\r\n\r\n"), 400);
+    assert_eq!(status("GET / HTTP/2.0\r\nHost: h\r\n\r\n"), 505);
 }
 
 #[test]
@@ -124,4 +124,68 @@ fn pipelined_requests_parse_in_order() {
     assert_eq!(&a.head.path[..], b"/1");
     assert_eq!(&c.head.path[..], b"/2");
     assert!(b.is_empty());
+}
+
+mod fuzz {
+    //! Property tests standing in for a fuzzer in CI (the cargo-fuzz target in `http/fuzz`
+    //! needs a nightly toolchain): the parser never panics, never consumes more than it was
+    //! given, and accepts exactly the well-formed requests it is shown, however they are split.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn feed(bytes: &[u8], split: usize) -> Result<Option<(ParsedRequest, usize)>, LocalReply> {
+        let mut buf = BytesMut::new();
+        for piece in bytes.chunks(split.max(1)) {
+            buf.extend_from_slice(piece);
+            let before = buf.len();
+            if let Some(p) = parse_request(&mut buf, LIMITS, Headers::default())? {
+                let consumed = before - buf.len();
+                assert!(consumed <= before);
+                return Ok(Some((p, consumed)));
+            }
+        }
+        Ok(None)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600), split in 1usize..64) {
+            let _ = feed(&bytes, split);
+        }
+
+        #[test]
+        fn mutated_requests_never_panic(
+            pos in 0usize..80,
+            byte in any::<u8>(),
+            split in 1usize..32,
+        ) {
+            let mut req = b"POST /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabc".to_vec();
+            let at = pos % req.len();
+            req[at] = byte;
+            let _ = feed(&req, split);
+        }
+
+        #[test]
+        fn well_formed_requests_parse_whatever_the_split(
+            path in "/[a-z0-9/]{0,40}",
+            names in proptest::collection::vec("[A-Za-z][A-Za-z0-9-]{0,15}", 0..10),
+            value in "[ -~]{0,30}",
+            split in 1usize..50,
+        ) {
+            let mut req = format!("GET {path} HTTP/1.1\r\nHost: h\r\n");
+            for n in &names {
+                if !n.eq_ignore_ascii_case("host") && !n.eq_ignore_ascii_case("content-length")
+                    && !n.eq_ignore_ascii_case("transfer-encoding") && !n.eq_ignore_ascii_case("expect") {
+                    req.push_str(&format!("X-{n}: {}\r\n", value.trim()));
+                }
+            }
+            req.push_str("\r\n");
+            let (p, consumed) = feed(req.as_bytes(), split).expect("accepted").expect("complete");
+            prop_assert_eq!(consumed, req.len());
+            prop_assert_eq!(p.body, ReqBody::None);
+            prop_assert!(p.head.path.starts_with(b"/"));
+        }
+    }
 }

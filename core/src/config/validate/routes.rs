@@ -202,8 +202,16 @@ fn check_host(h: &str) -> Result<String, String> {
 }
 
 /// Headers owned by the codec: editing them from config could desynchronise message framing.
-pub const FRAMING_HEADERS: &[&str] =
-    &["content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"];
+pub const FRAMING_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
 
 fn reserved(name: &str) -> bool {
     FRAMING_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name))
@@ -215,7 +223,10 @@ fn header_ops(ops: &HeaderOps, path: &KeyPath, out: &mut Issues) {
         if !is_token(name) {
             out.push(path.key("remove").index(j), format!("header name {name:?} is not a valid header name"));
         } else if reserved(name) {
-            out.push(path.key("remove").index(j), format!("header {name:?} is managed by the gateway and cannot be edited"));
+            out.push(
+                path.key("remove").index(j),
+                format!("header {name:?} is managed by the gateway and cannot be edited"),
+            );
         }
     }
     for (key, map) in [("set", &ops.set), ("add", &ops.add)] {
@@ -224,7 +235,10 @@ fn header_ops(ops: &HeaderOps, path: &KeyPath, out: &mut Issues) {
             if !is_token(name) {
                 out.push(at.clone(), format!("header name {name:?} is not a valid header name"));
             } else if reserved(name) {
-                out.push(at.clone(), format!("header {name:?} is managed by the gateway and cannot be edited"));
+                out.push(
+                    at.clone(),
+                    format!("header {name:?} is managed by the gateway and cannot be edited"),
+                );
             }
             if !is_field_value(value) {
                 out.push(at, bad_value(name));
@@ -386,7 +400,8 @@ mod tests {
 
     #[test]
     fn framing_headers_are_refused() {
-        let extra = "[[routes]]\nupstream = \"app\"\n[routes.request_headers]\nremove = [\"Content-Length\"]\n";
+        let extra =
+            "[[routes]]\nupstream = \"app\"\n[routes.request_headers]\nremove = [\"Content-Length\"]\n";
         one(extra, "routes[0].request_headers.remove[0]", 4, "managed by the gateway");
         let extra = "[[routes]]\nupstream = \"app\"\n[routes.response_headers.set]\nconnection = \"close\"\n";
         one(extra, "routes[0].response_headers.set.connection", 4, "managed by the gateway");

@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# compare.sh: one command, one markdown table comparing the reference upstream hit directly,
+# Portcullis (1 shard) and NGINX (1 worker) in the same run with the same pinning:
+#   proxy alone on PROXY_CPU (1); wrk and the upstream on LOAD_CPU (0).
+# Gateways are interleaved round by round; /dev/cpu_dma_latency is held at 0 during the runs.
+#
+# Usage: bench/compare.sh [--syscalls] [--idle] [--no-build] [--only "direct nginx"]
+# Env:   DURATION=10s CONNS=32 THREADS=1 ROUNDS=3 WARMUP=2s PROXY_CPU=1 LOAD_CPU=0
+#        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10
+#        GATEWAYS="direct portcullis nginx" NO_BUILD=0 KEEP=0 BODY_SIZE=13
+#        PORTCULLIS_BIN=target/release/portcullis PORTCULLIS_CONFIG=bench/peers/portcullis.toml
+# Output: the report on stdout and in bench/results/latest.md (plus a timestamped copy).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+DURATION=${DURATION:-10s} CONNS=${CONNS:-32} THREADS=${THREADS:-1} ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-2s} PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} BODY_SIZE=${BODY_SIZE:-13}
+SYSCALLS=${SYSCALLS:-0} SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
+IDLE=${IDLE:-0} IDLE_CONNS=${IDLE_CONNS:-10000} IDLE_HOLD=${IDLE_HOLD:-10}
+GATEWAYS=${GATEWAYS:-direct portcullis nginx} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
+PORTCULLIS_BIN=${PORTCULLIS_BIN:-}
+PORTCULLIS_CONFIG=${PORTCULLIS_CONFIG:-$ROOT/bench/peers/portcullis.toml}
+NGINX_TEMPLATE=$ROOT/bench/peers/nginx.conf
+BENCH=$TARGET_DIR/release/portcullis-bench
+UP_PORT=19000
+declare -A PORT=([direct]=19000 [portcullis]=18080 [nginx]=18081)
+declare -A LABEL=([direct]="direct to upstream" [portcullis]="Portcullis (1 shard)" [nginx]="NGINX (1 worker)")
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --syscalls) SYSCALLS=1 ;;
+        --idle) IDLE=1 ;;
+        --no-build) NO_BUILD=1 ;;
+        --keep) KEEP=1 ;;
+        --only) shift; GATEWAYS=$1 ;;
+        -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "[compare] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- cleanup: only what we started
+PIDS=()
+WORK=$(mktemp -d /tmp/portcullis-compare.XXXXXX)
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        local alive=0
+        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ $alive = 0 ] && break
+        sleep 0.2
+    done
+    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    if [ "$KEEP" = 1 ]; then log "kept logs in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NOTES=()
+note() { NOTES+=("$*"); log "$*"; }
+
+# ---------------------------------------------------------------- tools
+ensure_pkgs() { # ensure_pkgs BINARY:PACKAGE...
+    local missing=() pair
+    for pair in "$@"; do command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}"); done
+    [ ${#missing[@]} = 0 ] && return 0
+    [ "$(id -u)" = 0 ] || die "missing ${missing[*]}; install them (needs root)"
+    log "installing ${missing[*]} from Debian"
+    local made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then # keep Debian from starting services on install
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$WORK/apt.log" 2>&1 || {
+        apt-get update -qq >>"$WORK/apt.log" 2>&1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$WORK/apt.log" 2>&1
+    } || die "apt-get install ${missing[*]} failed (see $WORK/apt.log)"
+    [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+    return 0
+}
+need=(wrk:wrk taskset:util-linux ss:iproute2)
+[[ " $GATEWAYS " == *" nginx "* ]] && need+=(nginx:nginx-light)
+[ "$SYSCALLS" = 1 ] && need+=(strace:strace)
+ensure_pkgs "${need[@]}"
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- build
+want_portcullis=0
+[[ " $GATEWAYS " == *" portcullis "* ]] && want_portcullis=1
+portcullis_skip=""
+if [ "$NO_BUILD" != 1 ]; then
+    log "building release binaries (fat LTO: a few minutes when cold)"
+    pkgs=(-p portcullis-bench)
+    [ $want_portcullis = 1 ] && [ -z "$PORTCULLIS_BIN" ] && pkgs+=(-p portcullis)
+    if ! (cd "$ROOT" && cargo build --release "${pkgs[@]}") >"$WORK/build.log" 2>&1; then
+        tail -20 "$WORK/build.log" >&2
+        [ ${#pkgs[@]} -gt 2 ] || die "cargo build of portcullis-bench failed"
+        portcullis_skip="cargo build -p portcullis failed (see the build log)"
+        (cd "$ROOT" && cargo build --release -p portcullis-bench) >>"$WORK/build.log" 2>&1 ||
+            die "cargo build of portcullis-bench failed"
+    fi
+fi
+[ -x "$BENCH" ] || die "$BENCH missing (build with: cargo build --release -p portcullis-bench)"
+PORTCULLIS_BIN=${PORTCULLIS_BIN:-$TARGET_DIR/release/portcullis}
+if [ $want_portcullis = 1 ] && [ -z "$portcullis_skip" ] && [ ! -x "$PORTCULLIS_BIN" ]; then
+    portcullis_skip="binary $PORTCULLIS_BIN not found"
+fi
+
+# ---------------------------------------------------------------- helpers
+port_open() { (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # wait_port PORT PID SECONDS
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        port_open "$1" && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+descendants() { # PID and all its descendants
+    local p=$1 c
+    echo "$p"
+    for c in $(pgrep -P "$p" 2>/dev/null || true); do descendants "$c"; done
+}
+cpu_ticks() { # utime+stime (fields 14+15) summed over a process tree, in clock ticks
+    local total=0 p t
+    for p in $(descendants "$1"); do
+        t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo $total
+}
+rss_kib() { # VmRSS summed over a process tree, in KiB
+    local total=0 p r
+    for p in $(descendants "$1"); do
+        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null) || r=0
+        total=$((total + ${r:-0}))
+    done
+    echo $total
+}
+time_wait() { ss -Htan state time-wait "( dport = :$UP_PORT )" 2>/dev/null | wc -l; }
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+wrk_ms() { # wrk_ms FILE PERCENT -> latency in ms
+    awk -v p="$2%" '$1 == p { v = $2; m = 1;
+        if (v ~ /us$/) m = 0.001; else if (v ~ /ms$/) m = 1; else if (v ~ /m$/) m = 60000; else if (v ~ /s$/) m = 1000;
+        gsub(/[a-z]+$/, "", v); printf "%.3f\n", v * m }' "$1"
+}
+wrk_requests() { awk '/requests in/ {print $1}' "$1"; }
+wrk_errors() { # non-2xx/3xx responses + socket errors
+    awk '/Non-2xx/ {e += $NF} /Socket errors/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} END {print e + 0}' "$1"
+}
+run_wrk() { # run_wrk PORT DURATION OUTFILE
+    taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "http://127.0.0.1:$1/" >"$3" 2>&1 || true
+}
+machine_busy_pct() { # share of all CPUs busy over one second, before anything starts
+    local a b
+    a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+    awk -v a="${a[*]}" -v b="${b[*]}" 'BEGIN { n = split(a, x, " "); split(b, y, " ");
+        for (i = 2; i <= n; i++) { d = y[i] - x[i]; t += d; if (i == 5 || i == 6) idle += d }
+        printf "%.0f", t ? 100 * (t - idle) / t : 0 }'
+}
+
+# ---------------------------------------------------------------- environment checks
+for gw in $GATEWAYS; do
+    [ -n "${PORT[$gw]:-}" ] || die "unknown gateway '$gw' (known: direct portcullis nginx)"
+    port_open "${PORT[$gw]}" && die "port ${PORT[$gw]} is already in use: stop whatever listens there"
+done
+busy=$(machine_busy_pct)
+[ "$busy" -gt 10 ] && note "machine not idle before the run: ${busy}% of all CPUs busy; expect noisy numbers"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# Hold /dev/cpu_dma_latency at 0 so idle vCPUs do not sleep deeply (p99 18 ms -> 1.2 ms).
+DMA="not held"
+if [ -w /dev/cpu_dma_latency ]; then
+    (exec 3>/dev/cpu_dma_latency && printf '\x00\x00\x00\x00' >&3 && exec sleep 100000) &
+    PIDS+=($!)
+    sleep 0.2
+    if kill -0 "${PIDS[-1]}" 2>/dev/null; then
+        DMA="held open with 0 written for the whole run"
+    else
+        note "/dev/cpu_dma_latency could not be held: latency tails will be inflated"
+    fi
+else
+    note "/dev/cpu_dma_latency absent or not writable: latency tails will be inflated"
+fi
+
+# ---------------------------------------------------------------- start everything
+taskset -c "$LOAD_CPU" "$BENCH" upstream --listen "127.0.0.1:$UP_PORT" --body-size "$BODY_SIZE" \
+    >"$WORK/upstream.log" 2>&1 &
+UP_PID=$!
+PIDS+=($UP_PID)
+wait_port "$UP_PORT" "$UP_PID" 10 || { cat "$WORK/upstream.log" >&2; die "upstream did not start"; }
+log "$(head -1 "$WORK/upstream.log")"
+
+declare -A GPID=([direct]=$UP_PID)
+start_portcullis() {
+    [ -n "$portcullis_skip" ] && return 1
+    sed -e "s/@PORT@/${PORT[portcullis]}/g" -e "s/@UP_PORT@/$UP_PORT/g" "$PORTCULLIS_CONFIG" \
+        >"$WORK/portcullis.toml"
+    taskset -c "$PROXY_CPU" "$PORTCULLIS_BIN" run --config "$WORK/portcullis.toml" \
+        >"$WORK/portcullis.out" 2>"$WORK/portcullis.log" &
+    local pid=$! i
+    PIDS+=($pid)
+    for ((i = 0; i < 150; i++)); do # readiness: a line containing "listening", then the port
+        grep -q listening "$WORK/portcullis.log" "$WORK/portcullis.out" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! grep -q listening "$WORK/portcullis.log" "$WORK/portcullis.out" 2>/dev/null ||
+        ! wait_port "${PORT[portcullis]}" "$pid" 5; then
+        portcullis_skip="it did not print 'listening' and accept on :${PORT[portcullis]} within 15 s; log tail: $(tail -c 300 "$WORK/portcullis.log" | tr '\n' ' ')"
+        kill -TERM "$pid" 2>/dev/null || true
+        return 1
+    fi
+    # The harness pins with taskset; shard pinning must stay inside the inherited mask.
+    local t
+    for t in /proc/"$pid"/task/*; do
+        local allowed
+        allowed=$(awk '/^Cpus_allowed_list/ {print $2}' "$t/status" 2>/dev/null || true)
+        [ -n "$allowed" ] && [ "$allowed" != "$PROXY_CPU" ] &&
+            note "portcullis thread $(basename "$t") may run on CPUs $allowed, not only $PROXY_CPU"
+    done
+    GPID[portcullis]=$pid
+}
+start_nginx() {
+    mkdir -p "$WORK/nginx"
+    sed -e "s#@WORK@#$WORK#g" -e "s/@PORT@/${PORT[nginx]}/g" -e "s/@UP_PORT@/$UP_PORT/g" \
+        "$NGINX_TEMPLATE" >"$WORK/nginx/nginx.conf"
+    if ! nginx -t -q -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/test.log" 2>&1; then
+        note "NGINX skipped: config test failed: $(tr '\n' ' ' <"$WORK/nginx/test.log")"
+        return 1
+    fi
+    taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/out.log" 2>&1 &
+    local pid=$!
+    PIDS+=($pid)
+    wait_port "${PORT[nginx]}" "$pid" 10 || { note "NGINX skipped: it did not start"; return 1; }
+    GPID[nginx]=$pid
+}
+
+ACTIVE=()
+for gw in $GATEWAYS; do
+    case $gw in
+        direct) ACTIVE+=(direct) ;;
+        portcullis) if start_portcullis; then ACTIVE+=(portcullis); else note "Portcullis skipped: $portcullis_skip"; fi ;;
+        nginx) start_nginx && ACTIVE+=(nginx) ;;
+    esac
+done
+[ ${#ACTIVE[@]} -gt 0 ] || die "nothing to measure"
+
+# ---------------------------------------------------------------- warm-up, then interleaved rounds
+for gw in "${ACTIVE[@]}"; do
+    log "warm-up $gw ($WARMUP)"
+    run_wrk "${PORT[$gw]}" "$WARMUP" "$WORK/warmup-$gw.txt"
+    [ "$(wrk_requests "$WORK/warmup-$gw.txt")" ] || die "wrk against $gw failed: $(cat "$WORK/warmup-$gw.txt")"
+done
+n=${#ACTIVE[@]}
+for ((r = 1; r <= ROUNDS; r++)); do
+    for ((i = 0; i < n; i++)); do
+        gw=${ACTIVE[$(((i + r - 1) % n))]} # rotate the order so no gateway always goes first
+        out="$WORK/wrk-$gw-$r.txt"
+        tw0=$(time_wait)
+        up0=$(cpu_ticks "$UP_PID")
+        gp0=$(cpu_ticks "${GPID[$gw]}")
+        run_wrk "${PORT[$gw]}" "$DURATION" "$out"
+        gp1=$(cpu_ticks "${GPID[$gw]}")
+        up1=$(cpu_ticks "$UP_PID")
+        tw1=$(time_wait)
+        reqs=$(wrk_requests "$out")
+        [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || { note "round $r $gw: wrk reported no requests"; continue; }
+        rps=$(awk '/Requests\/sec/ {print $2}' "$out")
+        echo "$rps" >>"$WORK/rps-$gw"
+        wrk_ms "$out" 50 >>"$WORK/p50-$gw"
+        wrk_ms "$out" 99 >>"$WORK/p99-$gw"
+        wrk_errors "$out" >>"$WORK/err-$gw"
+        awk -v t=$((up1 - up0)) -v h="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f\n", t * 1e6 / h / n}' >>"$WORK/upcpu-$gw"
+        [ "$gw" != direct ] &&
+            awk -v t=$((gp1 - gp0)) -v h="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f\n", t * 1e6 / h / n}' >>"$WORK/cpu-$gw"
+        echo $((tw1 > tw0 ? tw1 - tw0 : 0)) >>"$WORK/tw-$gw"
+        log "round $r/$ROUNDS $gw: $rps req/s, $reqs requests"
+    done
+done
+
+# ---------------------------------------------------------------- optional: syscalls per request
+declare -A SYSC SYSTOP
+if [ "$SYSCALLS" = 1 ]; then
+    for gw in "${ACTIVE[@]}"; do
+        pid=${GPID[$gw]}
+        strace -c -f -p "$pid" -o "$WORK/strace-$gw.txt" 2>/dev/null &
+        spid=$!
+        PIDS+=($spid)
+        sleep 0.5
+        run_wrk "${PORT[$gw]}" "$SYSCALL_DURATION" "$WORK/wrk-strace-$gw.txt"
+        kill -INT "$spid" 2>/dev/null || true
+        wait "$spid" 2>/dev/null || true
+        reqs=$(wrk_requests "$WORK/wrk-strace-$gw.txt")
+        calls=$(awk '$NF == "total" {print $4}' "$WORK/strace-$gw.txt" 2>/dev/null)
+        if [ -n "$reqs" ] && [ -n "$calls" ] && [ "$reqs" -gt 0 ]; then
+            SYSC[$gw]=$(awk -v c="$calls" -v n="$reqs" 'BEGIN {printf "%.2f", c / n}')
+            SYSTOP[$gw]=$(awk '/^-/ {s++; next} s == 1 && NF >= 5 {print $4, $NF}' "$WORK/strace-$gw.txt" |
+                sort -rn | head -5 | awk -v n="$reqs" '{printf "%s%s %.2f", sep, $2, $1 / n; sep = ", "}')
+        else
+            SYSC[$gw]="n/a"
+            note "strace on $gw gave no usable summary"
+        fi
+    done
+fi
+
+# ---------------------------------------------------------------- optional: idle connections memory
+declare -A RSS0 RSS1 ALIVE
+if [ "$IDLE" = 1 ]; then
+    for gw in "${ACTIVE[@]}"; do
+        [ "$gw" = direct ] && continue
+        pid=${GPID[$gw]}
+        RSS0[$gw]=$(rss_kib "$pid")
+        taskset -c "$LOAD_CPU" "$BENCH" idle --target "127.0.0.1:${PORT[$gw]}" --conns "$IDLE_CONNS" \
+            --hold-secs "$IDLE_HOLD" >"$WORK/idle-$gw.txt" 2>"$WORK/idle-$gw.err" &
+        ipid=$!
+        PIDS+=($ipid)
+        for ((i = 0; i < 1200; i++)); do
+            grep -q '^HOLDING' "$WORK/idle-$gw.txt" && break
+            kill -0 "$ipid" 2>/dev/null || break
+            sleep 0.1
+        done
+        sleep 1
+        RSS1[$gw]=$(rss_kib "$pid")
+        wait "$ipid" 2>/dev/null || true
+        held=$(awk '/^HOLDING/ {print $2}' "$WORK/idle-$gw.txt")
+        ALIVE[$gw]="$(awk '/^ALIVE/ {print $2 "/" $4}' "$WORK/idle-$gw.txt") (held ${held:-0})"
+        [ -s "$WORK/idle-$gw.err" ] && note "idle $gw: $(head -3 "$WORK/idle-$gw.err" | tr '\n' ' ')"
+    done
+fi
+
+# ---------------------------------------------------------------- report
+med() { [ -s "$WORK/$1-$2" ] && median <"$WORK/$1-$2" || echo "—"; }
+fmt() { [ "$1" = "—" ] && echo "—" || awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; }
+REPORT="$WORK/report.md"
+{
+    echo "# Portcullis side-by-side: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "- host: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), load before: $(cut -d' ' -f1-3 /proc/loadavg), ${busy}% busy"
+    echo "- load: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency\` on CPU $LOAD_CPU; reference upstream (\`portcullis-bench upstream\`, ${BODY_SIZE}-byte body) on CPU $LOAD_CPU; proxy alone on CPU $PROXY_CPU"
+    echo "- $ROUNDS interleaved round(s) after a $WARMUP warm-up each; medians over rounds; /dev/cpu_dma_latency: $DMA"
+    echo "- CPU-µs/req = (utime+stime of all the process's threads and children) / wrk's completed requests"
+    echo "- versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), upstream ring: $(grep -o 'ring: [^,]*' "$WORK/upstream.log" | head -1 | cut -d' ' -f2)"
+    echo
+    echo "| target | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU-µs/req | upstream CPU-µs/req | errors | upstream TIME_WAIT + |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
+    for gw in "${ACTIVE[@]}"; do
+        per=$(awk '{printf "%s%.0f", sep, $1; sep = ", "}' "$WORK/rps-$gw" 2>/dev/null || true)
+        errs=$(awk '{s += $1} END {print s + 0}' "$WORK/err-$gw" 2>/dev/null || echo 0)
+        tws=$(awk '{s += $1} END {print s + 0}' "$WORK/tw-$gw" 2>/dev/null || echo 0)
+        echo "| ${LABEL[$gw]} | $(fmt "$(med rps "$gw")" %.0f) | ${per:-—} | $(fmt "$(med p50 "$gw")" %.3f) | $(fmt "$(med p99 "$gw")" %.3f) | $(fmt "$(med cpu "$gw")" %.1f) | $(fmt "$(med upcpu "$gw")" %.1f) | $errs | $tws |"
+    done
+    for gw in $GATEWAYS; do
+        [[ " ${ACTIVE[*]} " == *" $gw "* ]] || echo "| ${LABEL[$gw]} | skipped | | | | | | | |"
+    done
+    if [ "$SYSCALLS" = 1 ]; then
+        echo
+        echo "Syscalls per request (\`strace -c -f\`, $SYSCALL_DURATION wrk run; strace slows the process, counts stay valid; io_uring SQEs are not syscalls):"
+        echo
+        echo "| target | syscalls/req | top syscalls per request |"
+        echo "|---|---:|---|"
+        for gw in "${ACTIVE[@]}"; do echo "| ${LABEL[$gw]} | ${SYSC[$gw]:-n/a} | ${SYSTOP[$gw]:-} |"; done
+    fi
+    if [ "$IDLE" = 1 ]; then
+        echo
+        echo "Idle keep-alive connections (\`portcullis-bench idle --conns $IDLE_CONNS --hold-secs $IDLE_HOLD\`; VmRSS summed over the process tree):"
+        echo
+        echo "| target | VmRSS before MiB | VmRSS holding MiB | KiB per idle conn | alive after hold / opened |"
+        echo "|---|---:|---:|---:|---|"
+        for gw in "${ACTIVE[@]}"; do
+            [ "$gw" = direct ] && continue
+            awk -v a="${RSS0[$gw]}" -v b="${RSS1[$gw]}" -v n="$IDLE_CONNS" -v l="${LABEL[$gw]}" -v al="${ALIVE[$gw]}" \
+                'BEGIN {printf "| %s | %.1f | %.1f | %.2f | %s |\n", l, a / 1024, b / 1024, (b - a) / n, al}'
+        done
+    fi
+    if [ ${#NOTES[@]} -gt 0 ]; then
+        echo
+        echo "Notes:"
+        for n in "${NOTES[@]}"; do echo "- $n"; done
+    fi
+} >"$REPORT"
+
+mkdir -p "$ROOT/bench/results"
+cp "$REPORT" "$ROOT/bench/results/latest.md"
+cp "$REPORT" "$ROOT/bench/results/$(date -u +%Y%m%d-%H%M%S).md"
+cat "$REPORT"
