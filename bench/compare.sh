@@ -8,6 +8,7 @@
 # Env:   DURATION=10s CONNS=32 THREADS=1 ROUNDS=3 WARMUP=2s PROXY_CPU=1 LOAD_CPU=0
 #        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10
 #        GATEWAYS="direct portcullis nginx" NO_BUILD=0 KEEP=0 BODY_SIZE=13
+#        WAIT_QUIET=0 (seconds to wait for a busy machine to go below 10% before starting)
 #        PORTCULLIS_BIN=target/release/portcullis PORTCULLIS_CONFIG=bench/peers/portcullis.toml
 # Output: the report on stdout and in bench/results/latest.md (plus a timestamped copy).
 set -euo pipefail
@@ -19,6 +20,7 @@ WARMUP=${WARMUP:-2s} PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} BODY_SIZE
 SYSCALLS=${SYSCALLS:-0} SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
 IDLE=${IDLE:-0} IDLE_CONNS=${IDLE_CONNS:-10000} IDLE_HOLD=${IDLE_HOLD:-10}
 GATEWAYS=${GATEWAYS:-direct portcullis nginx} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
+WAIT_QUIET=${WAIT_QUIET:-0}
 PORTCULLIS_BIN=${PORTCULLIS_BIN:-}
 PORTCULLIS_CONFIG=${PORTCULLIS_CONFIG:-$ROOT/bench/peers/portcullis.toml}
 NGINX_TEMPLATE=$ROOT/bench/peers/nginx.conf
@@ -34,7 +36,7 @@ while [ $# -gt 0 ]; do
         --no-build) NO_BUILD=1 ;;
         --keep) KEEP=1 ;;
         --only) shift; GATEWAYS=$1 ;;
-        -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -83,7 +85,7 @@ ensure_pkgs() { # ensure_pkgs BINARY:PACKAGE...
     [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
     return 0
 }
-need=(wrk:wrk taskset:util-linux ss:iproute2)
+need=(wrk:wrk taskset:util-linux pgrep:procps)
 [[ " $GATEWAYS " == *" nginx "* ]] && need+=(nginx:nginx-light)
 [ "$SYSCALLS" = 1 ] && need+=(strace:strace)
 ensure_pkgs "${need[@]}"
@@ -143,7 +145,10 @@ rss_kib() { # VmRSS summed over a process tree, in KiB
     done
     echo $total
 }
-time_wait() { ss -Htan state time-wait "( dport = :$UP_PORT )" 2>/dev/null | wc -l; }
+passive_opens() { awk '$1 == "Tcp:" { if (!h) { for (i = 1; i <= NF; i++) if ($i == "PassiveOpens") c = i; h = 1 } else print $c }' /proc/net/snmp; }
+cpu_stat() { # cpu_stat N -> "busy total" ticks of CPU N (busy = user+nice+system+steal)
+    awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+}
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 wrk_ms() { # wrk_ms FILE PERCENT -> latency in ms
     awk -v p="$2%" '$1 == p { v = $2; m = 1;
@@ -171,6 +176,11 @@ for gw in $GATEWAYS; do
     port_open "${PORT[$gw]}" && die "port ${PORT[$gw]} is already in use: stop whatever listens there"
 done
 busy=$(machine_busy_pct)
+for ((waited = 0; busy > 10 && waited < WAIT_QUIET; waited += 5)); do # shared machines: wait for quiet
+    log "machine ${busy}% busy; waiting for it to quiet down ($waited/$WAIT_QUIET s)"
+    sleep 4
+    busy=$(machine_busy_pct)
+done
 [ "$busy" -gt 10 ] && note "machine not idle before the run: ${busy}% of all CPUs busy; expect noisy numbers"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -263,13 +273,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for ((i = 0; i < n; i++)); do
         gw=${ACTIVE[$(((i + r - 1) % n))]} # rotate the order so no gateway always goes first
         out="$WORK/wrk-$gw-$r.txt"
-        tw0=$(time_wait)
+        po0=$(passive_opens)
         up0=$(cpu_ticks "$UP_PID")
         gp0=$(cpu_ticks "${GPID[$gw]}")
+        read -r pb0 pt0 < <(cpu_stat "$PROXY_CPU")
         run_wrk "${PORT[$gw]}" "$DURATION" "$out"
+        read -r pb1 pt1 < <(cpu_stat "$PROXY_CPU")
         gp1=$(cpu_ticks "${GPID[$gw]}")
         up1=$(cpu_ticks "$UP_PID")
-        tw1=$(time_wait)
+        po1=$(passive_opens)
         reqs=$(wrk_requests "$out")
         [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || { note "round $r $gw: wrk reported no requests"; continue; }
         rps=$(awk '/Requests\/sec/ {print $2}' "$out")
@@ -280,10 +292,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
         awk -v t=$((up1 - up0)) -v h="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f\n", t * 1e6 / h / n}' >>"$WORK/upcpu-$gw"
         [ "$gw" != direct ] &&
             awk -v t=$((gp1 - gp0)) -v h="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f\n", t * 1e6 / h / n}' >>"$WORK/cpu-$gw"
-        echo $((tw1 > tw0 ? tw1 - tw0 : 0)) >>"$WORK/tw-$gw"
+        echo $((po1 - po0 - CONNS)) >>"$WORK/reconn-$gw"
+        own=$((gp1 - gp0))
+        [ "$gw" = direct ] && own=0
+        awk -v b=$((pb1 - pb0)) -v o="$own" -v t=$((pt1 - pt0)) 'BEGIN {f = t ? 100 * (b - o) / t : 0; printf "%.0f\n", f < 0 ? 0 : f}' >>"$WORK/foreign-$gw"
         log "round $r/$ROUNDS $gw: $rps req/s, $reqs requests"
     done
 done
+
+worst=$(cat "$WORK"/foreign-* 2>/dev/null | sort -n | tail -1)
+[ "${worst:-0}" -gt 5 ] &&
+    note "other processes (or steal) used up to ${worst}% of CPU $PROXY_CPU during a measured run: those rows are contaminated, rerun on a quiet machine"
 
 # ---------------------------------------------------------------- optional: syscalls per request
 declare -A SYSC SYSTOP
@@ -322,7 +341,7 @@ if [ "$IDLE" = 1 ]; then
         ipid=$!
         PIDS+=($ipid)
         for ((i = 0; i < 1200; i++)); do
-            grep -q '^HOLDING' "$WORK/idle-$gw.txt" && break
+            grep -qs "^HOLDING" "$WORK/idle-$gw.txt" && break
             kill -0 "$ipid" 2>/dev/null || break
             sleep 0.1
         done
@@ -345,19 +364,21 @@ REPORT="$WORK/report.md"
     echo "- host: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), load before: $(cut -d' ' -f1-3 /proc/loadavg), ${busy}% busy"
     echo "- load: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency\` on CPU $LOAD_CPU; reference upstream (\`portcullis-bench upstream\`, ${BODY_SIZE}-byte body) on CPU $LOAD_CPU; proxy alone on CPU $PROXY_CPU"
     echo "- $ROUNDS interleaved round(s) after a $WARMUP warm-up each; medians over rounds; /dev/cpu_dma_latency: $DMA"
-    echo "- CPU-µs/req = (utime+stime of all the process's threads and children) / wrk's completed requests"
+    echo "- CPU-µs/req = (utime+stime of all the process's threads and children) / wrk's completed requests; errors = non-2xx/3xx + socket errors (all rounds)"
+    echo "- other load on CPU $PROXY_CPU = its busy time (user+system+steal) not spent by the proxy: should be ~0; more means another process or the hypervisor took the proxy's core"
+    echo "- reconnects = host TCP passive opens during the runs minus wrk's $CONNS per run: upstream connections the proxy (re)opened plus wrk reconnects; ~0 means keep-alive held on both sides"
     echo "- versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), upstream ring: $(grep -o 'ring: [^,]*' "$WORK/upstream.log" | head -1 | cut -d' ' -f2)"
     echo
-    echo "| target | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU-µs/req | upstream CPU-µs/req | errors | upstream TIME_WAIT + |"
-    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|"
+    echo "| target | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU-µs/req | upstream CPU-µs/req | errors | reconnects | other load on CPU $PROXY_CPU % |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     for gw in "${ACTIVE[@]}"; do
         per=$(awk '{printf "%s%.0f", sep, $1; sep = ", "}' "$WORK/rps-$gw" 2>/dev/null || true)
         errs=$(awk '{s += $1} END {print s + 0}' "$WORK/err-$gw" 2>/dev/null || echo 0)
-        tws=$(awk '{s += $1} END {print s + 0}' "$WORK/tw-$gw" 2>/dev/null || echo 0)
-        echo "| ${LABEL[$gw]} | $(fmt "$(med rps "$gw")" %.0f) | ${per:-—} | $(fmt "$(med p50 "$gw")" %.3f) | $(fmt "$(med p99 "$gw")" %.3f) | $(fmt "$(med cpu "$gw")" %.1f) | $(fmt "$(med upcpu "$gw")" %.1f) | $errs | $tws |"
+        tws=$(awk '{s += $1} END {print s + 0}' "$WORK/reconn-$gw" 2>/dev/null || echo 0)
+        echo "| ${LABEL[$gw]} | $(fmt "$(med rps "$gw")" %.0f) | ${per:-—} | $(fmt "$(med p50 "$gw")" %.3f) | $(fmt "$(med p99 "$gw")" %.3f) | $(fmt "$(med cpu "$gw")" %.1f) | $(fmt "$(med upcpu "$gw")" %.1f) | $errs | $tws | $(fmt "$(med foreign "$gw")" %.0f) |"
     done
     for gw in $GATEWAYS; do
-        [[ " ${ACTIVE[*]} " == *" $gw "* ]] || echo "| ${LABEL[$gw]} | skipped | | | | | | | |"
+        [[ " ${ACTIVE[*]} " == *" $gw "* ]] || echo "| ${LABEL[$gw]} | skipped | | | | | | | | |"
     done
     if [ "$SYSCALLS" = 1 ]; then
         echo

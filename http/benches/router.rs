@@ -3,13 +3,43 @@
 //! Owns: the synthetic route sets and requests for measuring the router. Must not: measure
 //! anything but `find` (compilation happens outside the timed loop).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis_core::config::{Dur, HeaderOps, RouteConfig};
 use portcullis_core::pipeline::{Headers, Method, RequestHead, Version};
 use portcullis_http::router::Router;
+
+/// The system allocator, counting allocations so the bench can check `find` makes none.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the `GlobalAlloc` contract.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as this method.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as this method.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as this method.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 /// A route with the given path condition, hosts and methods.
 fn route(
@@ -95,8 +125,10 @@ fn bench_size(c: &mut Criterion, n: usize) {
     ];
     let mut group = c.benchmark_group(format!("router_find/{n}_routes"));
     for (name, r) in &cases {
-        let expected = router.find(r);
-        assert_eq!(expected.is_some(), name.starts_with("hit"), "{name} with {n} routes");
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let found = router.find(r);
+        assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), before, "{name}: find allocated");
+        assert_eq!(found.is_some(), name.starts_with("hit"), "{name} with {n} routes");
         group.bench_function(*name, |b| b.iter(|| router.find(black_box(r))));
     }
     group.finish();

@@ -76,6 +76,33 @@ pub struct Router {
     wildcard_hosts: HashMap<Box<[u8]>, Table, FxBuild>,
     /// Routes matching any host.
     any_host: Table,
+    /// Lengths of the keys of `exact_hosts`, to skip hashing hosts that cannot be there.
+    exact_lens: LenSet,
+    /// Lengths of the keys of `wildcard_hosts`.
+    wildcard_lens: LenSet,
+}
+
+/// A set of lengths `0..=MAX_HOST_LEN` as a bitmap.
+#[derive(Clone, Copy, Default)]
+struct LenSet([u64; 4]);
+
+impl LenSet {
+    /// The set holding `lens`.
+    fn of(lens: impl Iterator<Item = usize>) -> LenSet {
+        let mut set = LenSet::default();
+        for n in lens {
+            if let Some(word) = set.0.get_mut(n / 64) {
+                *word |= 1 << (n % 64);
+            }
+        }
+        set
+    }
+
+    /// True when some key has length `n`.
+    #[inline]
+    fn contains(self, n: usize) -> bool {
+        self.0.get(n / 64).is_some_and(|w| w & (1 << (n % 64)) != 0)
+    }
 }
 
 impl std::fmt::Debug for Router {
@@ -118,6 +145,8 @@ impl Router {
         }
         Ok(Router {
             conds: conds.into_boxed_slice(),
+            exact_lens: LenSet::of(exact.keys().map(|k| k.len())),
+            wildcard_lens: LenSet::of(wildcard.keys().map(|k| k.len())),
             exact_hosts: exact.into_iter().map(|(k, t)| (k, t.freeze())).collect(),
             wildcard_hosts: wildcard.into_iter().map(|(k, t)| (k, t.freeze())).collect(),
             any_host: any.freeze(),
@@ -147,7 +176,9 @@ impl Router {
         lower.copy_from_slice(host);
         lower.make_ascii_lowercase();
         let lower = &*lower;
-        if let Some(table) = self.exact_hosts.get(lower) {
+        if self.exact_lens.contains(lower.len())
+            && let Some(table) = self.exact_hosts.get(lower)
+        {
             table.search(rest, req, &self.conds, best);
         }
         if self.wildcard_hosts.is_empty() {
@@ -155,7 +186,7 @@ impl Router {
         }
         // `*.example.com` is stored as `.example.com`: try every dot that has a label before it.
         for dot in memchr::memchr_iter(b'.', lower) {
-            if dot == 0 {
+            if dot == 0 || !self.wildcard_lens.contains(lower.len() - dot) {
                 continue;
             }
             if let Some(table) = self.wildcard_hosts.get(&lower[dot..]) {

@@ -1,0 +1,331 @@
+//! Real upstream servers for the tests: a std `TcpListener` on an ephemeral port, one thread per
+//! connection, keep-alive, counters of accepted connections and requests, and a record of every
+//! request seen. What each request gets back is decided by a handler returning a [`Reply`].
+
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::wire::{Digest, Framing, Pattern, Wire, framing_of, header, parse_head};
+
+/// Request bodies longer than this are counted and digested but not stored.
+pub const STORE_CAP: usize = 1 << 20;
+
+/// One request as the upstream received it.
+#[derive(Clone, Debug)]
+pub struct Req {
+    /// Method token.
+    pub method: String,
+    /// Request target exactly as sent (path and query).
+    pub target: String,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: String,
+    /// Fields in order, names with their original casing.
+    pub headers: Vec<(String, String)>,
+    /// The head bytes exactly as received.
+    pub raw_head: Vec<u8>,
+    /// The body (first [`STORE_CAP`] bytes).
+    pub body: Vec<u8>,
+    /// `(length, digest)` of the whole body.
+    pub body_digest: (u64, u64),
+    /// The body arrived chunked.
+    pub chunked: bool,
+    /// Raw trailer section of a chunked body.
+    pub trailers: Vec<u8>,
+    /// Index of the upstream connection it came on (accept order, from 0).
+    pub conn: usize,
+}
+
+impl Req {
+    /// First value of a field.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    /// Every value of a field.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The path part of the target.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+}
+
+/// What the upstream does with a request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// Write these exact bytes (a whole response) and keep the connection for the next request.
+    Raw(Vec<u8>),
+    /// Write these exact bytes, then close the connection.
+    RawThenClose(Vec<u8>),
+    /// Close the connection without answering.
+    Close,
+    /// Wait, then do the inner reply.
+    Delay(Duration, Box<Reply>),
+    /// 200 with a chunked body: `len` bytes of [`Pattern`] `seed`, chunk sizes varying up to
+    /// `max_chunk`.
+    Chunked { len: u64, seed: u64, max_chunk: usize },
+    /// 200 with `Content-Length: len` and `len` bytes of [`Pattern`] `seed`.
+    Sized { len: u64, seed: u64 },
+}
+
+/// Decides the reply to each request.
+pub type Handler = dyn Fn(&Req) -> Reply + Send + Sync;
+
+struct Shared {
+    accepted: AtomicUsize,
+    requests: AtomicUsize,
+    seen: Mutex<Vec<Req>>,
+    stop: AtomicBool,
+}
+
+/// A running upstream server; stops accepting when dropped.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Upstream {
+    /// Starts a server answering each request with `handler`.
+    pub fn start(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an upstream port");
+        let addr = listener.local_addr().expect("upstream address");
+        let shared = Arc::new(Shared {
+            accepted: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let handler: Arc<Handler> = Arc::new(handler);
+        let sh = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("upstream-{addr}"))
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if sh.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let idx = sh.accepted.fetch_add(1, Ordering::SeqCst);
+                    let (sh, handler) = (sh.clone(), handler.clone());
+                    let _ = std::thread::Builder::new()
+                        .name(format!("upstream-conn-{idx}"))
+                        .spawn(move || serve(stream, idx, &sh, &*handler));
+                }
+            })
+            .expect("spawn the upstream accept thread");
+        Upstream { addr, shared }
+    }
+
+    /// Echo server: answers 200 with a JSON description of the request (see [`echo_json`]),
+    /// and an `X-Upstream: <name>` field.
+    pub fn echo(name: &str) -> Upstream {
+        let name = name.to_owned();
+        Upstream::start(move |req| echo_reply(&name, req))
+    }
+
+    /// Answers every request with `status` and a text body.
+    pub fn fixed(status: u16, body: &str) -> Upstream {
+        let resp = response(status, "Whatever", &[("Content-Type", "text/plain")], body.as_bytes());
+        Upstream::start(move |_| Reply::Raw(resp.clone()))
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Complete request heads received so far.
+    pub fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Every request seen so far (bodies complete).
+    pub fn seen(&self) -> Vec<Req> {
+        self.shared.seen.lock().expect("seen lock").clone()
+    }
+
+    /// The most recent request seen.
+    pub fn last(&self) -> Req {
+        self.seen().pop().expect("the upstream has seen no request")
+    }
+
+    /// Waits until `requests() >= n` (polling, bounded by `timeout`).
+    pub fn wait_requests(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.requests() < n {
+            assert!(
+                Instant::now() < deadline,
+                "upstream saw {} requests, expected {n} within {timeout:?}",
+                self.requests()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+/// Builds a complete response with `Content-Length`.
+pub fn response(status: u16, reason: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\n").into_bytes();
+    for (n, v) in headers {
+        out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The JSON an echo upstream answers with.
+pub fn echo_json(name: &str, req: &Req) -> serde_json::Value {
+    serde_json::json!({
+        "upstream": name,
+        "method": req.method,
+        "target": req.target,
+        "version": req.version,
+        "headers": req.headers.iter().map(|(n, v)| [n.clone(), v.clone()]).collect::<Vec<_>>(),
+        "body": String::from_utf8_lossy(&req.body),
+        "body_len": req.body_digest.0,
+        "body_hash": req.body_digest.1.to_string(),
+        "chunked": req.chunked,
+    })
+}
+
+/// The echo reply for `req`.
+pub fn echo_reply(name: &str, req: &Req) -> Reply {
+    let body = serde_json::to_vec(&echo_json(name, req)).expect("serialise echo");
+    Reply::Raw(response(200, "OK", &[("Content-Type", "application/json"), ("X-Upstream", name)], &body))
+}
+
+fn serve(stream: TcpStream, conn: usize, shared: &Shared, handler: &Handler) {
+    let _ = stream.set_nodelay(true);
+    let Ok(read_half) = stream.try_clone() else { return };
+    let mut wire = Wire::new(read_half);
+    let mut out = stream;
+    loop {
+        let raw_head = match wire.read_head() {
+            Ok(Some(h)) => h,
+            Ok(None) | Err(_) => return,
+        };
+        let Ok(head) = parse_head(&raw_head) else { return };
+        let mut parts = head.start_line.splitn(3, ' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default().to_owned();
+        let version = parts.next().unwrap_or_default().to_owned();
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+        let Ok(framing) = framing_of(&head.headers, Framing::None) else { return };
+        let mut body = Vec::new();
+        let mut digest = Digest::default();
+        let trailers = match wire.read_body(framing, &mut |data| {
+            digest.update(data);
+            let room = STORE_CAP.saturating_sub(body.len()).min(data.len());
+            body.extend_from_slice(&data[..room]);
+        }) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        let req = Req {
+            method,
+            target,
+            version,
+            headers: head.headers,
+            raw_head,
+            body,
+            body_digest: digest.finish(),
+            chunked: framing == Framing::Chunked,
+            trailers,
+            conn,
+        };
+        let reply = handler(&req);
+        shared.seen.lock().expect("seen lock").push(req);
+        if !perform(&mut out, reply) {
+            let _ = out.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// Carries out a reply; returns whether the connection stays open.
+fn perform(out: &mut TcpStream, reply: Reply) -> bool {
+    match reply {
+        Reply::Raw(bytes) => out.write_all(&bytes).is_ok(),
+        Reply::RawThenClose(bytes) => {
+            let _ = out.write_all(&bytes);
+            false
+        }
+        Reply::Close => false,
+        Reply::Delay(d, inner) => {
+            std::thread::sleep(d);
+            perform(out, *inner)
+        }
+        Reply::Sized { len, seed } => {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n");
+            if out.write_all(head.as_bytes()).is_err() {
+                return false;
+            }
+            let mut pattern = Pattern::new(seed);
+            let mut buf = vec![0u8; 128 * 1024];
+            let mut left = len;
+            while left > 0 {
+                let n = usize::try_from(left.min(buf.len() as u64)).expect("fits");
+                pattern.fill(&mut buf[..n]);
+                if out.write_all(&buf[..n]).is_err() {
+                    return false;
+                }
+                left -= n as u64;
+            }
+            true
+        }
+        Reply::Chunked { len, seed, max_chunk } => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+            if out.write_all(head.as_bytes()).is_err() {
+                return false;
+            }
+            let mut pattern = Pattern::new(seed);
+            let mut buf = Vec::with_capacity(max_chunk + 32);
+            let mut left = len;
+            let mut i: u64 = 0;
+            while left > 0 {
+                // Sizes cycle through small, odd and maximal chunks.
+                let size = match i % 4 {
+                    0 => 1,
+                    1 => max_chunk / 3 + 7,
+                    2 => max_chunk,
+                    _ => 4093,
+                }
+                .min(max_chunk) as u64;
+                let n = usize::try_from(size.min(left)).expect("fits");
+                buf.clear();
+                buf.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                let at = buf.len();
+                buf.resize(at + n, 0);
+                pattern.fill(&mut buf[at..]);
+                buf.extend_from_slice(b"\r\n");
+                if out.write_all(&buf).is_err() {
+                    return false;
+                }
+                left -= n as u64;
+                i += 1;
+            }
+            out.write_all(b"0\r\n\r\n").is_ok()
+        }
+    }
+}
+
+/// An address nothing listens on (bound once, then released).
+pub fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a port to release");
+    l.local_addr().expect("address")
+}
