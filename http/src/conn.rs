@@ -119,13 +119,16 @@ pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStre
     let mut spare = Headers::with_capacity(16);
     let mut served: u64 = 0;
     loop {
-        let sg = state.current();
-        let http = &sg.config().http;
+        // Limits and timeouts for reading the head come from the generation current now; the
+        // exchange runs on the generation current once the head is complete, so a kept-alive
+        // connection picks up a reload with its next request.
+        let waiting = state.current();
+        let http = &waiting.config().http;
         let first_wait = if served == 0 { http.header_timeout.0 } else { http.idle_timeout.0 };
         let parsed = match read_head(
             &mut stream,
             &mut bufs.rbuf,
-            sg.head_limits,
+            waiting.head_limits,
             first_wait,
             http.header_timeout.0,
             &mut spare,
@@ -139,10 +142,12 @@ pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStre
                 return;
             }
         };
+        drop(waiting);
+        let sg = state.current();
         served += 1;
         state.inflight.set(state.inflight.get() + 1);
         let guard = InflightGuard(&state);
-        let limit = http.max_requests_per_connection;
+        let limit = sg.config().http.max_requests_per_connection;
         let last = limit != 0 && served >= limit;
         let (after, headers) = exchange(&state, &sg, &mut stream, &mut bufs, *parsed, peer, last).await;
         drop(guard);
