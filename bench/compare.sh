@@ -164,7 +164,7 @@ run_wrk() { # run_wrk PORT DURATION OUTFILE
 }
 machine_busy_pct() { # share of all CPUs busy over one second, before anything starts
     local a b
-    a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+    read -r -a a </proc/stat; sleep 1; read -r -a b </proc/stat
     awk -v a="${a[*]}" -v b="${b[*]}" 'BEGIN { n = split(a, x, " "); split(b, y, " ");
         for (i = 2; i <= n; i++) { d = y[i] - x[i]; t += d; if (i == 5 || i == 6) idle += d }
         printf "%.0f", t ? 100 * (t - idle) / t : 0 }'
@@ -173,6 +173,8 @@ machine_busy_pct() { # share of all CPUs busy over one second, before anything s
 # ---------------------------------------------------------------- environment checks
 for gw in $GATEWAYS; do
     [ -n "${PORT[$gw]:-}" ] || die "unknown gateway '$gw' (known: direct portcullis nginx)"
+    # A just-killed io_uring process keeps its listener until the ring's async teardown ends.
+    for ((i = 0; i < 50; i++)); do port_open "${PORT[$gw]}" || break; sleep 0.1; done
     port_open "${PORT[$gw]}" && die "port ${PORT[$gw]} is already in use: stop whatever listens there"
 done
 busy=$(machine_busy_pct)
@@ -188,7 +190,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 DMA="not held"
 if [ -w /dev/cpu_dma_latency ]; then
     (exec 3>/dev/cpu_dma_latency && printf '\x00\x00\x00\x00' >&3 && exec sleep 100000) &
-    PIDS+=($!)
+    PIDS+=("$!")
     sleep 0.2
     if kill -0 "${PIDS[-1]}" 2>/dev/null; then
         DMA="held open with 0 written for the whole run"
@@ -203,7 +205,7 @@ fi
 taskset -c "$LOAD_CPU" "$BENCH" upstream --listen "127.0.0.1:$UP_PORT" --body-size "$BODY_SIZE" \
     >"$WORK/upstream.log" 2>&1 &
 UP_PID=$!
-PIDS+=($UP_PID)
+PIDS+=("$UP_PID")
 wait_port "$UP_PORT" "$UP_PID" 10 || { cat "$WORK/upstream.log" >&2; die "upstream did not start"; }
 log "$(head -1 "$WORK/upstream.log")"
 
@@ -215,7 +217,7 @@ start_portcullis() {
     taskset -c "$PROXY_CPU" "$PORTCULLIS_BIN" run --config "$WORK/portcullis.toml" \
         >"$WORK/portcullis.out" 2>"$WORK/portcullis.log" &
     local pid=$! i
-    PIDS+=($pid)
+    PIDS+=("$pid")
     for ((i = 0; i < 150; i++)); do # readiness: a line containing "listening", then the port
         grep -q listening "$WORK/portcullis.log" "$WORK/portcullis.out" 2>/dev/null && break
         kill -0 "$pid" 2>/dev/null || break
@@ -223,8 +225,13 @@ start_portcullis() {
     done
     if ! grep -q listening "$WORK/portcullis.log" "$WORK/portcullis.out" 2>/dev/null ||
         ! wait_port "${PORT[portcullis]}" "$pid" 5; then
-        portcullis_skip="it did not print 'listening' and accept on :${PORT[portcullis]} within 15 s; log tail: $(tail -c 300 "$WORK/portcullis.log" | tr '\n' ' ')"
+        local why="did not print 'listening' and accept on :${PORT[portcullis]} within 15 s" st=0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" 2>/dev/null || st=$?
+            why="exited (status $st) before printing 'listening'"
+        fi
         kill -TERM "$pid" 2>/dev/null || true
+        portcullis_skip="$PORTCULLIS_BIN $why; log tail: $(tail -c 300 "$WORK/portcullis.log" | sed 's/\x1b\[[0-9;]*m//g' | tr '\n' ' ')"
         return 1
     fi
     # The harness pins with taskset; shard pinning must stay inside the inherited mask.
@@ -247,7 +254,7 @@ start_nginx() {
     fi
     taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/out.log" 2>&1 &
     local pid=$!
-    PIDS+=($pid)
+    PIDS+=("$pid")
     wait_port "${PORT[nginx]}" "$pid" 10 || { note "NGINX skipped: it did not start"; return 1; }
     GPID[nginx]=$pid
 }
@@ -283,7 +290,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
         up1=$(cpu_ticks "$UP_PID")
         po1=$(passive_opens)
         reqs=$(wrk_requests "$out")
-        [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || { note "round $r $gw: wrk reported no requests"; continue; }
+        if [ -z "$reqs" ] || [ "$reqs" -le 0 ]; then
+            note "round $r $gw: wrk reported no requests"
+            continue
+        fi
         rps=$(awk '/Requests\/sec/ {print $2}' "$out")
         echo "$rps" >>"$WORK/rps-$gw"
         wrk_ms "$out" 50 >>"$WORK/p50-$gw"
@@ -311,7 +321,7 @@ if [ "$SYSCALLS" = 1 ]; then
         pid=${GPID[$gw]}
         strace -c -f -p "$pid" -o "$WORK/strace-$gw.txt" 2>/dev/null &
         spid=$!
-        PIDS+=($spid)
+        PIDS+=("$spid")
         sleep 0.5
         run_wrk "${PORT[$gw]}" "$SYSCALL_DURATION" "$WORK/wrk-strace-$gw.txt"
         kill -INT "$spid" 2>/dev/null || true
@@ -339,7 +349,7 @@ if [ "$IDLE" = 1 ]; then
         taskset -c "$LOAD_CPU" "$BENCH" idle --target "127.0.0.1:${PORT[$gw]}" --conns "$IDLE_CONNS" \
             --hold-secs "$IDLE_HOLD" >"$WORK/idle-$gw.txt" 2>"$WORK/idle-$gw.err" &
         ipid=$!
-        PIDS+=($ipid)
+        PIDS+=("$ipid")
         for ((i = 0; i < 1200; i++)); do
             grep -qs "^HOLDING" "$WORK/idle-$gw.txt" && break
             kill -0 "$ipid" 2>/dev/null || break
@@ -355,8 +365,8 @@ if [ "$IDLE" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- report
-med() { [ -s "$WORK/$1-$2" ] && median <"$WORK/$1-$2" || echo "—"; }
-fmt() { [ "$1" = "—" ] && echo "—" || awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; }
+med() { if [ -s "$WORK/$1-$2" ]; then median <"$WORK/$1-$2"; else echo "—"; fi; }
+fmt() { if [ "$1" = "—" ]; then echo "—"; else awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; fi; }
 REPORT="$WORK/report.md"
 {
     echo "# Portcullis side-by-side: $(date -u '+%Y-%m-%d %H:%M UTC')"

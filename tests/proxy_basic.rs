@@ -9,7 +9,10 @@ use common::{Client, Gateway, Reply, Upstream, config, get, request, response, u
 fn catch_all(up: &Upstream, route_extra: &str) -> Gateway {
     Gateway::start(&config(
         "",
-        &format!("{}\n[[routes]]\nprefix = \"/\"\nupstream = \"app\"\n{route_extra}\n", upstream_toml("app", up.addr)),
+        &format!(
+            "{}\n[[routes]]\nprefix = \"/\"\nupstream = \"app\"\n{route_extra}\n",
+            upstream_toml("app", up.addr)
+        ),
     ))
 }
 
@@ -74,7 +77,10 @@ fn query_string_and_host_reach_the_upstream_unchanged() {
     let resp = request(gw.addr, b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello");
     assert_eq!(resp.status, 200);
     let seen = up.last();
-    assert_eq!((seen.method.as_str(), seen.target.as_str(), seen.body.as_slice()), ("POST", "/p", &b"hello"[..]));
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str(), seen.body.as_slice()),
+        ("POST", "/p", &b"hello"[..])
+    );
     assert_eq!(seen.header("content-length"), Some("5"));
 }
 
@@ -102,7 +108,8 @@ fn request_id_is_generated_propagated_and_echoed() {
 
     // An unacceptable id (too long) is replaced by a generated one.
     let long = "x".repeat(200);
-    let resp = request(gw.addr, format!("GET /c HTTP/1.1\r\nHost: t\r\nX-Request-Id: {long}\r\n\r\n").as_bytes());
+    let resp =
+        request(gw.addr, format!("GET /c HTTP/1.1\r\nHost: t\r\nX-Request-Id: {long}\r\n\r\n").as_bytes());
     let replaced = resp.header("x-request-id").expect("id").to_owned();
     assert_eq!(replaced.len(), 32);
     assert_eq!(up.last().header_all("x-request-id"), vec![replaced.as_str()]);
@@ -137,8 +144,7 @@ fn forwarding_headers_from_a_trusted_proxy_are_extended() {
             upstream_toml("app", up.addr)
         ),
     ));
-    let resp =
-        request(gw.addr, b"GET / HTTP/1.1\r\nHost: site.test\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n");
+    let resp = request(gw.addr, b"GET / HTTP/1.1\r\nHost: site.test\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n");
     assert_eq!(resp.status, 200);
     assert_eq!(up.last().header_all("x-forwarded-for"), vec!["203.0.113.9, 127.0.0.1"]);
 }
@@ -208,7 +214,10 @@ fn path_template_matches_exactly_one_segment() {
     let up = Upstream::echo("app");
     let gw = Gateway::start(&config(
         "",
-        &format!("{}\n[[routes]]\npath = \"/users/{{id}}\"\nupstream = \"app\"\n", upstream_toml("app", up.addr)),
+        &format!(
+            "{}\n[[routes]]\npath = \"/users/{{id}}\"\nupstream = \"app\"\n",
+            upstream_toml("app", up.addr)
+        ),
     ));
     let resp = get(gw.addr, "/users/42?x=1");
     assert_eq!(resp.status, 200);

@@ -136,10 +136,9 @@ impl Client {
         head_request: bool,
         sink: &mut dyn FnMut(&[u8]),
     ) -> io::Result<Response> {
-        let raw_head = self
-            .wire
-            .read_head()?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response"))?;
+        let raw_head = self.wire.read_head()?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response")
+        })?;
         let head = parse_head(&raw_head)?;
         let mut parts = head.start_line.splitn(3, ' ');
         let version = parts.next().unwrap_or_default().to_owned();
@@ -181,12 +180,18 @@ impl Client {
     /// more; returns how long it took.
     pub fn expect_closed(&mut self, within: Duration) -> Duration {
         let start = Instant::now();
-        assert!(self.wire.buffered().is_empty(), "unread bytes: {:?}", String::from_utf8_lossy(self.wire.buffered()));
+        assert!(
+            self.wire.buffered().is_empty(),
+            "unread bytes: {:?}",
+            String::from_utf8_lossy(self.wire.buffered())
+        );
         self.out.set_read_timeout(Some(within)).expect("read timeout");
         let rest = self.wire.read_to_end();
         self.out.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
         match rest {
-            Ok(bytes) => assert!(bytes.is_empty(), "bytes after the response: {:?}", String::from_utf8_lossy(&bytes)),
+            Ok(bytes) => {
+                assert!(bytes.is_empty(), "bytes after the response: {:?}", String::from_utf8_lossy(&bytes))
+            }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
             Err(e) => panic!("the connection was not closed within {within:?}: {e}"),
         }

@@ -95,11 +95,11 @@ impl Gateway {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let mut st = sink.state.lock().expect("log lock");
+                let mut st = sink.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 st.lines.push(strip_ansi(&line));
                 sink.cond.notify_all();
             }
-            sink.state.lock().expect("log lock").closed = true;
+            sink.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).closed = true;
             sink.cond.notify_all();
         });
         let stdout = child.stdout.take().expect("stdout");
@@ -161,13 +161,53 @@ impl Gateway {
         &self.config_path
     }
 
-    /// Sends a signal by name (`HUP`, `TERM`, `INT`).
+    /// Sends a signal by name (`HUP`, `TERM`, `INT`) once the gateway catches it.
+    ///
+    /// The gateway prints its `listening` lines before its control loop installs the signal
+    /// handlers, and until then SIGHUP/SIGTERM have their default action (terminate): see
+    /// `sighup_right_after_readiness_reloads_instead_of_killing` in
+    /// `reload_and_drain.rs`. So this first waits, polling `SigCgt` in
+    /// `/proc/<pid>/status`, until SIGHUP, SIGINT and SIGTERM are caught.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args(["-s", name, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -s {name} failed");
+        self.wait_signal_handlers();
+        self.signal_now(name);
+    }
+
+    /// Waits until the process catches SIGHUP (1), SIGINT (2) and SIGTERM (15).
+    pub fn wait_signal_handlers(&self) {
+        let wanted: u64 = [libc::SIGHUP, libc::SIGINT, libc::SIGTERM].iter().map(|s| 1u64 << (s - 1)).sum();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if self.caught_signals() & wanted == wanted {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the gateway never installed its signal handlers");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The `SigCgt` mask (bit N-1 set = signal N is caught).
+    pub fn caught_signals(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `INT`) right away.
+    pub fn signal_now(&self, name: &str) {
+        let sig = match name {
+            "HUP" => libc::SIGHUP,
+            "INT" => libc::SIGINT,
+            "TERM" => libc::SIGTERM,
+            other => panic!("unsupported signal {other}"),
+        };
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits");
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {name}) failed: {}", std::io::Error::last_os_error());
     }
 
     /// Replaces the config file atomically (write then rename), without signalling.
@@ -192,12 +232,12 @@ impl Gateway {
 
     /// Every log line so far.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.state.lock().expect("log lock").lines.clone()
+        self.logs.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lines.clone()
     }
 
     /// Number of log lines so far (a mark for [`Gateway::wait_for_log_after`]).
     pub fn log_mark(&self) -> usize {
-        self.logs.state.lock().expect("log lock").lines.len()
+        self.logs.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lines.len()
     }
 
     /// Waits for a log line containing `needle`; returns it.
@@ -208,17 +248,28 @@ impl Gateway {
     /// Waits for a log line containing `needle` among lines after `mark`; returns it.
     pub fn wait_for_log_after(&self, mark: usize, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
-        let mut st = self.logs.state.lock().expect("log lock");
+        let mut st = self.logs.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
             if let Some(line) = st.lines.iter().skip(mark).find(|l| l.contains(needle)) {
                 return line.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || st.closed {
-                panic!("no log line containing {needle:?} within {timeout:?}; log:\n{}", st.lines.join("\n"));
+                let why = if st.closed { "the gateway closed its log (exited)" } else { "timed out" };
+                let log = st.lines.join("\n");
+                drop(st);
+                panic!("no log line containing {needle:?} within {timeout:?} ({why}); log:\n{log}");
             }
-            st = self.logs.cond.wait_timeout(st, left).expect("log lock").0;
+            st = self.logs.cond.wait_timeout(st, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         }
+    }
+
+    /// The exit status if the process has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().expect("try_wait");
+        }
+        self.exit
     }
 
     /// Waits for the process to exit (polling, bounded by `timeout`).
@@ -239,7 +290,8 @@ impl Gateway {
 
     /// Resident set size in KiB (`VmRSS` from `/proc/<pid>/status`).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc status");
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
         line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
     }

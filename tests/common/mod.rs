@@ -13,7 +13,7 @@ pub mod wire;
 pub use client::{Client, Response, get, request};
 pub use gateway::{Gateway, config};
 pub use upstream::{Reply, Req, Upstream, closed_port, echo_reply, response};
-pub use wire::{Digest, Framing, Pattern};
+pub use wire::{Digest, Framing, Pattern, PatternCheck};
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::wire::{Digest, Framing, Pattern, Wire, framing_of, header, parse_head};
+use super::wire::{Digest, Framing, Pattern, PatternCheck, Wire, framing_of, header, parse_head};
 
 /// Request bodies longer than this are counted and digested but not stored.
 pub const STORE_CAP: usize = 1 << 20;
@@ -28,8 +28,11 @@ pub struct Req {
     pub raw_head: Vec<u8>,
     /// The body (first [`STORE_CAP`] bytes).
     pub body: Vec<u8>,
-    /// `(length, digest)` of the whole body.
+    /// `(length, digest)` of the whole body. When the request carried `X-Pattern-Seed: N` the
+    /// body is checked against [`Pattern`] `N` instead and the digest is 0.
     pub body_digest: (u64, u64),
+    /// With `X-Pattern-Seed`: offset of the first byte that differed from the pattern, if any.
+    pub pattern_mismatch: Option<u64>,
     /// The body arrived chunked.
     pub chunked: bool,
     /// Raw trailer section of a chunked body.
@@ -228,8 +231,13 @@ fn serve(stream: TcpStream, conn: usize, shared: &Shared, handler: &Handler) {
         let Ok(framing) = framing_of(&head.headers, Framing::None) else { return };
         let mut body = Vec::new();
         let mut digest = Digest::default();
+        let mut check =
+            header(&head.headers, "x-pattern-seed").and_then(|s| s.parse().ok()).map(PatternCheck::new);
         let trailers = match wire.read_body(framing, &mut |data| {
-            digest.update(data);
+            match &mut check {
+                Some(c) => c.update(data),
+                None => digest.update(data),
+            }
             let room = STORE_CAP.saturating_sub(body.len()).min(data.len());
             body.extend_from_slice(&data[..room]);
         }) {
@@ -243,7 +251,11 @@ fn serve(stream: TcpStream, conn: usize, shared: &Shared, handler: &Handler) {
             headers: head.headers,
             raw_head,
             body,
-            body_digest: digest.finish(),
+            body_digest: match &check {
+                Some(c) => (c.len(), 0),
+                None => digest.finish(),
+            },
+            pattern_mismatch: check.as_ref().and_then(PatternCheck::first_mismatch),
             chunked: framing == Framing::Chunked,
             trailers,
             conn,
@@ -271,7 +283,9 @@ fn perform(out: &mut TcpStream, reply: Reply) -> bool {
             perform(out, *inner)
         }
         Reply::Sized { len, seed } => {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n"
+            );
             if out.write_all(head.as_bytes()).is_err() {
                 return false;
             }

@@ -340,3 +340,40 @@ impl Pattern {
         d.finish()
     }
 }
+
+/// Checks a byte stream against [`Pattern`] `seed` as it arrives, byte for byte (a memcmp per
+/// slice: fast even in a debug build, and stricter than a digest).
+pub struct PatternCheck {
+    pattern: Pattern,
+    scratch: Vec<u8>,
+    len: u64,
+    first_mismatch: Option<u64>,
+}
+
+impl PatternCheck {
+    /// A check against the stream for `seed`.
+    pub fn new(seed: u64) -> PatternCheck {
+        PatternCheck { pattern: Pattern::new(seed), scratch: Vec::new(), len: 0, first_mismatch: None }
+    }
+
+    /// Feeds the next bytes received.
+    pub fn update(&mut self, data: &[u8]) {
+        self.scratch.resize(data.len(), 0);
+        self.pattern.fill(&mut self.scratch);
+        if self.first_mismatch.is_none() && self.scratch[..] != data[..] {
+            let at = self.scratch.iter().zip(data).position(|(a, b)| a != b).unwrap_or(0);
+            self.first_mismatch = Some(self.len + at as u64);
+        }
+        self.len += data.len() as u64;
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Offset of the first byte that differed from the pattern, if any.
+    pub fn first_mismatch(&self) -> Option<u64> {
+        self.first_mismatch
+    }
+}
