@@ -8,7 +8,7 @@ use anyhow::Context;
 use portcullis_core::config::{self, Config};
 use portcullis_core::runtime::Supervisor;
 use portcullis_http::{BuildChain, Compiled, serve_shard};
-use portcullis_policies::Chain;
+use portcullis_policies::{Chain, ChainEnv};
 
 /// `portcullis check`: prints every error (file:line) and exits 1 when invalid.
 pub fn check(path: &Path) -> ExitCode {
@@ -52,10 +52,12 @@ pub fn run_file(path: &Path) -> anyhow::Result<()> {
 /// Starts the shards and prints one `listening <name> <addr>` line per listener on stdout.
 pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<Supervisor<Compiled>> {
     let names: Vec<String> = cfg.listeners.iter().map(|l| l.name.clone()).collect();
+    let env = ChainEnv::new();
     let sup =
-        Supervisor::start(path.map(Path::to_path_buf), cfg, Box::new(portcullis_http::compile), |ctx| {
+        Supervisor::start(path.map(Path::to_path_buf), cfg, Box::new(portcullis_http::compile), move |ctx| {
+            let env = env.clone();
             let build: Rc<BuildChain<Chain>> =
-                Rc::new(|cfg: &Config| Chain::build(cfg).map_err(|e| e.to_string()));
+                Rc::new(move |cfg: &Config| Chain::build(cfg, &env).map_err(|e| e.to_string()));
             serve_shard(ctx, build)
         })
         .context("cannot start the gateway")?;

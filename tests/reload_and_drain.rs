@@ -230,7 +230,6 @@ fn sigint_also_stops_cleanly() {
 }
 
 #[test]
-#[ignore = "bug: a response finished during a drain closes the connection without `Connection: close`"]
 fn responses_completed_during_a_drain_announce_the_close() {
     let up =
         Upstream::start(|req| Reply::Delay(Duration::from_millis(1500), Box::new(echo_reply("app", req))));
@@ -259,7 +258,6 @@ fn responses_completed_during_a_drain_announce_the_close() {
 }
 
 #[test]
-#[ignore = "bug: `listening` is printed before the signal handlers exist; an early SIGHUP kills the gateway"]
 fn sighup_right_after_readiness_reloads_instead_of_killing() {
     let up = Upstream::echo("app");
     // The window is narrow on an idle machine: keep both CPUs busy so the supervisor thread is

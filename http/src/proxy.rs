@@ -96,7 +96,8 @@ pub async fn exchange<F: Filter>(
                 }
                 ReqBody::Length(_) | ReqBody::Chunked => true,
             };
-            let keep = client_keep && !reply.close && !body_pending;
+            // A drain that began while this request was in flight also closes the connection.
+            let keep = client_keep && !reply.close && !body_pending && !state.draining.get();
             respond_local(sg, client, bufs, &reply, &mut cx, keep, is_head, version).await
         }
     };
@@ -325,6 +326,8 @@ async fn forward<F: Filter>(
         RespBody::UntilClose if http10 => (Framing::Close, Some(BodyIn::UntilClose), BodyOut::Raw, false),
         RespBody::UntilClose => (Framing::Chunked, Some(BodyIn::UntilClose), BodyOut::Chunked, client_keep),
     };
+    // A drain that began while the upstream was answering announces the close on this response.
+    keep &= !state.draining.get();
     let mut out = std::mem::take(&mut bufs.wbuf);
     out.clear();
     encode_response(&mut out, &resp_head, framing, connection_header(keep, head.version));

@@ -13,7 +13,7 @@ mod request_id;
 mod testutil;
 mod transform;
 
-pub use chain::{AnyFilter, Chain};
+pub use chain::{AnyFilter, Chain, ChainEnv};
 pub use error::BuildError;
 pub use forwarded::ForwardedFilter;
 pub use request_id::RequestIdFilter;

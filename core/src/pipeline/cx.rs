@@ -4,6 +4,7 @@
 //! Owns: the per-request state record. Must not: hold shard-wide state or anything `Send`-bound.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -41,6 +42,8 @@ pub struct Cx {
     pub bytes_out: u64,
     /// The authenticated consumer, when an authentication filter set one.
     pub consumer: Option<Bytes>,
+    /// The consumer's tier (it picks per-tier rate limits), when authentication set one.
+    pub tier: Option<Rc<str>>,
 }
 
 impl Cx {
@@ -61,6 +64,7 @@ impl Cx {
             bytes_in: 0,
             bytes_out: 0,
             consumer: None,
+            tier: None,
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct Supervisor<S> {
     events: mpsc::Receiver<ShardEvent>,
     handles: Vec<JoinHandle<()>>,
     file_stamp: Option<FileStamp>,
+    signals: mpsc::Receiver<i32>,
+    signals_handle: signal_hook::iterator::Handle,
     /// Addresses actually bound, in listener order.
     pub bound: Vec<SocketAddr>,
     /// The driver the shards run.
@@ -79,6 +81,18 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         F: Fn(ShardCtx<S>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()>,
     {
+        // Signal handlers go in before anything can announce readiness: a SIGHUP sent the moment
+        // `listening` is printed must reload, not kill the process with the default action.
+        let (sig_tx, sig_rx) = mpsc::channel();
+        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
+        let signals_handle = signals.handle();
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            for s in signals.forever() {
+                if sig_tx.send(s).is_err() {
+                    break;
+                }
+            }
+        })?;
         let config = Arc::new(config);
         let (driver, fallback) = ring::choose_driver(config.server.driver, config.server.ring_entries)?;
         if let Some(why) = fallback {
@@ -134,6 +148,8 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             events: ev_rx,
             handles,
             file_stamp,
+            signals: sig_rx,
+            signals_handle,
             bound,
             driver,
         };
@@ -246,16 +262,6 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
     /// Runs the control loop until SIGTERM/SIGINT, then drains every shard and joins them.
     /// Returns the number of requests abandoned at the drain deadline.
     pub fn run(mut self) -> std::io::Result<usize> {
-        let (sig_tx, sig_rx) = mpsc::channel();
-        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
-        let sig_handle = signals.handle();
-        std::thread::Builder::new().name("signals".into()).spawn(move || {
-            for s in signals.forever() {
-                if sig_tx.send(s).is_err() {
-                    break;
-                }
-            }
-        })?;
         loop {
             let server = &self.current.config.server;
             let tick = if server.watch_config && self.config_path.is_some() {
@@ -263,7 +269,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             } else {
                 Duration::from_secs(3600)
             };
-            match sig_rx.recv_timeout(tick) {
+            match self.signals.recv_timeout(tick) {
                 Ok(SIGHUP) => {
                     tracing::info!("SIGHUP: reloading config");
                     self.reload();
@@ -280,7 +286,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             // Drain events (e.g. late acks) so the queue stays short.
             while self.events.try_recv().is_ok() {}
         }
-        sig_handle.close();
+        self.signals_handle.close();
         Ok(self.shutdown())
     }
 

@@ -6,6 +6,7 @@
 use portcullis_core::config::Config;
 use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
 
+use super::env::ChainEnv;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
 use crate::request_id::RequestIdFilter;
@@ -56,8 +57,9 @@ pub struct Chain {
 
 impl Chain {
     /// Builds the chain for `cfg`: request id, forwarding headers, then transform (only when some
-    /// route has a rewrite or header edits).
-    pub fn build(cfg: &Config) -> Result<Chain, BuildError> {
+    /// route has a rewrite or header edits). Process-wide services come from `env`.
+    pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
+        let _ = env;
         let mut filters = Vec::with_capacity(3);
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));

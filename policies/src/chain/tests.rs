@@ -7,10 +7,10 @@ use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
 
 use super::AnyFilter;
 use super::filter::{run_log, run_request, run_response};
-use crate::Chain;
 use crate::error::BuildError;
 use crate::testutil::{block_on, cx, request, response, values};
 use crate::transform::tests::{ops, route};
+use crate::{Chain, ChainEnv};
 
 /// A test filter that records its phases and may answer early.
 struct Probe {
@@ -110,19 +110,23 @@ fn entered_beyond_len_is_clamped() {
 
 #[test]
 fn build_order_without_transform() {
-    let chain = Chain::build(&Config::default()).expect("default config builds");
+    let chain = Chain::build(&Config::default(), &ChainEnv::new()).expect("default config builds");
     let kinds: Vec<_> = chain.filters().iter().map(kind).collect();
     assert_eq!(kinds, vec!["request_id", "forwarded"]);
     let mut cfg = Config::default();
     cfg.routes.push(route(Some("/api"), None));
-    assert_eq!(Chain::build(&cfg).expect("builds").len(), 2, "routes without edits need no transform");
+    assert_eq!(
+        Chain::build(&cfg, &ChainEnv::new()).expect("builds").len(),
+        2,
+        "routes without edits need no transform"
+    );
 }
 
 #[test]
 fn build_order_with_transform() {
     let mut cfg = Config::default();
     cfg.routes.push(route(Some("/api"), Some("/v1")));
-    let chain = Chain::build(&cfg).expect("builds");
+    let chain = Chain::build(&cfg, &ChainEnv::new()).expect("builds");
     let kinds: Vec<_> = chain.filters().iter().map(kind).collect();
     assert_eq!(kinds, vec!["request_id", "forwarded", "transform"]);
 }
@@ -139,15 +143,15 @@ fn kind(f: &AnyFilter) -> &'static str {
 fn build_errors_propagate() {
     let mut cfg = Config::default();
     cfg.forwarded.trusted_proxies.push("not-a-cidr".to_owned());
-    assert!(matches!(Chain::build(&cfg), Err(BuildError::TrustedProxy { .. })));
+    assert!(matches!(Chain::build(&cfg, &ChainEnv::new()), Err(BuildError::TrustedProxy { .. })));
 
     let mut cfg = Config::default();
     cfg.request_id.header = String::new();
-    assert!(matches!(Chain::build(&cfg), Err(BuildError::HeaderName { .. })));
+    assert!(matches!(Chain::build(&cfg, &ChainEnv::new()), Err(BuildError::HeaderName { .. })));
 
     let mut cfg = Config::default();
     cfg.routes.push(route(None, Some("/v1")));
-    let err = Chain::build(&cfg).expect_err("rewrite without prefix");
+    let err = Chain::build(&cfg, &ChainEnv::new()).expect_err("rewrite without prefix");
     assert_eq!(err.to_string(), "routes[0].rewrite_prefix: rewrite_prefix needs a `prefix` route");
 }
 
@@ -164,7 +168,7 @@ fn full_config() -> Config {
 
 #[test]
 fn whole_chain_end_to_end() {
-    let chain = Chain::build(&full_config()).expect("builds");
+    let chain = Chain::build(&full_config(), &ChainEnv::new()).expect("builds");
     let mut req = request(
         "/api/users",
         Some("api.example.com"),
@@ -192,7 +196,7 @@ fn whole_chain_end_to_end() {
 #[test]
 fn local_reply_after_partial_chain_still_echoes_id() {
     // The engine answers (e.g. 404) after the chain set `entered`; the id filter still echoes.
-    let chain = Chain::build(&Config::default()).expect("builds");
+    let chain = Chain::build(&Config::default(), &ChainEnv::new()).expect("builds");
     let mut req = request("/", None, &[]);
     let mut c = cx("203.0.113.7:1000");
     block_on(chain.on_request(&mut req, &mut c));

@@ -1,0 +1,18 @@
+//! Process-wide services that filters of every shard and every config generation share: the
+//! things that must outlive one generation or exist once per process (a Redis sync thread, a
+//! JWKS fetcher, ...). Built once at start-up by the binary and cloned into every shard.
+//!
+//! Owns: the handles only (each `Send + Sync`, cheap to clone). Must not: be touched on the
+//! request path except through shard-local state a filter derived from it at build time.
+
+/// Shared services handed to [`Chain::build`](super::Chain::build). Each capability adds one
+/// field here (an `Arc`-backed handle) and reads it when its filter is built.
+#[derive(Clone, Debug, Default)]
+pub struct ChainEnv {}
+
+impl ChainEnv {
+    /// The services for a process that has none configured yet (tests, `check`).
+    pub fn new() -> ChainEnv {
+        ChainEnv::default()
+    }
+}
