@@ -393,6 +393,9 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
+            "[ratelimit]\n",
+            "[ratelimit.limits.x]\n",
+            "[ratelimit.limits.x.tiers.t]\n",
         ];
         let mut keys = 0;
         for table in tables {
@@ -405,7 +408,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             }
         }
         assert!(keys > 40, "only {keys} keys found");
-        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode")] {
+        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode"), ("[ratelimit]\n", "fail_mode")] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(
                     docs.contains(&format!("`\"{variant}\"`")),

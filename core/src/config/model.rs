@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::model_ratelimit::RateLimitConfig;
 use super::units::{Dur, Size};
 
 /// The whole configuration file.
@@ -36,6 +37,9 @@ pub struct Config {
     /// Routes, matched by host, path, method and headers.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Rate limiting: named limits and Redis reconciliation.
+    #[serde(default)]
+    pub ratelimit: RateLimitConfig,
 }
 
 /// Which io driver a shard runs.
@@ -300,6 +304,9 @@ pub struct RouteConfig {
     /// Header edits on the response toward the client.
     #[serde(default)]
     pub response_headers: HeaderOps,
+    /// Names of `[ratelimit.limits]` applied to this route (all must pass).
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
 }
 
 fn default_route_timeout() -> Dur {

@@ -4,6 +4,6 @@ mod cx;
 mod filter;
 mod head;
 
-pub use cx::Cx;
+pub use cx::{Cx, RateLimitInfo};
 pub use filter::{Filter, Flow, NoFilters};
 pub use head::{Header, Headers, Method, RequestHead, ResponseHead, Version};

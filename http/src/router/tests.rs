@@ -29,6 +29,7 @@ impl R {
             rewrite_prefix: None,
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
+            rate_limits: Vec::new(),
         })
     }
     /// A route with `path`.

@@ -9,6 +9,7 @@ use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
 use super::env::ChainEnv;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
+use crate::ratelimit::RateLimitFilter;
 use crate::request_id::RequestIdFilter;
 use crate::transform::TransformFilter;
 
@@ -19,6 +20,8 @@ pub enum AnyFilter {
     RequestId(RequestIdFilter),
     /// `[forwarded]`.
     Forwarded(ForwardedFilter),
+    /// `[ratelimit]` limits of the matched route.
+    RateLimit(RateLimitFilter),
     /// Per-route rewrite and header edits.
     Transform(TransformFilter),
 }
@@ -28,6 +31,7 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
+            AnyFilter::RateLimit(f) => f.on_request(req, cx).await,
             AnyFilter::Transform(f) => f.on_request(req, cx).await,
         }
     }
@@ -36,6 +40,7 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
+            AnyFilter::RateLimit(f) => f.on_response(resp, cx),
             AnyFilter::Transform(f) => f.on_response(resp, cx),
         }
     }
@@ -44,6 +49,7 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
+            AnyFilter::RateLimit(f) => f.on_log(cx),
             AnyFilter::Transform(f) => f.on_log(cx),
         }
     }
@@ -56,13 +62,16 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds the chain for `cfg`: request id, forwarding headers, then transform (only when some
-    /// route has a rewrite or header edits). Process-wide services come from `env`.
+    /// Builds the chain for `cfg`: request id, forwarding headers, rate limits (only when some
+    /// route has limits), then transform (only when some route has a rewrite or header edits).
+    /// Process-wide services come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
-        let _ = env;
-        let mut filters = Vec::with_capacity(3);
+        let mut filters = Vec::with_capacity(4);
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
+        if RateLimitFilter::is_needed(cfg) {
+            filters.push(AnyFilter::RateLimit(RateLimitFilter::build(cfg, &env.ratelimit)));
+        }
         if TransformFilter::is_needed(&cfg.routes) {
             filters.push(AnyFilter::Transform(TransformFilter::build(&cfg.routes)?));
         }

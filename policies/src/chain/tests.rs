@@ -135,6 +135,7 @@ fn kind(f: &AnyFilter) -> &'static str {
     match f {
         AnyFilter::RequestId(_) => "request_id",
         AnyFilter::Forwarded(_) => "forwarded",
+        AnyFilter::RateLimit(_) => "ratelimit",
         AnyFilter::Transform(_) => "transform",
     }
 }
