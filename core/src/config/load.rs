@@ -408,7 +408,9 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             }
         }
         assert!(keys > 40, "only {keys} keys found");
-        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode"), ("[ratelimit]\n", "fail_mode")] {
+        for (table, key) in
+            [("[server]\n", "driver"), ("[forwarded]\n", "mode"), ("[ratelimit]\n", "fail_mode")]
+        {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(
                     docs.contains(&format!("`\"{variant}\"`")),

@@ -138,7 +138,8 @@ proptest! {
         let g = Gcra::new(rate, SEC, burst);
         let step = (g.interval / 7).max(1);
         let end = secs * SEC;
-        let n = admitted(&g, (0..=end / step).map(|k| k * step));
+        let arrivals = std::iter::repeat_n(0, burst as usize).chain((0..=end / step).map(|k| k * step));
+        let n = admitted(&g, arrivals);
         let last = (end / step) * step;
         prop_assert_eq!(n, burst + last / g.interval);
     }

@@ -106,21 +106,20 @@ impl KeyTable {
     }
 
     /// Drops idle keys (bucket full again and nothing unreported); when that frees less than an
-    /// eighth of the table, drops the least recently seen keys as well.
+    /// eighth of the table, drops the least recently seen keys as well (their state is lost:
+    /// counted in `evicted_busy`).
     fn evict(&mut self, now: u64) {
         self.buckets.retain(|_, b| b.dirty || b.tat > now);
         let target = self.max_keys - self.max_keys / 8 - 1;
         if self.buckets.len() > target {
-            let mut seen: Vec<u64> =
-                self.buckets.values().filter(|b| !b.dirty).map(|b| b.last_seen).collect();
+            let mut by_age: Vec<(u64, Rc<[u8]>)> =
+                self.buckets.values().map(|b| (b.last_seen, b.key.clone())).collect();
             let excess = self.buckets.len() - target;
-            if excess <= seen.len() {
-                let (_, cut, _) = seen.select_nth_unstable(excess - 1);
-                let cut = *cut;
-                let before = self.buckets.len();
-                self.buckets.retain(|_, b| b.dirty || b.last_seen > cut);
-                self.evicted_busy += (before - self.buckets.len()) as u64;
+            by_age.select_nth_unstable_by_key(excess - 1, |(seen, _)| *seen);
+            for (_, key) in &by_age[..excess] {
+                self.buckets.remove(key);
             }
+            self.evicted_busy += excess as u64;
         }
     }
 
@@ -200,22 +199,20 @@ mod tests {
             t.check(&i.to_be_bytes(), g, 1.0, false, 0);
         }
         t.cut(|_, _| {});
-        // Long after: every bucket is full again (idle), so all may go.
-        for i in 1000..1100u32 {
-            t.check(&i.to_be_bytes(), g, 1.0, false, 100 * SEC);
-            assert!(t.len() <= 64);
-        }
+        // Long after, every old bucket is full again (idle): a new key drops them, not itself.
+        t.check(b"new", g, 1.0, false, 100 * SEC);
+        assert_eq!(t.len(), 1);
         assert_eq!(t.evicted_busy, 0, "only idle keys were dropped");
-        // Busy keys: new keys keep coming at the same instant; the table still stays bounded.
-        t.cut(|_, _| {});
-        for i in 5000..5300u32 {
+        // A flood of distinct busy keys at one instant: the table stays bounded anyway.
+        for i in 1000..1300u32 {
             t.check(&i.to_be_bytes(), g, 1.0, false, 100 * SEC);
-            if i % 10 == 0 {
-                t.cut(|_, _| {});
-            }
             assert!(t.len() <= 64);
         }
         assert!(t.evicted_busy > 0);
+        // Usage of evicted keys is simply not reported.
+        let mut n = 0;
+        t.cut(|_, _| n += 1);
+        assert!(n <= 64);
     }
 
     #[test]

@@ -91,8 +91,7 @@ fn one_limit(l: &LimitConfig, tiers: &HashSet<&str>, here: &KeyPath, out: &mut I
     }
     let mut seen = HashSet::new();
     for (i, scope) in l.key.iter().enumerate() {
-        let valid =
-            SCOPES.contains(&scope.as_str()) || scope.strip_prefix("header:").is_some_and(is_token);
+        let valid = SCOPES.contains(&scope.as_str()) || scope.strip_prefix("header:").is_some_and(is_token);
         if !valid {
             out.push(
                 here.key("key").index(i),
