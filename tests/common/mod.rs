@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod redis;
 pub mod upstream;
 pub mod wire;
 
