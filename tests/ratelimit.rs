@@ -109,7 +109,8 @@ fn three_gateways_sharing_redis_enforce_one_global_limit() {
     let up = Upstream::fixed(200, "ok");
     let (rate, burst) = (40u64, 20u64);
     let settings = format!("redis = \"{}\"\nsync_interval = \"5ms\"\ngateways = 3", redis.addr);
-    let gws: Vec<Gateway> = (0..3).map(|_| Gateway::start(&gateway_toml(&up, rate, burst, &settings))).collect();
+    let gws: Vec<Gateway> =
+        (0..3).map(|_| Gateway::start(&gateway_toml(&up, rate, burst, &settings))).collect();
     for gw in &gws {
         gw.wait_for_log("rate limit: connected to redis", LONG);
     }
@@ -194,4 +195,35 @@ fn fail_closed_refuses_limited_routes_until_redis_returns() {
     redis.restart();
     gw.wait_for_log("redis reachable again", LONG);
     assert_eq!(c.request(KEYED).status, 200);
+}
+
+#[test]
+fn demo_has_a_rate_limited_route_and_says_it_is_local() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let mut child = Command::new(common::gateway::binary())
+        .args(["demo", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut text = String::new();
+    let deadline = Instant::now() + LONG;
+    while !text.contains("seq 8") {
+        assert!(Instant::now() < deadline, "demo output: {text}");
+        let mut line = String::new();
+        if out.read_line(&mut line).expect("read demo output") == 0 {
+            panic!("demo exited: {text}");
+        }
+        text.push_str(&line);
+    }
+    assert!(text.contains("local limits only"), "{text}");
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let statuses: Vec<u16> = (0..12).map(|_| common::get(addr, "/limited").status).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
 }

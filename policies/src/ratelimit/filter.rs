@@ -230,7 +230,7 @@ impl Filter for RateLimitFilter {
                 continue;
             }
             let params = Self::params(limit, cx);
-            let (decision, local) =
+            let decision =
                 limit.state.table.borrow_mut().check(&scratch, params, self.default_share, use_default, now);
             match decision {
                 Decision::Allow { remaining, reset } => {
@@ -244,7 +244,6 @@ impl Filter for RateLimitFilter {
                 }
                 Decision::Deny { retry_after, reset } => {
                     drop(scratch);
-                    let _ = local;
                     cx.rate_limit =
                         Some(RateLimitInfo { policy: li as u32, remaining: 0, reset_secs: ceil_secs(reset) });
                     let route_name = route.name.clone().unwrap_or_else(|| Rc::from(""));

@@ -157,9 +157,14 @@ impl ShardLimiter {
             return;
         }
         self.last_cut.set(now);
+        // Without Redis there is nothing to reconcile: reset the counters, report only hits.
+        let report = self.health() != Health::Local;
         let mut usage = Vec::new();
         for state in self.limits.borrow().values() {
             state.table.borrow_mut().cut(|key, b| {
+                if !report {
+                    return;
+                }
                 usage.push(Usage {
                     table: state.id,
                     limit: state.name_arc.clone(),

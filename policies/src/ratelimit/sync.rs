@@ -187,12 +187,13 @@ impl Sync {
                 self.conn = Some(conn);
                 self.sha = sha;
                 self.backoff = BACKOFF_MIN;
+                // Health first: the log line announces a state shards already see.
+                self.shared.health.store(HEALTH_UP, Ordering::Relaxed);
                 if let Some(since) = self.down_since.take() {
                     tracing::warn!(redis = %addr, down_ms = since.elapsed().as_millis() as u64, "rate limit: redis reachable again, global limits restored");
                 } else {
                     tracing::info!(redis = %addr, "rate limit: connected to redis");
                 }
-                self.shared.health.store(HEALTH_UP, Ordering::Relaxed);
             }
             Err(e) => self.failed(&format!("cannot connect: {e}")),
         }
@@ -201,6 +202,7 @@ impl Sync {
     fn failed(&mut self, why: &str) {
         self.conn = None;
         self.shared.redis_errors.fetch_add(1, Ordering::Relaxed);
+        self.shared.health.store(HEALTH_DOWN, Ordering::Relaxed);
         if self.down_since.is_none() {
             self.down_since = Some(Instant::now());
             tracing::error!(
@@ -208,7 +210,6 @@ impl Sync {
                 "rate limit: redis unavailable ({why}); fail mode applies until it answers again"
             );
         }
-        self.shared.health.store(HEALTH_DOWN, Ordering::Relaxed);
         self.next_attempt = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }

@@ -67,7 +67,7 @@ impl KeyTable {
         default_share: f64,
         use_default: bool,
         now: u64,
-    ) -> (Decision, Gcra) {
+    ) -> Decision {
         if !self.buckets.contains_key(key) {
             if self.buckets.len() >= self.max_keys {
                 self.evict(now);
@@ -87,7 +87,7 @@ impl KeyTable {
         }
         let Some(b) = self.buckets.get_mut(key) else {
             // Just inserted above; unreachable, but never a panic on the request path.
-            return (Decision::Allow { remaining: 0, reset: 0 }, params);
+            return Decision::Allow { remaining: 0, reset: 0 };
         };
         let share = if use_default || b.share <= 0.0 { default_share } else { b.share };
         let local = params.scaled(share);
@@ -102,7 +102,7 @@ impl KeyTable {
             b.dirty = true;
             self.dirty.push(b.key.clone());
         }
-        (d, local)
+        d
     }
 
     /// Drops idle keys (bucket full again and nothing unreported); when that frees less than an
@@ -170,10 +170,10 @@ mod tests {
     fn keys_are_independent_and_usage_is_cut_once() {
         let mut t = KeyTable::new(100);
         let g = Gcra::new(10, SEC, 2);
-        assert!(allowed(t.check(b"a", g, 1.0, false, SEC).0));
-        assert!(allowed(t.check(b"a", g, 1.0, false, SEC).0));
-        assert!(!allowed(t.check(b"a", g, 1.0, false, SEC).0));
-        assert!(allowed(t.check(b"b", g, 1.0, false, SEC).0));
+        assert!(allowed(t.check(b"a", g, 1.0, false, SEC)));
+        assert!(allowed(t.check(b"a", g, 1.0, false, SEC)));
+        assert!(!allowed(t.check(b"a", g, 1.0, false, SEC)));
+        assert!(allowed(t.check(b"b", g, 1.0, false, SEC)));
         let mut seen = Vec::new();
         t.cut(|k, b| seen.push((k.to_vec(), b.used, b.demand)));
         seen.sort();
@@ -187,7 +187,7 @@ mod tests {
     fn default_share_splits_the_limit() {
         let mut t = KeyTable::new(100);
         let g = Gcra::new(100, SEC, 8);
-        let n = (0..20).filter(|_| allowed(t.check(b"k", g, 0.25, false, SEC).0)).count();
+        let n = (0..20).filter(|_| allowed(t.check(b"k", g, 0.25, false, SEC))).count();
         assert_eq!(n, 2, "a quarter of a burst of 8");
     }
 
@@ -225,12 +225,12 @@ mod tests {
         // Globally 4 requests are left; this shard holds half the demand.
         let global_tat = g.tat_for(4.0, now);
         t.correct(b"k", global_tat, 0.5, now);
-        let n = (0..10).filter(|_| allowed(t.check(b"k", g, 1.0, false, now).0)).count();
+        let n = (0..10).filter(|_| allowed(t.check(b"k", g, 1.0, false, now))).count();
         assert_eq!(n, 2);
         // The global bucket is in debt: the shard pays its share before admitting again.
         t.cut(|_, _| {});
         t.correct(b"k", g.tat_for(-2.0, now), 0.5, now);
-        assert!(!allowed(t.check(b"k", g, 1.0, false, now).0));
+        assert!(!allowed(t.check(b"k", g, 1.0, false, now)));
         let b = t.get(b"k").expect("bucket");
         assert!(g.scaled(0.5).available(b.tat, now) < 0.0);
     }
