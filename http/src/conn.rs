@@ -14,13 +14,14 @@ use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 use portcullis_core::LocalReply;
 use portcullis_core::config::RequestIdConfig;
-use portcullis_core::pipeline::{Filter, Headers};
+use portcullis_core::pipeline::Filter;
 
 use crate::h1::encode::{ConnHeader, Framing, encode_response, local_reply_head};
 use crate::h1::request::{HeadLimits, ParsedRequest, parse_request};
 use crate::io::{IoFail, read_more, write_all};
 use crate::proxy::{After, exchange};
 use crate::shard::ShardState;
+use crate::spare::Spares;
 
 /// Initial read buffer per client connection; grows up to `max_header_bytes` for large heads.
 const CLIENT_READ_BUF: usize = 4096;
@@ -64,12 +65,12 @@ async fn read_head<S: AsyncReadRent>(
     limits: HeadLimits,
     first_wait: Duration,
     header_timeout: Duration,
-    spare: &mut Headers,
+    spares: &Spares,
 ) -> HeadWait {
     let mut deadline: Option<Instant> = None;
     loop {
         if !rbuf.is_empty() {
-            match parse_request(rbuf, limits, std::mem::take(spare)) {
+            match parse_request(rbuf, limits, spares.headers()) {
                 Ok(Some(p)) => return HeadWait::Request(Box::new(p)),
                 Ok(None) => {}
                 Err(reply) => return HeadWait::Reply(reply),
@@ -119,12 +120,10 @@ pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStre
     state.connections.set(state.connections.get() + 1);
     let _conn = ConnGuard(state.clone());
     let _ = stream.set_nodelay(true);
-    let mut bufs = ConnBufs {
-        rbuf: BytesMut::with_capacity(CLIENT_READ_BUF),
-        wbuf: Vec::with_capacity(1024),
-        scratch: Vec::new(),
-    };
-    let mut spare = Headers::with_capacity(16);
+    // The write buffer is borrowed from the shard's spares for each exchange only, so an idle
+    // connection holds just its read buffer.
+    let mut bufs =
+        ConnBufs { rbuf: BytesMut::with_capacity(CLIENT_READ_BUF), wbuf: Vec::new(), scratch: Vec::new() };
     let mut served: u64 = 0;
     loop {
         // Limits and timeouts for reading the head come from the generation current now; the
@@ -139,13 +138,14 @@ pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStre
             waiting.head_limits,
             first_wait,
             http.header_timeout.0,
-            &mut spare,
+            &state.spares,
         )
         .await
         {
             HeadWait::Request(p) => p,
             HeadWait::Closed => return,
             HeadWait::Reply(reply) => {
+                bufs.wbuf = state.spares.wbuf();
                 let rid = &waiting.config().request_id;
                 write_bare_reply(&mut stream, &reply, &mut bufs.wbuf, rid, http.body_timeout.0).await;
                 return;
@@ -161,11 +161,15 @@ pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStre
         // Boxed: the exchange's state machine is several KiB, and inlining it would make every
         // idle keep-alive connection's task that large. One small allocation per request buys
         // ~4 KiB per idle connection (bench/compare.sh --idle).
+        bufs.wbuf = state.spares.wbuf();
         let (after, headers) =
             Box::pin(exchange(&state, &sg, &mut stream, &mut bufs, *parsed, peer, last)).await;
         drop(guard);
-        spare = headers;
-        spare.clear();
+        state.spares.give_headers(headers);
+        state.spares.give_wbuf(std::mem::take(&mut bufs.wbuf));
+        if bufs.scratch.capacity() != 0 {
+            state.spares.give_wbuf(std::mem::take(&mut bufs.scratch));
+        }
         // A large body may have grown the read buffer; an idle connection keeps only the usual size.
         if bufs.rbuf.is_empty() && bufs.rbuf.capacity() > 4 * CLIENT_READ_BUF {
             bufs.rbuf = BytesMut::with_capacity(CLIENT_READ_BUF);
