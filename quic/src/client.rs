@@ -71,8 +71,12 @@ impl H3Client {
             .parse()
             .map_err(|_| ClientError::Tls("bind address".into()))?;
         let socket = std::net::UdpSocket::bind(bind)?;
-        let mut endpoint =
-            quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, Arc::new(MonoioRuntime))?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(MonoioRuntime::default()),
+        )?;
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
         let conn = endpoint
             .connect(addr, server_name)
@@ -107,6 +111,20 @@ impl H3Client {
             }
         }
         Ok(Response { status: resp.status().as_u16(), headers: resp.headers().clone(), body: out.freeze() })
+    }
+
+    /// Moves the client to a new local UDP socket (a new source port), as NAT rebinding or a
+    /// network change would; the connection migrates.
+    pub fn rebind(&self) -> Result<(), ClientError> {
+        let local = self.endpoint.local_addr()?;
+        let bind = SocketAddr::new(local.ip(), 0);
+        self.endpoint.rebind(std::net::UdpSocket::bind(bind)?)?;
+        Ok(())
+    }
+
+    /// The local address the client sends from.
+    pub fn local_addr(&self) -> Result<SocketAddr, ClientError> {
+        Ok(self.endpoint.local_addr()?)
     }
 
     /// Closes the connection and waits for the peer to acknowledge (bounded by quinn's idle

@@ -7,6 +7,7 @@
 //! runtime with timers enabled (every shard is one).
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -21,10 +22,21 @@ use quinn::udp::{RecvMeta, Transmit, UdpSocketState};
 use quinn::{AsyncTimer, AsyncUdpSocket, Runtime, UdpPoller};
 
 use crate::local::Local;
+use crate::steer::{Steering, Stray};
 
-/// quinn's runtime on the current monoio shard.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct MonoioRuntime;
+/// quinn's runtime on the current monoio shard. With steering, the UDP sockets it wraps hand
+/// datagrams owned by another shard to that shard and deliver the ones handed to this shard.
+#[derive(Debug, Default, Clone)]
+pub struct MonoioRuntime {
+    steer: Option<(Arc<Steering>, usize)>,
+}
+
+impl MonoioRuntime {
+    /// A runtime whose sockets steer datagrams across the shards of `steering`, as shard `shard`.
+    pub fn steered(steering: Arc<Steering>, shard: usize) -> MonoioRuntime {
+        MonoioRuntime { steer: Some((steering, shard)) }
+    }
+}
 
 impl Runtime for MonoioRuntime {
     fn new_timer(&self, i: Instant) -> Pin<Box<dyn AsyncTimer>> {
@@ -37,7 +49,7 @@ impl Runtime for MonoioRuntime {
     }
 
     fn wrap_udp_socket(&self, sock: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
-        Ok(Arc::new(UdpSocket::new(sock)?))
+        Ok(Arc::new(UdpSocket::new(sock, self.steer.clone())?))
     }
 }
 
@@ -69,6 +81,8 @@ struct UdpSocket {
     ready: Local<Rc<monoio::net::udp::UdpSocket>>,
     read_wait: Local<RefCell<Option<Readiness>>>,
     state: UdpSocketState,
+    steer: Option<(Arc<Steering>, usize)>,
+    backlog: Local<RefCell<VecDeque<Stray>>>,
 }
 
 impl std::fmt::Debug for UdpSocket {
@@ -78,7 +92,7 @@ impl std::fmt::Debug for UdpSocket {
 }
 
 impl UdpSocket {
-    fn new(std: std::net::UdpSocket) -> io::Result<UdpSocket> {
+    fn new(std: std::net::UdpSocket, steer: Option<(Arc<Steering>, usize)>) -> io::Result<UdpSocket> {
         std.set_nonblocking(true)?;
         let state = UdpSocketState::new((&std).into())?;
         // SAFETY: `dup` returns a fresh descriptor (checked below) that nothing else owns; the
@@ -95,7 +109,76 @@ impl UdpSocket {
             ready: Local::new(Rc::new(ready)),
             read_wait: Local::new(RefCell::new(None)),
             state,
+            steer,
+            backlog: Local::new(RefCell::new(VecDeque::new())),
         })
+    }
+
+    /// Moves datagrams other shards handed over into quinn's buffers; returns how many.
+    fn deliver_strays(
+        &self,
+        steer: &Steering,
+        me: usize,
+        cx: &Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> usize {
+        steer.register(me, cx.waker());
+        let mut backlog = self.backlog.get().borrow_mut();
+        backlog.extend(steer.take(me));
+        let mut n = 0;
+        while n < bufs.len().min(meta.len()) {
+            let Some(stray) = backlog.pop_front() else { break };
+            let len = stray.data.len();
+            if len > bufs[n].len() {
+                continue; // cannot happen with quinn's buffer sizes; drop rather than truncate
+            }
+            bufs[n][..len].copy_from_slice(&stray.data);
+            meta[n] = RecvMeta {
+                addr: stray.addr,
+                len,
+                stride: stray.stride,
+                ecn: stray.ecn,
+                dst_ip: stray.dst_ip,
+            };
+            n += 1;
+        }
+        n
+    }
+
+    /// Forwards the received datagrams another shard owns and compacts the rest to the front;
+    /// returns how many stay here.
+    fn keep_own(
+        &self,
+        steer: &Steering,
+        me: usize,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+        n: usize,
+    ) -> usize {
+        let mut kept = 0;
+        for i in 0..n {
+            let m = meta[i];
+            let data = &bufs[i][..m.len];
+            if let Some(owner) = steer.foreign_owner(me, data) {
+                let stray = Stray {
+                    data: data.to_vec(),
+                    stride: m.stride,
+                    addr: m.addr,
+                    ecn: m.ecn,
+                    dst_ip: m.dst_ip,
+                };
+                steer.forward(me, owner, stray);
+                continue;
+            }
+            if kept != i {
+                let (front, back) = bufs.split_at_mut(i);
+                front[kept][..m.len].copy_from_slice(&back[0][..m.len]);
+                meta[kept] = m;
+            }
+            kept += 1;
+        }
+        kept
     }
 }
 
@@ -115,8 +198,23 @@ impl AsyncUdpSocket for UdpSocket {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         loop {
+            if let Some((steer, me)) = &self.steer {
+                let n = self.deliver_strays(steer, *me, cx, bufs, meta);
+                if n > 0 {
+                    return Poll::Ready(Ok(n));
+                }
+            }
             match self.state.recv((&self.std).into(), bufs, meta) {
-                Ok(n) => return Poll::Ready(Ok(n)),
+                Ok(n) => {
+                    let n = match &self.steer {
+                        Some((steer, me)) => self.keep_own(steer, *me, bufs, meta, n),
+                        None => n,
+                    };
+                    if n > 0 {
+                        return Poll::Ready(Ok(n));
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }

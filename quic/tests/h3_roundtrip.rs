@@ -6,69 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use portcullis_quic::MonoioRuntime;
 use portcullis_quic::client::H3Client;
 
-struct Cert {
-    der: rustls::pki_types::CertificateDer<'static>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
-}
-
-fn cert() -> Cert {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");
-    Cert {
-        der: ck.cert.der().clone(),
-        key: rustls::pki_types::PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()).into(),
-    }
-}
-
-fn server_config(cert: &Cert) -> quinn::ServerConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der.clone()], cert.key.clone_key())
-        .expect("cert");
-    tls.alpn_protocols = vec![b"h3".to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("quic tls");
-    quinn::ServerConfig::with_crypto(Arc::new(quic))
-}
-
-async fn echo_server(endpoint: quinn::Endpoint) {
-    while let Some(incoming) = endpoint.accept().await {
-        monoio::spawn(async move {
-            let Ok(conn) = incoming.await else { return };
-            let Ok(mut h3c) = h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await
-            else {
-                return;
-            };
-            while let Ok(Some(resolver)) = h3c.accept().await {
-                monoio::spawn(async move {
-                    let Ok((req, mut stream)) = resolver.resolve_request().await else { return };
-                    let mut body = BytesMut::new();
-                    while let Ok(Some(mut chunk)) = stream.recv_data().await {
-                        while chunk.has_remaining() {
-                            let part = chunk.chunk();
-                            body.extend_from_slice(part);
-                            let n = part.len();
-                            chunk.advance(n);
-                        }
-                    }
-                    let reply =
-                        format!("{} {} {}", req.method(), req.uri().path(), String::from_utf8_lossy(&body));
-                    let resp =
-                        http1::Response::builder().status(200).header("x-echo", "1").body(()).expect("resp");
-                    if stream.send_response(resp).await.is_ok() {
-                        let _ = stream.send_data(Bytes::from(reply)).await;
-                        let _ = stream.finish().await;
-                    }
-                });
-            }
-        });
-    }
-}
+mod common;
+use common::{cert, echo_server, server_config};
 
 fn run<D>(build: fn() -> monoio::Runtime<D>)
 where
@@ -85,12 +28,12 @@ where
                 quinn::EndpointConfig::default(),
                 Some(server_cfg),
                 socket,
-                Arc::new(MonoioRuntime),
+                Arc::new(MonoioRuntime::default()),
             )
             .expect("endpoint");
             addr_tx.send(endpoint.local_addr().expect("addr")).expect("send addr");
             let ep = endpoint.clone();
-            monoio::spawn(echo_server(ep));
+            monoio::spawn(echo_server(ep, 0));
             // Stop when the test says so (polled: the std channel has no async side).
             while stop_rx.try_recv().is_err() {
                 monoio::time::sleep(std::time::Duration::from_millis(20)).await;
