@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRent;
-use monoio::net::TcpStream;
 use portcullis_core::LocalReply;
 use portcullis_core::pipeline::{Filter, Headers};
 
@@ -23,6 +22,15 @@ use crate::shard::ShardState;
 
 /// Initial read buffer per client connection; grows up to `max_header_bytes` for large heads.
 const CLIENT_READ_BUF: usize = 4096;
+
+/// What the engine knows about the client connection (the same for every request on it).
+#[derive(Clone, Debug)]
+pub struct ClientMeta {
+    /// The peer address.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
 
 /// Buffers one connection reuses for every request on it.
 pub struct ConnBufs {
@@ -106,11 +114,15 @@ async fn write_bare_reply<S: AsyncWriteRent>(
     *wbuf = out;
 }
 
-/// Serves one client connection until it closes, errs, idles out, or the shard drains.
-pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStream, peer: SocketAddr) {
+/// Serves one HTTP/1.1 client connection (plain TCP or TLS) until it closes, errs, idles out,
+/// or the shard drains.
+pub async fn serve_conn<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
+    state: Rc<ShardState<F>>,
+    mut stream: S,
+    client: ClientMeta,
+) {
     state.connections.set(state.connections.get() + 1);
     let _conn = ConnGuard(state.clone());
-    let _ = stream.set_nodelay(true);
     let mut bufs = ConnBufs {
         rbuf: BytesMut::with_capacity(CLIENT_READ_BUF),
         wbuf: Vec::with_capacity(1024),
@@ -149,7 +161,7 @@ pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStre
         let guard = InflightGuard(&state);
         let limit = sg.config().http.max_requests_per_connection;
         let last = limit != 0 && served >= limit;
-        let (after, headers) = exchange(&state, &sg, &mut stream, &mut bufs, *parsed, peer, last).await;
+        let (after, headers) = exchange(&state, &sg, &mut stream, &mut bufs, *parsed, &client, last).await;
         drop(guard);
         spare = headers;
         spare.clear();

@@ -9,6 +9,8 @@ pub mod io;
 pub mod proxy;
 pub mod router;
 pub mod shard;
+pub mod tls;
+pub mod tls_conn;
 pub mod upstream;
 
 pub use compiled::{Compiled, compile};

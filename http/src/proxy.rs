@@ -5,16 +5,15 @@
 //! Owns: the order of phases for one request and the mapping of upstream failures to 502/504.
 //! Must not: know any filter by name (the chain is a type parameter) or parse heads itself.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use portcullis_core::LocalReply;
 use portcullis_core::pipeline::{Cx, Filter, Flow, Headers, Method, Version};
 
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
-use crate::conn::ConnBufs;
+use crate::conn::{ClientMeta, ConnBufs};
 use crate::h1::encode::{ConnHeader, Framing, encode_request, encode_response, local_reply_head};
 use crate::h1::request::{ParsedRequest, ReqBody};
 use crate::h1::response::{ParsedResponse, RespBody, parse_response};
@@ -44,17 +43,17 @@ const RELAY_CHUNK: usize = 16 * 1024;
 
 /// Handles one request end to end. Returns what to do with the connection and the header
 /// list for reuse by the next request.
-pub async fn exchange<F: Filter>(
+pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     state: &ShardState<F>,
     sg: &ShardGen<F>,
-    client: &mut TcpStream,
+    client: &mut S,
     bufs: &mut ConnBufs,
     req: ParsedRequest,
-    peer: SocketAddr,
+    meta: &ClientMeta,
     last: bool,
 ) -> (After, Headers) {
     let ParsedRequest { mut head, body, keep_alive, expect_continue } = req;
-    let mut cx = Cx::new(peer, false, head.version);
+    let mut cx = Cx::new(meta.addr, meta.tls, head.version);
     cx.route = sg.generation.shared.router.find(&head);
     let client_keep = keep_alive && !last && !state.draining.get();
     let is_head = head.method == Method::Head;
@@ -106,9 +105,9 @@ pub async fn exchange<F: Filter>(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn respond_local<F: Filter>(
+async fn respond_local<F: Filter, S: AsyncWriteRent>(
     sg: &ShardGen<F>,
-    client: &mut TcpStream,
+    client: &mut S,
     bufs: &mut ConnBufs,
     reply: &LocalReply,
     cx: &mut Cx,
@@ -183,10 +182,10 @@ async fn read_response(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn forward<F: Filter>(
+async fn forward<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     state: &ShardState<F>,
     sg: &ShardGen<F>,
-    client: &mut TcpStream,
+    client: &mut S,
     bufs: &mut ConnBufs,
     head: &mut portcullis_core::pipeline::RequestHead,
     body: ReqBody,
