@@ -9,6 +9,7 @@ pub mod io;
 pub mod proxy;
 pub mod router;
 pub mod shard;
+pub mod spare;
 pub mod tls;
 pub mod tls_conn;
 pub mod upstream;

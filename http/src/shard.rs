@@ -17,6 +17,7 @@ use portcullis_core::runtime::{Control, Generation, ShardCtx, ShardEvent};
 use crate::compiled::Compiled;
 use crate::conn::{ClientMeta, serve_conn};
 use crate::h1::request::HeadLimits;
+use crate::spare::Spares;
 use crate::tls_conn::serve_tls;
 use crate::upstream::{Pool, Upstream};
 
@@ -56,6 +57,8 @@ pub struct ShardState<F> {
     pub inflight: Cell<usize>,
     /// Open client connections.
     pub connections: Cell<usize>,
+    /// Write buffers and header lists lent to connections for one exchange at a time.
+    pub spares: Spares,
 }
 
 impl<F> ShardState<F> {
@@ -96,6 +99,7 @@ pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc
         draining: Cell::new(false),
         inflight: Cell::new(0),
         connections: Cell::new(0),
+        spares: Spares::default(),
     });
     let mut fds = Vec::new();
     for (index, std_listener) in ctx.listeners.into_iter().enumerate() {
