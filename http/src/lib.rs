@@ -4,6 +4,7 @@
 pub mod body;
 pub mod compiled;
 pub mod conn;
+pub mod downstream;
 pub mod h1;
 pub mod io;
 pub mod proxy;
