@@ -86,7 +86,11 @@ wait_port "$GW"
 cat >"$WORK/key.lua" <<'LUA'
 wrk.headers["x-api-key"] = "bench-consumer"
 LUA
-exec 3>/dev/cpu_dma_latency 2>/dev/null && printf '\0\0\0\0' >&3 && echo "holding /dev/cpu_dma_latency at 0" >&2 || echo "cannot hold /dev/cpu_dma_latency" >&2
+if { exec 3>/dev/cpu_dma_latency; } 2>/dev/null && printf '\0\0\0\0' >&3; then
+    echo "holding /dev/cpu_dma_latency at 0" >&2
+else
+    echo "cannot hold /dev/cpu_dma_latency: latencies include CPU wake-up time" >&2
+fi
 for path in free limited; do
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s "$WORK/key.lua" "http://127.0.0.1:$GW/$path" >/dev/null 2>&1 || true
 done
