@@ -134,6 +134,32 @@ fn three_gateways_sharing_redis_enforce_one_global_limit() {
 }
 
 #[test]
+fn uneven_load_across_two_gateways_still_meets_the_limit() {
+    // Five connections on one gateway, one on the other: shares follow demand, not a fixed split.
+    let redis = Redis::start();
+    let up = Upstream::fixed(200, "ok");
+    let (rate, burst) = (30u64, 10u64);
+    let settings = format!("redis = \"{}\"\nsync_interval = \"5ms\"\ngateways = 2", redis.addr);
+    let gws: Vec<Gateway> =
+        (0..2).map(|_| Gateway::start(&gateway_toml(&up, rate, burst, &settings))).collect();
+    for gw in &gws {
+        gw.wait_for_log("rate limit: connected to redis", LONG);
+    }
+    let addrs = [gws[0].addr, gws[0].addr, gws[0].addr, gws[0].addr, gws[0].addr, gws[1].addr];
+    let started = Instant::now();
+    let t = hammer(&addrs, 6, 5.0 * rate as f64, Arc::new(AtomicBool::new(false)), Duration::from_secs(8));
+    let elapsed = started.elapsed().as_secs_f64();
+    let expected = rate as f64 * elapsed + burst as f64;
+    let error = (t.ok as f64 - expected) / expected * 100.0;
+    eprintln!(
+        "uneven load: admitted {} over {elapsed:.2}s; expected {expected:.0}; error {error:+.2}%",
+        t.ok
+    );
+    assert!(t.other.is_empty(), "unexpected statuses: {:?}", t.other);
+    assert!(error.abs() <= 5.0, "admitted {} vs expected {expected:.0}: {error:+.2}% (tolerance 5%)", t.ok);
+}
+
+#[test]
 fn redis_killed_mid_run_fails_open_without_stalls_and_recovers() {
     let mut redis = Redis::start();
     let up = Upstream::fixed(200, "ok");
