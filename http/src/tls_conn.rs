@@ -1,5 +1,5 @@
 //! One accepted TLS client connection: the handshake (bounded by the listener's handshake
-//! timeout), then the HTTP engine over the decrypted stream, chosen by ALPN.
+//! timeout), then HTTP/2 (ALPN `h2`) or HTTP/1.1 over the decrypted stream.
 //!
 //! Owns: the step from a TCP socket to a protocol engine on a TLS listener. Must not: parse
 //! HTTP or hold TLS settings (they come from the generation current at accept time, so a reload
@@ -12,11 +12,12 @@ use monoio::net::TcpStream;
 use portcullis_core::pipeline::Filter;
 
 use crate::conn::{ClientMeta, serve_conn};
+use crate::h2::serve_h2;
 use crate::shard::ShardState;
 use crate::tls::{ListenerTls, TlsStream};
 
 /// Completes the handshake and serves the connection.
-pub async fn serve_tls<F: Filter>(
+pub async fn serve_tls<F: Filter + 'static>(
     state: Rc<ShardState<F>>,
     stream: TcpStream,
     peer: SocketAddr,
@@ -34,5 +35,10 @@ pub async fn serve_tls<F: Filter>(
             return;
         }
     };
-    serve_conn(state, stream, ClientMeta { addr: peer, tls: true }).await;
+    let client = ClientMeta { addr: peer, tls: true };
+    if tls.offers_h2 && stream.connection().alpn_protocol() == Some(b"h2") {
+        serve_h2(state, stream, client).await;
+    } else {
+        serve_conn(state, stream, client).await;
+    }
 }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::model_h2::Http2Config;
 use super::model_tls::ListenerTlsConfig;
 use super::units::{Dur, Size};
 
@@ -25,6 +26,9 @@ pub struct Config {
     /// Downstream HTTP limits and timeouts.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Downstream HTTP/2 limits and flood defences.
+    #[serde(default)]
+    pub http2: Http2Config,
     /// Request id filter.
     #[serde(default)]
     pub request_id: RequestIdConfig,
@@ -101,6 +105,9 @@ pub struct ListenerConfig {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// Accept cleartext HTTP/2 with prior knowledge (besides HTTP/1.1) on a plain listener.
+    #[serde(default)]
+    pub h2c: bool,
     /// Resolved bind address (filled by validation).
     #[serde(skip)]
     pub addr: Option<SocketAddr>,
