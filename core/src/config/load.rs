@@ -418,6 +418,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[listeners]]\n[listeners.tls]\n",
             "[[listeners]]\n[listeners.tls]\n[[listeners.tls.certificates]]\n",
             "[http]\n",
+            "[http2]\n",
             "[request_id]\n",
             "[forwarded]\n",
             "[[upstreams]]\n",

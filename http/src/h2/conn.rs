@@ -34,6 +34,18 @@ fn builder(cfg: &Http2Config, max_header_bytes: u64) -> h2::server::Builder {
     b
 }
 
+/// Logs why a connection ended: floods loudly, protocol errors at info, I/O quietly.
+fn log_close(client: &ClientMeta, e: &h2::Error) {
+    // h2 keeps an I/O error's kind and message (not its source): match the message.
+    if let Some(what) = e.get_io().map(ToString::to_string).filter(|m| Flood::is_flood(m)) {
+        tracing::warn!(peer = %client.addr, "HTTP/2 {what}: connection closed");
+    } else if e.is_io() {
+        tracing::debug!(peer = %client.addr, error = %e, "HTTP/2 connection failed");
+    } else {
+        tracing::info!(peer = %client.addr, error = %e, "HTTP/2 connection closed on a protocol error");
+    }
+}
+
 struct ConnGuard<F>(Rc<ShardState<F>>);
 
 impl<F> Drop for ConnGuard<F> {
@@ -66,7 +78,7 @@ where
     let mut conn = match monoio::time::timeout(header_timeout, handshake).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            tracing::debug!(peer = %client.addr, error = %e, "HTTP/2 handshake failed");
+            log_close(&client, &e);
             return;
         }
         Err(_) => return,
@@ -84,14 +96,7 @@ where
                 monoio::spawn(serve_stream(state.clone(), req, respond, client.clone()));
             }
             Some(Some(Err(e))) => {
-                let flood = e.get_io().and_then(|io| io.get_ref()).and_then(|r| r.downcast_ref::<Flood>());
-                if let Some(what) = flood {
-                    tracing::warn!(peer = %client.addr, "HTTP/2 {what}: connection closed");
-                } else if e.is_io() {
-                    tracing::debug!(peer = %client.addr, error = %e, "HTTP/2 connection failed");
-                } else {
-                    tracing::info!(peer = %client.addr, error = %e, "HTTP/2 connection closed on a protocol error");
-                }
+                log_close(&client, &e);
                 return;
             }
             Some(None) => return,

@@ -146,6 +146,13 @@ impl<S> Guarded<S> {
 #[error("{0}")]
 pub struct Flood(pub &'static str);
 
+impl Flood {
+    /// Whether an error message is a flood verdict of this guard.
+    pub fn is_flood(message: &str) -> bool {
+        ["PING flood", "SETTINGS flood", "RST_STREAM flood", "CONTINUATION flood"].contains(&message)
+    }
+}
+
 fn flood(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, Flood(what))
 }
