@@ -62,6 +62,7 @@ fn route(
         rewrite_prefix: None,
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
+        require_client_cert: false,
     }
 }
 

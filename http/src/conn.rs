@@ -13,7 +13,7 @@ use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRent;
 use portcullis_core::LocalReply;
 use portcullis_core::config::RequestIdConfig;
-use portcullis_core::pipeline::Filter;
+use portcullis_core::pipeline::{ClientCert, Filter};
 
 use crate::h1::encode::{ConnHeader, Framing, encode_response, local_reply_head};
 use crate::h1::request::{HeadLimits, ParsedRequest, parse_request};
@@ -32,6 +32,8 @@ pub struct ClientMeta {
     pub addr: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The verified client certificate (mTLS), if the client presented one.
+    pub client_cert: Option<Rc<ClientCert>>,
 }
 
 /// Buffers one connection reuses for every request on it.

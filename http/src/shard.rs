@@ -129,11 +129,11 @@ pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc
                         };
                         match tls {
                             None if h2c => {
-                                let client = ClientMeta { addr: peer, tls: false };
+                                let client = ClientMeta { addr: peer, tls: false, client_cert: None };
                                 monoio::spawn(serve_h2c_or_h1(state.clone(), stream, client));
                             }
                             None => {
-                                let client = ClientMeta { addr: peer, tls: false };
+                                let client = ClientMeta { addr: peer, tls: false, client_cert: None };
                                 monoio::spawn(serve_conn(state.clone(), stream, client));
                             }
                             Some(tls) => {

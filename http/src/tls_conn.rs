@@ -9,12 +9,20 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use monoio::net::TcpStream;
-use portcullis_core::pipeline::Filter;
+use portcullis_core::pipeline::{ClientCert, Filter};
 
 use crate::conn::{ClientMeta, serve_conn};
 use crate::h2::serve_h2;
 use crate::shard::ShardState;
-use crate::tls::{ListenerTls, TlsStream};
+use crate::tls::{ListenerTls, TlsStream, x509};
+
+/// The identity in the client's verified certificate (rustls verified the chain already).
+fn client_cert(stream: &TlsStream<TcpStream>) -> Option<Rc<ClientCert>> {
+    let leaf = stream.connection().peer_certificates()?.first()?;
+    let info = x509::parse(leaf).ok()?;
+    let spiffe_id = info.uris.iter().find(|u| u.starts_with("spiffe://")).cloned();
+    Some(Rc::new(ClientCert { subject: info.subject, dns_names: info.dns_names, uris: info.uris, spiffe_id }))
+}
 
 /// Completes the handshake and serves the connection.
 pub async fn serve_tls<F: Filter + 'static>(
@@ -35,7 +43,7 @@ pub async fn serve_tls<F: Filter + 'static>(
             return;
         }
     };
-    let client = ClientMeta { addr: peer, tls: true };
+    let client = ClientMeta { addr: peer, tls: true, client_cert: client_cert(&stream) };
     if tls.offers_h2 && stream.connection().alpn_protocol() == Some(b"h2") {
         serve_h2(state, stream, client).await;
     } else {

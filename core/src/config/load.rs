@@ -439,7 +439,9 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
         }
         assert!(keys > 40, "only {keys} keys found");
         let tls = "[[listeners]]\nbind = \"127.0.0.1:1\"\n[listeners.tls]\ncertificates = []\n";
-        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode"), (tls, "min_version")] {
+        for (table, key) in
+            [("[server]\n", "driver"), ("[forwarded]\n", "mode"), (tls, "min_version"), (tls, "client_auth")]
+        {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(
                     docs.contains(&format!("`\"{variant}\"`")),

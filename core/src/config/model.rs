@@ -311,6 +311,9 @@ pub struct RouteConfig {
     /// Header edits on the response toward the client.
     #[serde(default)]
     pub response_headers: HeaderOps,
+    /// Answer 403 unless the client presented a verified certificate (mTLS listener).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 fn default_route_timeout() -> Dur {

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::client_cert::ClientCert;
 use super::head::Version;
 
 /// The context of one request, created by the engine and passed to every filter phase.
@@ -44,6 +45,8 @@ pub struct Cx {
     pub consumer: Option<Bytes>,
     /// The consumer's tier (it picks per-tier rate limits), when authentication set one.
     pub tier: Option<Rc<str>>,
+    /// The verified client certificate, on mTLS connections that presented one.
+    pub client_cert: Option<Rc<ClientCert>>,
 }
 
 impl Cx {
@@ -65,6 +68,7 @@ impl Cx {
             bytes_out: 0,
             consumer: None,
             tier: None,
+            client_cert: None,
         }
     }
 }

@@ -186,6 +186,7 @@ pub async fn serve_stream<F: Filter>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut cx = Cx::new(client.addr, client.tls, Version::H2);
+    cx.client_cert = client.client_cert;
     let head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers()) {
         Ok(h) => h,
         Err(reply) => {

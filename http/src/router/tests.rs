@@ -29,6 +29,7 @@ impl R {
             rewrite_prefix: None,
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
+            require_client_cert: false,
         })
     }
     /// A route with `path`.

@@ -9,6 +9,7 @@ use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
 use super::env::ChainEnv;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
+use crate::mtls::MtlsFilter;
 use crate::request_id::RequestIdFilter;
 use crate::transform::TransformFilter;
 
@@ -19,6 +20,8 @@ pub enum AnyFilter {
     RequestId(RequestIdFilter),
     /// `[forwarded]`.
     Forwarded(ForwardedFilter),
+    /// Client certificate requirement and identity headers (mTLS).
+    Mtls(MtlsFilter),
     /// Per-route rewrite and header edits.
     Transform(TransformFilter),
 }
@@ -28,6 +31,7 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
+            AnyFilter::Mtls(f) => f.on_request(req, cx).await,
             AnyFilter::Transform(f) => f.on_request(req, cx).await,
         }
     }
@@ -36,6 +40,7 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
+            AnyFilter::Mtls(f) => f.on_response(resp, cx),
             AnyFilter::Transform(f) => f.on_response(resp, cx),
         }
     }
@@ -44,6 +49,7 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
+            AnyFilter::Mtls(f) => f.on_log(cx),
             AnyFilter::Transform(f) => f.on_log(cx),
         }
     }
@@ -56,13 +62,17 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds the chain for `cfg`: request id, forwarding headers, then transform (only when some
+    /// Builds the chain for `cfg`: request id, forwarding headers, mTLS (when a listener asks for
+    /// client certificates or a route requires one), then transform (only when some
     /// route has a rewrite or header edits). Process-wide services come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
         let _ = env;
         let mut filters = Vec::with_capacity(3);
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
+        if MtlsFilter::is_needed(cfg) {
+            filters.push(AnyFilter::Mtls(MtlsFilter::build(cfg)));
+        }
         if TransformFilter::is_needed(&cfg.routes) {
             filters.push(AnyFilter::Transform(TransformFilter::build(&cfg.routes)?));
         }
