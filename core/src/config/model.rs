@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::model_quic::ListenerHttp3Config;
 use super::model_tls::ListenerTlsConfig;
 use super::units::{Dur, Size};
 
@@ -101,6 +102,9 @@ pub struct ListenerConfig {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// Serve HTTP/3 over QUIC on the same port (UDP).
+    #[serde(default)]
+    pub http3: Option<ListenerHttp3Config>,
     /// Resolved bind address (filled by validation).
     #[serde(skip)]
     pub addr: Option<SocketAddr>,

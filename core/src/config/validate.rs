@@ -6,6 +6,7 @@
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
 mod routes;
+mod quic;
 mod tls;
 
 pub use routes::FRAMING_HEADERS;
@@ -88,6 +89,7 @@ fn listeners(list: &mut [ListenerConfig], path: &KeyPath, out: &mut Issues) {
         if let Some(t) = l.tls.as_mut() {
             tls::check(t, &here.key("tls"), out);
         }
+        quic::check(l, &here, out);
         if l.name.trim().is_empty() {
             out.push(here.key("name"), "listener name must not be empty");
         } else if let Some(&first) = names.get(&l.name) {

@@ -133,17 +133,28 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         let addrs: Vec<(SocketAddr, u32)> =
             config.listeners.iter().filter_map(|l| l.addr.map(|a| (a, l.backlog))).collect();
         let (per_shard, bound) = listener::bind_all(&addrs, n)?;
+        // HTTP/3 listeners get one UDP socket per shard on the TCP listener's actual port.
+        let mut udp_per_shard: Vec<Vec<Option<std::net::UdpSocket>>> =
+            (0..n).map(|_| Vec::with_capacity(bound.len())).collect();
+        for (l, addr) in config.listeners.iter().zip(&bound) {
+            let quic = l.http3.as_ref().is_some_and(|h| h.enabled);
+            let mut socks = if quic { listener::bind_udp_all(*addr, n)? } else { Vec::new() }.into_iter();
+            for slot in &mut udp_per_shard {
+                slot.push(socks.next());
+            }
+        }
 
         let (ev_tx, ev_rx) = mpsc::channel();
         let mut senders = Vec::with_capacity(n);
         let mut contexts = Vec::with_capacity(n);
-        for (id, listeners) in per_shard.into_iter().enumerate() {
+        for (id, (listeners, udp)) in per_shard.into_iter().zip(udp_per_shard).enumerate() {
             let (tx, rx) = async_channel::unbounded();
             senders.push(tx);
             contexts.push(ShardCtx {
                 id,
                 cpu: cpus[id],
                 listeners,
+                udp,
                 initial: current.clone(),
                 control: rx,
                 events: ev_tx.clone(),
