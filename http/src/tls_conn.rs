@@ -1,27 +1,28 @@
 //! One accepted TLS client connection: the handshake (bounded by the listener's handshake
-//! timeout), then the HTTP engine over the decrypted stream, chosen by ALPN.
+//! timeout), then HTTP/2 (ALPN `h2`) or HTTP/1.1 over the decrypted stream.
 //!
 //! Owns: the step from a TCP socket to a protocol engine on a TLS listener. Must not: parse
 //! HTTP or hold TLS settings (they come from the generation current at accept time, so a reload
 //! with new certificates applies to new connections while old ones keep theirs).
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use monoio::net::TcpStream;
 use portcullis_core::pipeline::Filter;
 
 use crate::conn::{ClientMeta, serve_conn};
+use crate::h2::serve_h2;
 use crate::shard::ShardState;
 use crate::tls::{ListenerTls, TlsStream};
 
 /// Completes the handshake and serves the connection.
-pub async fn serve_tls<F: Filter>(
+pub async fn serve_tls<F: Filter + 'static>(
     state: Rc<ShardState<F>>,
     stream: TcpStream,
-    peer: SocketAddr,
+    client: ClientMeta,
     tls: ListenerTls,
 ) {
+    let peer = client.addr;
     let handshake = TlsStream::accept(stream, tls.config.clone());
     let stream = match monoio::time::timeout(tls.handshake_timeout, handshake).await {
         Ok(Ok(s)) => s,
@@ -34,5 +35,9 @@ pub async fn serve_tls<F: Filter>(
             return;
         }
     };
-    serve_conn(state, stream, ClientMeta { addr: peer, tls: true }).await;
+    if tls.offers_h2 && stream.connection().alpn_protocol() == Some(b"h2") {
+        serve_h2(state, stream, client).await;
+    } else {
+        serve_conn(state, stream, client).await;
+    }
 }

@@ -28,7 +28,8 @@ pub fn transport(h3: &ListenerHttp3Config) -> Result<quinn::TransportConfig, Str
     t.max_concurrent_bidi_streams(h3.max_concurrent_streams.into());
     // The client's control stream and two QPACK streams, plus room for extensions.
     t.max_concurrent_uni_streams(8u32.into());
-    let idle = quinn::IdleTimeout::try_from(h3.idle_timeout.0).map_err(|e| format!("http3.idle_timeout: {e}"))?;
+    let idle =
+        quinn::IdleTimeout::try_from(h3.idle_timeout.0).map_err(|e| format!("http3.idle_timeout: {e}"))?;
     t.max_idle_timeout(Some(idle));
     Ok(t)
 }

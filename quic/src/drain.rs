@@ -51,7 +51,8 @@ mod tests {
 
     #[test]
     fn waiters_complete_after_fire() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().build().expect("rt");
+        let mut rt =
+            monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("rt");
         rt.block_on(async {
             let d = Rc::new(DrainSignal::default());
             let d2 = d.clone();
@@ -59,7 +60,8 @@ mod tests {
                 d2.wait().await;
                 d2.is_set()
             });
-            monoio::task::yield_now().await;
+            // Let the waiter run once and park on the signal.
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
             assert!(!d.is_set());
             d.fire();
             assert!(waiter.await, "the waiter saw the signal");

@@ -35,7 +35,9 @@ pub fn start<F: Filter + 'static>(
             Ok(l) => {
                 monoio::spawn(l.run(state.clone(), drain.clone()));
             }
-            Err(e) => tracing::error!(shard = state.id, listener = index, "HTTP/3 disabled on this shard: {e}"),
+            Err(e) => {
+                tracing::error!(shard = state.id, listener = index, "HTTP/3 disabled on this shard: {e}")
+            }
         }
     }
     drain
@@ -52,7 +54,11 @@ fn h3_settings<F>(state: &ShardState<F>, index: usize) -> Option<ListenerHttp3Co
     state.current().config().listeners.get(index)?.http3.clone().filter(|h| h.enabled)
 }
 
-fn server_config<F>(state: &ShardState<F>, index: usize, shared: &SharedQuic) -> Result<quinn::ServerConfig, String> {
+fn server_config<F>(
+    state: &ShardState<F>,
+    index: usize,
+    shared: &SharedQuic,
+) -> Result<quinn::ServerConfig, String> {
     let current = state.current();
     let h3 = h3_settings(state, index).ok_or("http3 is not enabled on this listener")?;
     let tls = current
@@ -69,7 +75,12 @@ fn server_config<F>(state: &ShardState<F>, index: usize, shared: &SharedQuic) ->
 }
 
 impl Listener {
-    fn bind<F>(state: &Rc<ShardState<F>>, index: usize, socket: UdpSocket, shared: SharedQuic) -> Result<Listener, String> {
+    fn bind<F>(
+        state: &Rc<ShardState<F>>,
+        index: usize,
+        socket: UdpSocket,
+        shared: SharedQuic,
+    ) -> Result<Listener, String> {
         let cfg = server_config(state, index, &shared)?;
         let endpoint = shared.endpoint(state.id, socket, cfg).map_err(|e| e.to_string())?;
         Ok(Listener { index, endpoint, shared, generation: Cell::new(state.current().generation.id) })
@@ -124,7 +135,8 @@ impl Listener {
             };
             let settings =
                 ConnSettings { max_field_section_size: h3.max_field_section_size.0, zero_rtt: h3.zero_rtt };
-            let (state, drain, open, handshaking) = (state.clone(), drain.clone(), open.clone(), handshaking.clone());
+            let (state, drain, open, handshaking) =
+                (state.clone(), drain.clone(), open.clone(), handshaking.clone());
             open.set(open.get() + 1);
             handshaking.set(handshaking.get() + 1);
             monoio::spawn(async move {

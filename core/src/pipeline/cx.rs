@@ -44,6 +44,8 @@ pub struct Cx {
     pub consumer: Option<Bytes>,
     /// The consumer's tier (it picks per-tier rate limits), when authentication set one.
     pub tier: Option<Rc<str>>,
+    /// `Alt-Svc` the engine sets on the response (the listener advertises HTTP/3).
+    pub alt_svc: Option<Bytes>,
 }
 
 impl Cx {
@@ -65,6 +67,7 @@ impl Cx {
             bytes_out: 0,
             consumer: None,
             tier: None,
+            alt_svc: None,
         }
     }
 }

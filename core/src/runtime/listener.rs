@@ -68,7 +68,8 @@ pub fn bind_udp_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
 pub fn bind_udp_all(addr: SocketAddr, shards: usize) -> io::Result<Vec<UdpSocket>> {
     (0..shards)
         .map(|_| {
-            bind_udp_reuseport(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}")))
+            bind_udp_reuseport(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}")))
         })
         .collect()
 }

@@ -37,6 +37,14 @@ pub enum StartError {
     Shard(usize, String),
 }
 
+/// How many shards `server` asks for: `shards`, or one per CPU this process may run on.
+pub fn shard_count(server: &crate::config::ServerConfig) -> usize {
+    match server.shards {
+        0 => shard::allowed_cpus().len().max(1),
+        n => n,
+    }
+}
+
 /// Turns a validated config into the immutable data shared by all shards for one generation.
 pub type CompileFn<S> = dyn Fn(&Arc<Config>) -> Result<S, String> + Send + Sync;
 
@@ -114,10 +122,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             );
         }
         let allowed = shard::allowed_cpus();
-        let n = match config.server.shards {
-            0 => allowed.len().max(1),
-            n => n,
-        };
+        let n = shard_count(&config.server);
         let cpus: Vec<Option<usize>> = (0..n)
             .map(|i| {
                 if config.server.pin_cpus && !allowed.is_empty() {

@@ -39,7 +39,10 @@ pub(crate) async fn serve_connection<F: Filter + 'static>(
 
 /// Completes the handshake (or accepts 0-RTT at once); the flag is true while the connection is
 /// still early.
-async fn handshake(connecting: quinn::Connecting, zero_rtt: bool) -> Option<(quinn::Connection, Rc<Cell<bool>>)> {
+async fn handshake(
+    connecting: quinn::Connecting,
+    zero_rtt: bool,
+) -> Option<(quinn::Connection, Rc<Cell<bool>>)> {
     // Early (0-RTT) until the handshake is confirmed; only then are unsafe methods accepted.
     let early = Rc::new(Cell::new(false));
     let conn = if zero_rtt {
@@ -80,7 +83,7 @@ async fn serve_h3<F: Filter + 'static>(
     drain: Rc<DrainSignal>,
     early: Rc<Cell<bool>>,
 ) {
-    let client = ClientMeta { addr: conn.remote_address(), tls: true };
+    let client = ClientMeta { addr: conn.remote_address(), tls: true, alt_svc: None };
     let built = h3::server::builder()
         .max_field_section_size(settings.max_field_section_size)
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))
@@ -109,6 +112,7 @@ async fn serve_h3<F: Filter + 'static>(
         match next {
             Ok(Some(resolver)) => {
                 let state = state.clone();
+                let client = client.clone();
                 let early = early.get();
                 monoio::spawn(async move {
                     match resolver.resolve_request().await {

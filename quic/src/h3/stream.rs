@@ -100,7 +100,10 @@ impl Downstream for H3Down {
         if self.send.send_response(response_of(head)).await.is_err() {
             return false;
         }
-        if !self.is_head && !body.is_empty() && self.send.send_data(Bytes::copy_from_slice(body)).await.is_err() {
+        if !self.is_head
+            && !body.is_empty()
+            && self.send.send_data(Bytes::copy_from_slice(body)).await.is_err()
+        {
             return false;
         }
         self.send.finish().await.is_ok()
@@ -141,7 +144,8 @@ pub(crate) async fn serve_stream<F: Filter>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut cx = Cx::new(client.addr, true, Version::H3);
-    let mut head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers(), Version::H3) {
+    let mut head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers(), Version::H3)
+    {
         Ok(h) => h,
         Err(reply) => return reject(&mut send, &reply).await,
     };

@@ -18,7 +18,9 @@ pub(super) fn check(l: &ListenerConfig, path: &KeyPath, out: &mut Issues) {
              certificate to this listener",
         ),
         // QUIC always uses TLS 1.3, whatever `min_version` allows on TCP.
-        Some(t) if !t.cipher_suites.is_empty() && !t.cipher_suites.iter().any(|s| s.starts_with("TLS13_")) => {
+        Some(t)
+            if !t.cipher_suites.is_empty() && !t.cipher_suites.iter().any(|s| s.starts_with("TLS13_")) =>
+        {
             out.push(here.clone(), "HTTP/3 needs a TLS 1.3 cipher suite in tls.cipher_suites");
         }
         Some(_) => {}
