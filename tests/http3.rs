@@ -153,6 +153,7 @@ fn sigterm_lets_an_http3_request_in_flight_finish() {
             let mut c = H3Client::connect(addr, "localhost", roots).await.expect("connect");
             tx.send(()).expect("connected");
             let resp = c.request(request("GET", "/users/9"), Bytes::new()).await;
+            c.close().await;
             resp.map(|r| r.status)
         })
     });

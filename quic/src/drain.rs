@@ -44,6 +44,60 @@ impl DrainSignal {
     }
 }
 
+/// A shard-local count with a way to wait until it is zero (open connections, live streams).
+#[derive(Debug, Default)]
+pub struct Gauge {
+    n: Cell<usize>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Gauge {
+    /// Counts one more.
+    pub fn inc(&self) {
+        self.n.set(self.n.get() + 1);
+    }
+
+    /// Counts one less; wakes the waiters at zero.
+    pub fn dec(&self) {
+        self.n.set(self.n.get().saturating_sub(1));
+        if self.n.get() == 0 {
+            for w in self.waiters.borrow_mut().drain(..) {
+                w.wake();
+            }
+        }
+    }
+
+    /// The current count.
+    pub fn get(&self) -> usize {
+        self.n.get()
+    }
+
+    /// Completes when the count is zero.
+    pub async fn zero(&self) {
+        poll_fn(|cx| {
+            if self.n.get() == 0 {
+                return Poll::Ready(());
+            }
+            let mut w = self.waiters.borrow_mut();
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Decrements a gauge when dropped.
+#[derive(Debug)]
+pub struct GaugeGuard(pub std::rc::Rc<Gauge>);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +120,15 @@ mod tests {
             d.fire();
             assert!(waiter.await, "the waiter saw the signal");
             d.wait().await; // already set: completes at once
+            let g = Rc::new(Gauge::default());
+            g.zero().await; // zero from the start
+            g.inc();
+            let guard = GaugeGuard(g.clone());
+            let g2 = g.clone();
+            let waiter = monoio::spawn(async move { g2.zero().await });
+            drop(guard);
+            waiter.await;
+            assert_eq!(g.get(), 0);
         });
     }
 }

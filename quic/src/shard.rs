@@ -16,7 +16,7 @@ use portcullis_core::pipeline::Filter;
 use portcullis_http::shard::ShardState;
 
 use crate::crypto::{server_crypto, transport};
-use crate::drain::DrainSignal;
+use crate::drain::{DrainSignal, Gauge, GaugeGuard};
 use crate::endpoint::SharedQuic;
 use crate::h3::conn::{ConnSettings, serve_connection};
 
@@ -100,7 +100,7 @@ impl Listener {
     }
 
     async fn run<F: Filter + 'static>(self, state: Rc<ShardState<F>>, drain: Rc<DrainSignal>) {
-        let open = Rc::new(Cell::new(0u32));
+        let open = Rc::new(Gauge::default());
         let handshaking = Rc::new(Cell::new(0u32));
         loop {
             let incoming = monoio::select! {
@@ -113,7 +113,7 @@ impl Listener {
                 incoming.refuse();
                 continue;
             };
-            if open.get() >= h3.max_connections_per_shard {
+            if open.get() >= h3.max_connections_per_shard as usize {
                 incoming.refuse();
                 continue;
             }
@@ -137,18 +137,21 @@ impl Listener {
                 ConnSettings { max_field_section_size: h3.max_field_section_size.0, zero_rtt: h3.zero_rtt };
             let (state, drain, open, handshaking) =
                 (state.clone(), drain.clone(), open.clone(), handshaking.clone());
-            open.set(open.get() + 1);
+            open.inc();
+            let guard = GaugeGuard(open.clone());
             handshaking.set(handshaking.get() + 1);
             monoio::spawn(async move {
+                let _open = guard;
                 serve_connection(state, connecting, settings, drain, &handshaking).await;
-                open.set(open.get() - 1);
             });
         }
-        // Draining: refuse new connections; existing ones got GOAWAY and finish their streams.
+        // Draining: refuse new connections; existing ones got GOAWAY, finish their streams and
+        // close. The shard counts this as in-flight work, so it does not exit (dropping the
+        // endpoint and unsent responses) before the close packets are out or the drain timeout.
         self.endpoint.set_server_config(None);
-        while open.get() > 0 {
-            monoio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        self.endpoint.close(0u32.into(), b"shutting down");
+        state.inflight.set(state.inflight.get() + 1);
+        open.zero().await;
+        self.endpoint.wait_idle().await;
+        state.inflight.set(state.inflight.get() - 1);
     }
 }

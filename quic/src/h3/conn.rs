@@ -5,6 +5,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use portcullis_core::pipeline::Filter;
@@ -12,7 +13,10 @@ use portcullis_http::conn::ClientMeta;
 use portcullis_http::shard::ShardState;
 
 use super::stream::serve_stream;
-use crate::drain::DrainSignal;
+use crate::drain::{DrainSignal, Gauge, GaugeGuard};
+
+/// HTTP/3's "no error" application close code (RFC 9114, 8.1).
+const H3_NO_ERROR: u32 = 0x100;
 
 /// Settings one connection runs with (from the listener's `http3` table).
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +88,7 @@ async fn serve_h3<F: Filter + 'static>(
     early: Rc<Cell<bool>>,
 ) {
     let client = ClientMeta { addr: conn.remote_address(), tls: true, alt_svc: None };
+    let quic = conn.clone();
     let built = h3::server::builder()
         .max_field_section_size(settings.max_field_section_size)
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))
@@ -92,21 +97,33 @@ async fn serve_h3<F: Filter + 'static>(
         Ok(c) => c,
         Err(e) => return tracing::debug!("h3 connection set-up failed: {e}"),
     };
+    let streams = Rc::new(Gauge::default());
     let mut goaway_sent = false;
     loop {
-        let next = if goaway_sent || drain.is_set() {
-            if !goaway_sent {
-                goaway_sent = true;
-                // GOAWAY: requests already accepted finish; new ones go elsewhere.
-                if h3c.shutdown(0).await.is_err() {
+        let next = if goaway_sent {
+            // After GOAWAY: serve what was already accepted, then close once every stream
+            // finished. Finished streams may still have bytes in flight and quinn abandons
+            // unsent data on close, so wait a few round trips for the acknowledgements first.
+            monoio::select! {
+                r = h3c.accept() => r,
+                _ = streams.zero() => {
+                    let grace = (quic.rtt() * 3 + Duration::from_millis(100)).min(Duration::from_secs(1));
+                    monoio::time::sleep(grace).await;
+                    quic.close(H3_NO_ERROR.into(), b"draining");
                     break;
                 }
             }
-            h3c.accept().await
         } else {
             monoio::select! {
                 r = h3c.accept() => r,
-                _ = drain.wait() => continue,
+                _ = drain.wait() => {
+                    goaway_sent = true;
+                    // GOAWAY: requests already accepted finish; new ones go elsewhere.
+                    if h3c.shutdown(0).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
             }
         };
         match next {
@@ -114,7 +131,10 @@ async fn serve_h3<F: Filter + 'static>(
                 let state = state.clone();
                 let client = client.clone();
                 let early = early.get();
+                streams.inc();
+                let guard = GaugeGuard(streams.clone());
                 monoio::spawn(async move {
+                    let _guard = guard;
                     match resolver.resolve_request().await {
                         Ok((req, stream)) => serve_stream(state, req, stream, client, early).await,
                         Err(e) => tracing::debug!("h3 request head refused: {e}"),
