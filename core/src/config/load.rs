@@ -426,6 +426,9 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
+            "[ratelimit]\n",
+            "[ratelimit.limits.x]\n",
+            "[ratelimit.limits.x.tiers.t]\n",
         ];
         let mut keys = 0;
         for table in tables {
@@ -438,10 +441,30 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             }
         }
         assert!(keys > 40, "only {keys} keys found");
-        let tls = "[[listeners]]\nbind = \"127.0.0.1:1\"\n[listeners.tls]\ncertificates = []\n";
-        for (table, key) in
-            [("[server]\n", "driver"), ("[forwarded]\n", "mode"), (tls, "min_version"), (tls, "client_auth")]
-        {
+        let tls = "[[listeners]]
+bind = \"127.0.0.1:1\"
+[listeners.tls]
+certificates = []
+";
+        for (table, key) in [
+            (
+                "[server]
+",
+                "driver",
+            ),
+            (
+                "[forwarded]
+",
+                "mode",
+            ),
+            (tls, "min_version"),
+            (tls, "client_auth"),
+            (
+                "[ratelimit]
+",
+                "fail_mode",
+            ),
+        ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(
                     docs.contains(&format!("`\"{variant}\"`")),

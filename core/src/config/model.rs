@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::model_h2::Http2Config;
+use super::model_ratelimit::RateLimitConfig;
 use super::model_tls::ListenerTlsConfig;
 use super::units::{Dur, Size};
 
@@ -41,6 +42,9 @@ pub struct Config {
     /// Routes, matched by host, path, method and headers.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Rate limiting: named limits and Redis reconciliation.
+    #[serde(default)]
+    pub ratelimit: RateLimitConfig,
 }
 
 /// Which io driver a shard runs.
@@ -314,6 +318,9 @@ pub struct RouteConfig {
     /// Answer 403 unless the client presented a verified certificate (mTLS listener).
     #[serde(default)]
     pub require_client_cert: bool,
+    /// Names of `[ratelimit.limits]` applied to this route (all must pass).
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
 }
 
 fn default_route_timeout() -> Dur {

@@ -5,9 +5,11 @@
 //! lowercased route hosts). Must not: read files, map paths to lines (that is `load`/`spans`), or
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
+mod ratelimit;
 mod routes;
 mod tls;
 
+pub use ratelimit::SCOPES as RATE_LIMIT_SCOPES;
 pub use routes::FRAMING_HEADERS;
 
 use std::collections::{HashMap, HashSet};
@@ -57,6 +59,13 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     }
     let names = upstreams(&mut config.upstreams, &root.key("upstreams"), &mut out);
     routes::check(&mut config.routes, &names, &root.key("routes"), &mut out);
+    ratelimit::check(
+        &config.ratelimit,
+        &config.routes,
+        &root.key("ratelimit"),
+        &root.key("routes"),
+        &mut out,
+    );
     out.0
 }
 

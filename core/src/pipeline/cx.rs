@@ -47,6 +47,19 @@ pub struct Cx {
     pub tier: Option<Rc<str>>,
     /// The verified client certificate, on mTLS connections that presented one.
     pub client_cert: Option<Rc<ClientCert>>,
+    /// The tightest rate limit that applied, for the `RateLimit` response headers.
+    pub rate_limit: Option<RateLimitInfo>,
+}
+
+/// What the rate-limit filter learned about a request, for its response phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    /// Index of the limit within the filter that set it.
+    pub policy: u32,
+    /// Requests still allowed right now.
+    pub remaining: u64,
+    /// Seconds until the limit is fully replenished.
+    pub reset_secs: u64,
 }
 
 impl Cx {
@@ -69,6 +82,7 @@ impl Cx {
             consumer: None,
             tier: None,
             client_cert: None,
+            rate_limit: None,
         }
     }
 }

@@ -6,6 +6,6 @@ mod filter;
 mod head;
 
 pub use client_cert::ClientCert;
-pub use cx::Cx;
+pub use cx::{Cx, RateLimitInfo};
 pub use filter::{Filter, Flow, NoFilters};
 pub use head::{Header, Headers, Method, RequestHead, ResponseHead, Version};

@@ -30,6 +30,7 @@ impl R {
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
             require_client_cert: false,
+            rate_limits: Vec::new(),
         })
     }
     /// A route with `path`.

@@ -10,6 +10,7 @@ use super::env::ChainEnv;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
 use crate::mtls::MtlsFilter;
+use crate::ratelimit::RateLimitFilter;
 use crate::request_id::RequestIdFilter;
 use crate::transform::TransformFilter;
 
@@ -22,6 +23,8 @@ pub enum AnyFilter {
     Forwarded(ForwardedFilter),
     /// Client certificate requirement and identity headers (mTLS).
     Mtls(MtlsFilter),
+    /// `[ratelimit]` limits of the matched route.
+    RateLimit(RateLimitFilter),
     /// Per-route rewrite and header edits.
     Transform(TransformFilter),
 }
@@ -32,6 +35,7 @@ impl Filter for AnyFilter {
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
             AnyFilter::Mtls(f) => f.on_request(req, cx).await,
+            AnyFilter::RateLimit(f) => f.on_request(req, cx).await,
             AnyFilter::Transform(f) => f.on_request(req, cx).await,
         }
     }
@@ -41,6 +45,7 @@ impl Filter for AnyFilter {
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
             AnyFilter::Mtls(f) => f.on_response(resp, cx),
+            AnyFilter::RateLimit(f) => f.on_response(resp, cx),
             AnyFilter::Transform(f) => f.on_response(resp, cx),
         }
     }
@@ -50,6 +55,7 @@ impl Filter for AnyFilter {
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
             AnyFilter::Mtls(f) => f.on_log(cx),
+            AnyFilter::RateLimit(f) => f.on_log(cx),
             AnyFilter::Transform(f) => f.on_log(cx),
         }
     }
@@ -63,15 +69,18 @@ pub struct Chain {
 
 impl Chain {
     /// Builds the chain for `cfg`: request id, forwarding headers, mTLS (when a listener asks for
-    /// client certificates or a route requires one), then transform (only when some
-    /// route has a rewrite or header edits). Process-wide services come from `env`.
+    /// client certificates or a route requires one), rate limits (only when some route has
+    /// limits), then transform (only when some route has a rewrite or header edits).
+    /// Process-wide services come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
-        let _ = env;
-        let mut filters = Vec::with_capacity(3);
+        let mut filters = Vec::with_capacity(5);
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
         if MtlsFilter::is_needed(cfg) {
             filters.push(AnyFilter::Mtls(MtlsFilter::build(cfg)));
+        }
+        if RateLimitFilter::is_needed(cfg) {
+            filters.push(AnyFilter::RateLimit(RateLimitFilter::build(cfg, &env.ratelimit)));
         }
         if TransformFilter::is_needed(&cfg.routes) {
             filters.push(AnyFilter::Transform(TransformFilter::build(&cfg.routes)?));

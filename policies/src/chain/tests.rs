@@ -140,6 +140,7 @@ fn kind(f: &AnyFilter) -> &'static str {
         AnyFilter::RequestId(_) => "request_id",
         AnyFilter::Forwarded(_) => "forwarded",
         AnyFilter::Mtls(_) => "mtls",
+        AnyFilter::RateLimit(_) => "ratelimit",
         AnyFilter::Transform(_) => "transform",
     }
 }
