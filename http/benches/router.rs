@@ -62,8 +62,8 @@ fn route(
         rewrite_prefix: None,
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
-        require_client_cert: false,
         rate_limits: Vec::new(),
+        require_client_cert: false,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Portcullis policies: the request/response filters and the chain that runs them.
 //!
-//! Owns: one folder per filter (`request_id`, `forwarded`, `mtls`, `ratelimit`, `transform`), each compiling its config
-//! once per shard per config generation, and `chain`, the closed-enum dispatch over them.
+//! Owns: one folder per filter (`request_id`, `forwarded`, `mtls`, `ratelimit`, `transform`), each
+//! compiling its config once per shard per config generation, and `chain`, the closed-enum dispatch over them.
 //! Must not: open sockets or block on the request path, or speak any wire protocol.
 
 mod chain;

@@ -315,12 +315,12 @@ pub struct RouteConfig {
     /// Header edits on the response toward the client.
     #[serde(default)]
     pub response_headers: HeaderOps,
-    /// Answer 403 unless the client presented a verified certificate (mTLS listener).
-    #[serde(default)]
-    pub require_client_cert: bool,
     /// Names of `[ratelimit.limits]` applied to this route (all must pass).
     #[serde(default)]
     pub rate_limits: Vec<String>,
+    /// Answer 403 unless the client presented a verified certificate (mTLS listener).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 fn default_route_timeout() -> Dur {

@@ -45,10 +45,10 @@ pub struct Cx {
     pub consumer: Option<Bytes>,
     /// The consumer's tier (it picks per-tier rate limits), when authentication set one.
     pub tier: Option<Rc<str>>,
-    /// The verified client certificate, on mTLS connections that presented one.
-    pub client_cert: Option<Rc<ClientCert>>,
     /// The tightest rate limit that applied, for the `RateLimit` response headers.
     pub rate_limit: Option<RateLimitInfo>,
+    /// The verified client certificate, on mTLS connections that presented one.
+    pub client_cert: Option<Rc<ClientCert>>,
 }
 
 /// What the rate-limit filter learned about a request, for its response phase.
@@ -81,8 +81,8 @@ impl Cx {
             bytes_out: 0,
             consumer: None,
             tier: None,
-            client_cert: None,
             rate_limit: None,
+            client_cert: None,
         }
     }
 }

@@ -21,12 +21,25 @@ pub enum AnyFilter {
     RequestId(RequestIdFilter),
     /// `[forwarded]`.
     Forwarded(ForwardedFilter),
-    /// Client certificate requirement and identity headers (mTLS).
-    Mtls(MtlsFilter),
     /// `[ratelimit]` limits of the matched route.
     RateLimit(RateLimitFilter),
+    /// Client certificate requirement and identity headers (mTLS).
+    Mtls(MtlsFilter),
     /// Per-route rewrite and header edits.
     Transform(TransformFilter),
+}
+
+impl AnyFilter {
+    /// The filter's name, as logs and tests refer to it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnyFilter::RequestId(_) => "request_id",
+            AnyFilter::Forwarded(_) => "forwarded",
+            AnyFilter::Mtls(_) => "mtls",
+            AnyFilter::RateLimit(_) => "ratelimit",
+            AnyFilter::Transform(_) => "transform",
+        }
+    }
 }
 
 impl Filter for AnyFilter {
@@ -34,8 +47,8 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
-            AnyFilter::Mtls(f) => f.on_request(req, cx).await,
             AnyFilter::RateLimit(f) => f.on_request(req, cx).await,
+            AnyFilter::Mtls(f) => f.on_request(req, cx).await,
             AnyFilter::Transform(f) => f.on_request(req, cx).await,
         }
     }
@@ -44,8 +57,8 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
-            AnyFilter::Mtls(f) => f.on_response(resp, cx),
             AnyFilter::RateLimit(f) => f.on_response(resp, cx),
+            AnyFilter::Mtls(f) => f.on_response(resp, cx),
             AnyFilter::Transform(f) => f.on_response(resp, cx),
         }
     }
@@ -54,8 +67,8 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
-            AnyFilter::Mtls(f) => f.on_log(cx),
             AnyFilter::RateLimit(f) => f.on_log(cx),
+            AnyFilter::Mtls(f) => f.on_log(cx),
             AnyFilter::Transform(f) => f.on_log(cx),
         }
     }
@@ -69,9 +82,9 @@ pub struct Chain {
 
 impl Chain {
     /// Builds the chain for `cfg`: request id, forwarding headers, mTLS (when a listener asks for
-    /// client certificates or a route requires one), rate limits (only when some route has
-    /// limits), then transform (only when some route has a rewrite or header edits).
-    /// Process-wide services come from `env`.
+    /// client certificates or a route requires one), rate limits (when some route has limits),
+    /// then transform (when some route has a rewrite or header edits). Process-wide services
+    /// come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
         let mut filters = Vec::with_capacity(5);
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));

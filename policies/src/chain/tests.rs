@@ -136,13 +136,7 @@ fn build_order_with_transform() {
 }
 
 fn kind(f: &AnyFilter) -> &'static str {
-    match f {
-        AnyFilter::RequestId(_) => "request_id",
-        AnyFilter::Forwarded(_) => "forwarded",
-        AnyFilter::Mtls(_) => "mtls",
-        AnyFilter::RateLimit(_) => "ratelimit",
-        AnyFilter::Transform(_) => "transform",
-    }
+    f.name()
 }
 
 #[test]
