@@ -52,6 +52,9 @@ enum Cmd {
         /// Gateway port.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// TLS (HTTP/2 and HTTP/1.1) port, with a certificate generated at start; 0 = any free port.
+        #[arg(long, default_value_t = 8443)]
+        tls_port: u16,
         /// Redis `host:port` for the demo's rate limit (without it: local limits only).
         #[arg(long)]
         redis: Option<String>,
@@ -77,7 +80,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Check { config } => return serve::check(&config),
         Cmd::Run { config } => serve::run_file(&config),
-        Cmd::Demo { port, redis } => demo::run(port, redis.as_deref()),
+        Cmd::Demo { port, tls_port, redis } => demo::run(port, tls_port, redis.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
