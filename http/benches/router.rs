@@ -63,6 +63,7 @@ fn route(
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
         rate_limits: Vec::new(),
+        require_client_cert: false,
     }
 }
 

@@ -418,6 +418,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[listeners]]\n[listeners.tls]\n",
             "[[listeners]]\n[listeners.tls]\n[[listeners.tls.certificates]]\n",
             "[http]\n",
+            "[http2]\n",
             "[request_id]\n",
             "[forwarded]\n",
             "[[upstreams]]\n",
@@ -440,28 +441,13 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             }
         }
         assert!(keys > 40, "only {keys} keys found");
-        let tls = "[[listeners]]
-bind = \"127.0.0.1:1\"
-[listeners.tls]
-certificates = []
-";
+        let tls = "[[listeners]]\nbind = \"127.0.0.1:1\"\n[listeners.tls]\ncertificates = []\n";
         for (table, key) in [
-            (
-                "[server]
-",
-                "driver",
-            ),
-            (
-                "[forwarded]
-",
-                "mode",
-            ),
+            ("[server]\n", "driver"),
+            ("[forwarded]\n", "mode"),
             (tls, "min_version"),
-            (
-                "[ratelimit]
-",
-                "fail_mode",
-            ),
+            (tls, "client_auth"),
+            ("[ratelimit]\n", "fail_mode"),
         ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(

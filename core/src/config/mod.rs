@@ -7,6 +7,7 @@
 mod cidr;
 mod load;
 mod model;
+mod model_h2;
 mod model_ratelimit;
 mod model_tls;
 mod spans;
@@ -16,6 +17,7 @@ mod validate;
 pub use cidr::Cidr;
 pub use load::{ConfigError, ConfigErrors, load_file, load_str};
 pub use model::*;
+pub use model_h2::*;
 pub use model_ratelimit::{FailMode, LimitConfig, RateLimitConfig, TierLimit};
 pub use model_tls::*;
 pub use units::{Dur, Size};

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::client_cert::ClientCert;
 use super::head::Version;
 
 /// The context of one request, created by the engine and passed to every filter phase.
@@ -46,6 +47,8 @@ pub struct Cx {
     pub tier: Option<Rc<str>>,
     /// The tightest rate limit that applied, for the `RateLimit` response headers.
     pub rate_limit: Option<RateLimitInfo>,
+    /// The verified client certificate, on mTLS connections that presented one.
+    pub client_cert: Option<Rc<ClientCert>>,
 }
 
 /// What the rate-limit filter learned about a request, for its response phase.
@@ -79,6 +82,7 @@ impl Cx {
             consumer: None,
             tier: None,
             rate_limit: None,
+            client_cert: None,
         }
     }
 }

@@ -30,6 +30,7 @@ impl R {
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
             rate_limits: Vec::new(),
+            require_client_cert: false,
         })
     }
     /// A route with `path`.

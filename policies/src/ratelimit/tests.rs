@@ -207,16 +207,7 @@ fn build_order_places_ratelimit_before_transform() {
     let mut cfg = config(LIMITS);
     cfg.routes[1].rewrite_prefix = Some("/".to_owned());
     let chain = Chain::build(&cfg, &ChainEnv::new()).expect("builds");
-    let kinds: Vec<&str> = chain
-        .filters()
-        .iter()
-        .map(|f| match f {
-            crate::AnyFilter::RequestId(_) => "request_id",
-            crate::AnyFilter::Forwarded(_) => "forwarded",
-            crate::AnyFilter::RateLimit(_) => "ratelimit",
-            crate::AnyFilter::Transform(_) => "transform",
-        })
-        .collect();
+    let kinds: Vec<&str> = chain.filters().iter().map(|f| f.name()).collect();
     assert_eq!(kinds, ["request_id", "forwarded", "ratelimit", "transform"]);
     let _ = Bytes::new();
 }

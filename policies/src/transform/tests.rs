@@ -21,6 +21,7 @@ pub(crate) fn route(prefix: Option<&str>, rewrite: Option<&str>) -> RouteConfig 
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
         rate_limits: Vec::new(),
+        require_client_cert: false,
     }
 }
 
