@@ -21,7 +21,7 @@ use crate::h1::request::{ParsedRequest, ReqBody};
 use crate::h1::response::{ParsedResponse, RespBody, parse_response};
 use crate::io::{IoFail, read_more, write_all};
 use crate::shard::{ShardGen, ShardState};
-use crate::upstream::{ConnectError, UpConn};
+use crate::upstream::{ConnectError, Outcome, UpConn};
 
 /// What happens to the client connection after an exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,22 +237,38 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             max_trailer_bytes: cfg.http.max_header_bytes.0 as usize,
         };
 
+        let Some(_flight) = upstream.begin() else {
+            return Err(Fail::Reply(circuit_open(&upstream.name)));
+        };
+        let key = upstream.hash_key(&head.headers, self.cx.client_ip);
         let mut attempt = 0;
-        let (mut conn, resp) = loop {
+        let mut tracked;
+        let (mut conn, resp, ep) = loop {
             attempt += 1;
-            let Some(addr) = upstream.pick() else {
+            let Some(ep) = upstream.pick(key, None) else {
                 return Err(Fail::Reply(LocalReply::unavailable(
                     "no_upstream_endpoint",
                     "upstream has no endpoints",
                 )));
             };
+            let addr = upstream.eps[ep].addr;
+            tracked = Some(upstream.track(ep));
             self.cx.upstream_addr = Some(addr);
             // A retry (after a pooled connection turned out dead) always uses a fresh connection.
             let pooled = if attempt == 1 { state.pool.checkout(addr, upstream.idle_timeout) } else { None };
             let (mut conn, reused) = match pooled {
                 Some(c) => (c, true),
                 None => {
-                    (state.pool.connect(addr, upstream.connect_timeout).await.map_err(connect_reply)?, false)
+                    let Some(_pending) = upstream.begin_connect() else {
+                        return Err(Fail::Reply(circuit_open(&upstream.name)));
+                    };
+                    match state.pool.connect(addr, upstream.connect_timeout).await {
+                        Ok(c) => (c, false),
+                        Err(e) => {
+                            upstream.report(ep, Outcome::Failure);
+                            return Err(connect_reply(e));
+                        }
+                    }
                 }
             };
             let retry_ok = reused && attempt == 1 && buffered.is_some();
@@ -270,6 +286,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     continue;
                 }
                 tracing::debug!(error = %e, "upstream write failed");
+                upstream.report(ep, Outcome::Failure);
                 return Err(Fail::Reply(LocalReply::bad_gateway(
                     "upstream_reset",
                     "upstream connection failed",
@@ -294,6 +311,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     Err(RelayError::Source(_)) => return Err(Fail::Abort),
                     Err(RelayError::Dest(e)) => {
                         tracing::debug!(error = %e, "upstream failed while receiving the body");
+                        upstream.report(ep, Outcome::Failure);
                         return Err(Fail::Reply(
                             LocalReply::bad_gateway(
                                 "upstream_reset",
@@ -306,13 +324,15 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             }
             match read_response(&mut conn, deadline, is_head, cfg.http.max_header_bytes.0 as usize * 4).await
             {
-                Ok(resp) => break (conn, resp),
+                Ok(resp) => break (conn, resp, ep),
                 Err((IoFail::Timeout, _)) => {
+                    upstream.report(ep, Outcome::Failure);
                     return Err(Fail::Reply(LocalReply::gateway_timeout("upstream did not answer in time")));
                 }
                 Err((_, false)) if retry_ok => continue,
                 Err((IoFail::Io(e), true)) => {
                     tracing::debug!(error = %e, "upstream sent an invalid response");
+                    upstream.report(ep, Outcome::Failure);
                     return Err(Fail::Reply(LocalReply::bad_gateway(
                         "upstream_bad_response",
                         "upstream sent an invalid response",
@@ -320,6 +340,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                 }
                 Err((e, _)) => {
                     tracing::debug!(error = %e, "upstream closed before responding");
+                    upstream.report(ep, Outcome::Failure);
                     return Err(Fail::Reply(LocalReply::bad_gateway(
                         "upstream_reset",
                         "upstream closed the connection",
@@ -330,6 +351,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
 
         // Response toward the client.
         let ParsedResponse { head: mut resp_head, body: resp_body, reusable } = resp;
+        upstream.report(ep, if resp_head.status >= 500 { Outcome::Failure } else { Outcome::Success });
         sg.chain.on_response(&mut resp_head, self.cx);
         if let Some(v) = &self.cx.alt_svc {
             // The edge advertises its own HTTP/3 endpoint, never an upstream's.
@@ -353,6 +375,13 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         if reusable && !retire && conn.rbuf.is_empty() && resp_body != RespBody::UntilClose {
             state.pool.checkin(conn, upstream.max_idle);
         }
+        drop(tracked);
         Ok(if sent.keep { After::KeepAlive } else { After::Close })
     }
+}
+
+/// The circuit breaker's refusal: 503 with its own code.
+fn circuit_open(upstream: &str) -> LocalReply {
+    tracing::debug!(upstream, "upstream circuit open");
+    LocalReply::unavailable("upstream_circuit_open", "upstream is at its concurrency limit")
 }

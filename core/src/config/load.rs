@@ -424,6 +424,8 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[forwarded]\n",
             "[[upstreams]]\n",
             "[[upstreams]]\n[upstreams.pool]\n",
+            "[[upstreams]]\n[upstreams.outlier]\n",
+            "[[upstreams]]\n[upstreams.circuit]\n",
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
@@ -449,6 +451,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             (tls, "min_version"),
             (tls, "client_auth"),
             ("[ratelimit]\n", "fail_mode"),
+            ("[[upstreams]]\n", "lb"),
         ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(

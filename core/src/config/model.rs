@@ -212,8 +212,20 @@ pub struct ForwardedConfig {
 pub struct UpstreamConfig {
     /// Name routes refer to.
     pub name: String,
-    /// `host:port` endpoints (resolved once at load).
-    pub endpoints: Vec<String>,
+    /// `host:port` endpoints, optionally weighted (resolved once at load).
+    pub endpoints: Vec<super::model_upstream::Endpoint>,
+    /// Load-balancing policy.
+    #[serde(default)]
+    pub lb: super::model_upstream::LbPolicy,
+    /// Consistent-hash key: `"client_ip"` or `"header:<name>"`.
+    #[serde(default)]
+    pub hash_on: Option<String>,
+    /// Passive outlier detection.
+    #[serde(default)]
+    pub outlier: super::model_upstream::OutlierConfig,
+    /// Circuit breaking.
+    #[serde(default)]
+    pub circuit: super::model_upstream::CircuitConfig,
     /// TCP connect timeout.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Dur,
@@ -223,6 +235,9 @@ pub struct UpstreamConfig {
     /// Resolved endpoint addresses (filled by validation).
     #[serde(skip)]
     pub addrs: Vec<SocketAddr>,
+    /// Weight of each resolved address, parallel to `addrs` (filled by validation).
+    #[serde(skip)]
+    pub weights: Vec<u32>,
 }
 
 fn default_connect_timeout() -> Dur {

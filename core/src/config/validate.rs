@@ -9,6 +9,7 @@ mod quic;
 mod ratelimit;
 mod routes;
 mod tls;
+mod upstream;
 
 pub use ratelimit::SCOPES as RATE_LIMIT_SCOPES;
 pub use routes::FRAMING_HEADERS;
@@ -224,12 +225,17 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
             );
         }
         u.addrs.clear();
+        u.weights.clear();
         for (j, ep) in u.endpoints.iter().enumerate() {
-            match resolve(ep) {
-                Ok(addrs) => u.addrs.extend(addrs),
+            match resolve(ep.address()) {
+                Ok(addrs) => {
+                    u.weights.extend(addrs.iter().map(|_| ep.weight()));
+                    u.addrs.extend(addrs);
+                }
                 Err(msg) => out.push(here.key("endpoints").index(j), msg),
             }
         }
+        upstream::check(u, &here, out);
         out.nonzero(here.key("connect_timeout"), u.connect_timeout);
         out.nonzero(here.key("pool").key("idle_timeout"), u.pool.idle_timeout);
     }
