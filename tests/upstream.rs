@@ -10,14 +10,15 @@ use common::{Client, Gateway, LONG, Reply, Upstream, closed_port, config, echo_r
 /// A gateway with one shard (so one client connection sees every pick of that shard) and one
 /// catch-all route to the upstream `app` described by `upstream` (the `[[upstreams]]` body).
 fn gateway(upstream: &str) -> Gateway {
-    let toml = config(
-        "",
-        &format!(
-            "[[upstreams]]\nname = \"app\"\n{upstream}\n[[routes]]\nprefix = \"/\"\nupstream = \"app\"\n"
-        ),
-    )
-    .replace("shards = 2", "shards = 1");
-    Gateway::start(&toml)
+    gateway_with_route(upstream, "")
+}
+
+/// Like [`gateway`], with `route` added to the route.
+fn gateway_with_route(upstream: &str, route: &str) -> Gateway {
+    let rest = format!(
+        "[[upstreams]]\nname = \"app\"\n{upstream}\n[[routes]]\nprefix = \"/\"\nupstream = \"app\"\n{route}"
+    );
+    Gateway::start(&config("", &rest).replace("shards = 2", "shards = 1"))
 }
 
 #[test]
@@ -129,4 +130,56 @@ fn circuit_breaker_trips_at_max_requests_and_recovers() {
     assert!(t.elapsed() < Duration::from_secs(1), "refused at once, not after the slow one");
     assert_eq!(held.join().expect("slow request"), 200);
     assert_eq!(get(gw.addr, "/fast").status, 200, "the breaker closes when the slot frees");
+}
+
+#[test]
+fn connect_failures_are_retried_on_another_endpoint() {
+    let (dead, good) = (closed_port(), Upstream::echo("good"));
+    let gw = gateway_with_route(
+        &format!("endpoints = [\"{dead}\", \"{}\"]\noutlier = {{ consecutive_failures = 0 }}\n", good.addr),
+        "retry = { max = 1, budget_percent = 100 }\n",
+    );
+    let mut c = Client::connect(gw.addr);
+    for i in 0..20 {
+        assert_eq!(c.get("/").status, 200, "request {i}");
+    }
+    assert_eq!(good.requests(), 20);
+}
+
+#[test]
+fn configured_statuses_are_retried_but_not_for_post() {
+    let (bad, good) = (Upstream::fixed(503, "busy"), Upstream::echo("good"));
+    let gw = gateway_with_route(
+        &format!(
+            "endpoints = [\"{}\", \"{}\"]\noutlier = {{ consecutive_failures = 0 }}\n",
+            bad.addr, good.addr
+        ),
+        "retry = { max = 1, statuses = [503], budget_percent = 100 }\n",
+    );
+    let mut c = Client::connect(gw.addr);
+    for i in 0..20 {
+        assert_eq!(c.get("/").status, 200, "GET {i} is retried");
+    }
+    assert!(bad.requests() >= 5, "round robin still tried the bad one: {}", bad.requests());
+    let post = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi";
+    let statuses: Vec<u16> = (0..10).map(|_| c.request(post).status).collect();
+    assert!(statuses.contains(&503), "POST is not retried: {statuses:?}");
+}
+
+#[test]
+fn retry_budget_caps_retries_during_a_full_outage() {
+    let (a, b) = (Upstream::fixed(503, "a down"), Upstream::fixed(503, "b down"));
+    let gw = gateway_with_route(
+        &format!("endpoints = [\"{}\", \"{}\"]\noutlier = {{ consecutive_failures = 0 }}\n", a.addr, b.addr),
+        "retry = { max = 2, budget_percent = 10, min_retries = 3, backoff = \"1ms\" }\n",
+    );
+    let mut c = Client::connect(gw.addr);
+    for _ in 0..200 {
+        assert_eq!(c.get("/").status, 503);
+    }
+    let sent = a.requests() + b.requests();
+    println!("full outage: 200 requests, {} upstream attempts ({} retries)", sent, sent - 200);
+    // Without a budget, max = 2 would make 600 attempts; the budget allows 10 % + 3.
+    assert!((200..=223).contains(&sent), "{sent} attempts");
+    assert!(sent > 200, "some retries were made");
 }

@@ -59,6 +59,7 @@ fn route(
         upstream: "up".to_owned(),
         timeout: Dur::secs(30),
         max_body_bytes: None,
+        retry: Default::default(),
         rewrite_prefix: None,
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),

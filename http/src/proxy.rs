@@ -241,11 +241,41 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             return Err(Fail::Reply(circuit_open(&upstream.name)));
         };
         let key = upstream.hash_key(&head.headers, self.cx.client_ip);
-        let mut attempt = 0;
+        upstream.note_request();
+        let retry = &route.retry;
+        // Retries need the whole body in hand (to send it again) and a method safe to repeat.
+        let replayable = buffered.is_some() && (retry.any_method || head.method.is_idempotent());
+        let mut retries_left = if replayable { retry.max } else { 0 };
+        let mut retries_done = 0u32;
+        let mut exclude = None;
+        // Set after a pooled connection turned out dead: try the same endpoint on a fresh one.
+        let mut stale_on: Option<usize> = None;
         let mut tracked;
+
+        // Retries on another endpoint when allowed (count, budget), after a jittered backoff;
+        // otherwise fails with `$fail`.
+        macro_rules! retry_or_fail {
+            ($ep:expr, $fail:expr) => {{
+                if retries_left > 0 && upstream.take_retry(retry.budget_percent, retry.min_retries) {
+                    retries_left -= 1;
+                    retries_done += 1;
+                    exclude = Some($ep);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let wait = upstream.backoff(retry.backoff.0, retries_done).min(left);
+                    tracing::debug!(upstream = %upstream.name, retry = retries_done, "retrying on another endpoint");
+                    monoio::time::sleep(wait).await;
+                    continue;
+                }
+                return Err($fail);
+            }};
+        }
+
         let (mut conn, resp, ep) = loop {
-            attempt += 1;
-            let Some(ep) = upstream.pick(key, None) else {
+            let picked = match stale_on.take() {
+                Some(ep) => Some((ep, true)),
+                None => upstream.pick(key, exclude).map(|ep| (ep, false)),
+            };
+            let Some((ep, after_stale)) = picked else {
                 return Err(Fail::Reply(LocalReply::unavailable(
                     "no_upstream_endpoint",
                     "upstream has no endpoints",
@@ -254,8 +284,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             let addr = upstream.eps[ep].addr;
             tracked = Some(upstream.track(ep));
             self.cx.upstream_addr = Some(addr);
-            // A retry (after a pooled connection turned out dead) always uses a fresh connection.
-            let pooled = if attempt == 1 { state.pool.checkout(addr, upstream.idle_timeout) } else { None };
+            let pooled = if after_stale { None } else { state.pool.checkout(addr, upstream.idle_timeout) };
             let (mut conn, reused) = match pooled {
                 Some(c) => (c, true),
                 None => {
@@ -266,12 +295,12 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                         Ok(c) => (c, false),
                         Err(e) => {
                             upstream.report(ep, Outcome::Failure);
-                            return Err(connect_reply(e));
+                            retry_or_fail!(ep, connect_reply(e));
                         }
                     }
                 }
             };
-            let retry_ok = reused && attempt == 1 && buffered.is_some();
+            let retry_ok = reused && buffered.is_some();
             let mut out = std::mem::take(self.wbuf);
             out.clear();
             encode_request(&mut out, head, up_framing);
@@ -283,14 +312,15 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             conn.requests += 1;
             if let Err(e) = res {
                 if retry_ok {
+                    stale_on = Some(ep);
                     continue;
                 }
                 tracing::debug!(error = %e, "upstream write failed");
                 upstream.report(ep, Outcome::Failure);
-                return Err(Fail::Reply(LocalReply::bad_gateway(
-                    "upstream_reset",
-                    "upstream connection failed",
-                )));
+                retry_or_fail!(
+                    ep,
+                    Fail::Reply(LocalReply::bad_gateway("upstream_reset", "upstream connection failed"))
+                );
             }
             if buffered.is_none() {
                 let out = if body == ReqBody::Chunked { BodyOut::Chunked } else { BodyOut::Raw };
@@ -324,12 +354,29 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             }
             match read_response(&mut conn, deadline, is_head, cfg.http.max_header_bytes.0 as usize * 4).await
             {
-                Ok(resp) => break (conn, resp, ep),
+                Ok(resp) => {
+                    if retries_left > 0
+                        && retry.statuses.contains(&resp.head.status)
+                        && upstream.take_retry(retry.budget_percent, retry.min_retries)
+                    {
+                        upstream.report(ep, Outcome::Failure);
+                        retries_left -= 1;
+                        retries_done += 1;
+                        exclude = Some(ep);
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        monoio::time::sleep(upstream.backoff(retry.backoff.0, retries_done).min(left)).await;
+                        continue;
+                    }
+                    break (conn, resp, ep);
+                }
                 Err((IoFail::Timeout, _)) => {
                     upstream.report(ep, Outcome::Failure);
                     return Err(Fail::Reply(LocalReply::gateway_timeout("upstream did not answer in time")));
                 }
-                Err((_, false)) if retry_ok => continue,
+                Err((_, false)) if retry_ok => {
+                    stale_on = Some(ep);
+                    continue;
+                }
                 Err((IoFail::Io(e), true)) => {
                     tracing::debug!(error = %e, "upstream sent an invalid response");
                     upstream.report(ep, Outcome::Failure);
@@ -338,13 +385,17 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                         "upstream sent an invalid response",
                     )));
                 }
-                Err((e, _)) => {
+                Err((e, got)) => {
                     tracing::debug!(error = %e, "upstream closed before responding");
                     upstream.report(ep, Outcome::Failure);
-                    return Err(Fail::Reply(LocalReply::bad_gateway(
+                    let fail = Fail::Reply(LocalReply::bad_gateway(
                         "upstream_reset",
                         "upstream closed the connection",
-                    )));
+                    ));
+                    if got {
+                        return Err(fail);
+                    }
+                    retry_or_fail!(ep, fail);
                 }
             }
         };

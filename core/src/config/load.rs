@@ -429,6 +429,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
+            "[[routes]]\n[routes.retry]\n",
             "[ratelimit]\n",
             "[ratelimit.limits.x]\n",
             "[ratelimit.limits.x.tiers.t]\n",

@@ -322,6 +322,9 @@ pub struct RouteConfig {
     /// Total time for the upstream to answer (response head).
     #[serde(default = "default_route_timeout")]
     pub timeout: Dur,
+    /// Retries toward other endpoints.
+    #[serde(default)]
+    pub retry: super::model_upstream::RetryConfig,
     /// Request body limit; absent = `http.max_body_bytes`.
     #[serde(default)]
     pub max_body_bytes: Option<Size>,

@@ -105,3 +105,34 @@ pub struct CircuitConfig {
     /// Concurrent new connections being opened toward the upstream; 0 = unlimited.
     pub max_pending: u32,
 }
+
+/// `[routes.retry]`: retries of a route's requests toward other endpoints.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retries per request (0 = off).
+    pub max: u32,
+    /// Response statuses that are retried (besides connect failures and resets).
+    pub statuses: Vec<u16>,
+    /// Retries allowed as a share of requests, per upstream and shard (percent).
+    pub budget_percent: u32,
+    /// Retries always allowed regardless of the budget, per upstream and shard.
+    pub min_retries: u32,
+    /// Backoff before the first retry (doubles per retry, full jitter).
+    pub backoff: Dur,
+    /// Retry non-idempotent methods too (POST, PATCH).
+    pub any_method: bool,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max: 0,
+            statuses: vec![502, 503, 504],
+            budget_percent: 20,
+            min_retries: 3,
+            backoff: Dur::millis(25),
+            any_method: false,
+        }
+    }
+}

@@ -61,6 +61,9 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     }
     let names = upstreams(&mut config.upstreams, &root.key("upstreams"), &mut out);
     routes::check(&mut config.routes, &names, &root.key("routes"), &mut out);
+    for (i, r) in config.routes.iter().enumerate() {
+        upstream::check_retry(&r.retry, &root.key("routes").index(i).key("retry"), &mut out);
+    }
     ratelimit::check(
         &config.ratelimit,
         &config.routes,

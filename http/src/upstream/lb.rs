@@ -140,7 +140,7 @@ impl Upstream {
     }
 
     /// splitmix64 step on the upstream's own state (per shard, no lock).
-    fn next_random(&self) -> u64 {
+    pub(super) fn next_random(&self) -> u64 {
         let s = self.rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
         self.rng.set(s);
         mix(s)

@@ -7,6 +7,7 @@
 mod lb;
 mod outlier;
 mod pool;
+mod retry;
 
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
@@ -79,6 +80,9 @@ pub struct Upstream {
     max_pending: u32,
     pending: Cell<u32>,
     circuit_trips: Cell<u64>,
+    sent: Cell<u64>,
+    retried: Cell<u64>,
+    budget_refusals: Cell<u64>,
 }
 
 impl Upstream {
@@ -131,6 +135,9 @@ impl Upstream {
             max_pending: cfg.circuit.max_pending,
             pending: Cell::new(0),
             circuit_trips: Cell::new(0),
+            sent: Cell::new(0),
+            retried: Cell::new(0),
+            budget_refusals: Cell::new(0),
         }
     }
 

@@ -17,6 +17,7 @@ pub(crate) fn route(prefix: Option<&str>, rewrite: Option<&str>) -> RouteConfig 
         upstream: "backend".to_owned(),
         timeout: Dur::secs(30),
         max_body_bytes: None,
+        retry: Default::default(),
         rewrite_prefix: rewrite.map(str::to_owned),
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),

@@ -6,7 +6,7 @@
 
 use super::Issues;
 use crate::config::model::UpstreamConfig;
-use crate::config::model_upstream::{Endpoint, LbPolicy};
+use crate::config::model_upstream::{Endpoint, LbPolicy, RetryConfig};
 use crate::config::spans::KeyPath;
 
 /// Checks one `[[upstreams]]` entry at `here`.
@@ -55,6 +55,21 @@ pub(super) fn check(u: &UpstreamConfig, here: &KeyPath, out: &mut Issues) {
     }
 }
 
+/// Checks a route's `retry` table at `path`.
+pub(super) fn check_retry(r: &RetryConfig, path: &KeyPath, out: &mut Issues) {
+    if r.max > 10 {
+        out.push(path.key("max"), format!("max {} must be from 0 to 10", r.max));
+    }
+    for (i, s) in r.statuses.iter().enumerate() {
+        if !(500..=599).contains(s) {
+            out.push(path.key("statuses").index(i), format!("status {s} must be from 500 to 599"));
+        }
+    }
+    if r.budget_percent > 100 {
+        out.push(path.key("budget_percent"), "budget_percent must be from 0 to 100");
+    }
+}
+
 /// An HTTP token character (RFC 9110).
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -86,5 +101,7 @@ mod tests {
         one(&h, "upstreams[1].hash_on", 5, "must be");
         let o = format!("{U}endpoints = [\"127.0.0.1:1\"]\n[upstreams.outlier]\nmax_ejected_percent = 101\n");
         one(&o, "upstreams[1].outlier.max_ejected_percent", 5, "from 0 to 100");
+        let r = "[[routes]]\nprefix = \"/\"\nupstream = \"app\"\nretry = { max = 2, statuses = [404] }\n";
+        one(r, "routes[0].retry.statuses[0]", 4, "from 500 to 599");
     }
 }
