@@ -27,6 +27,7 @@ alpn = ["h2", "http/1.1"]
 [[listeners.tls.certificates]]
 cert = "{cert}"
 key = "{key}"
+[listeners.http3]
 
 [[upstreams]]
 name = "echo"
@@ -110,6 +111,8 @@ pub fn run(port: u16, tls_port: u16, redis: Option<&str>) -> anyhow::Result<()> 
     let tls = sup.bound.get(1).map_or(tls_port, |a| a.port());
     println!("HTTP/2 over TLS (certificate for localhost, signed by a CA made at start: {}):", ca.display());
     println!("  curl -i --http2 --cacert {} https://localhost:{tls}/users/42", ca.display());
+    println!("HTTP/3 on the same port over UDP (curl here has no HTTP/3; this is Portcullis' own client):");
+    println!("  cargo run --release -- h3 --cacert {} https://localhost:{tls}/users/42", ca.display());
     match redis {
         Some(r) => println!(
             "Rate limit on /limited (burst 4, then 1 per 2 s per client IP), reconciled through Redis at {r}:"
