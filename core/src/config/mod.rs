@@ -7,6 +7,7 @@
 mod cidr;
 mod load;
 mod model;
+mod model_auth;
 mod spans;
 mod units;
 mod validate;
@@ -14,5 +15,6 @@ mod validate;
 pub use cidr::Cidr;
 pub use load::{ConfigError, ConfigErrors, load_file, load_str};
 pub use model::*;
+pub use model_auth::*;
 pub use units::{Dur, Size};
-pub use validate::FRAMING_HEADERS;
+pub use validate::{FRAMING_HEADERS, IDENTITY_SOURCES, JWT_ALGORITHMS, is_sha256_hex};

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::model_auth::{AuthConfig, AuthMode, RouteAuthz};
 use super::units::{Dur, Size};
 
 /// The whole configuration file.
@@ -36,6 +37,9 @@ pub struct Config {
     /// Routes, matched by host, path, method and headers.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Authentication (JWT issuers, API keys) and identity hand-off.
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 /// Which io driver a shard runs.
@@ -300,6 +304,12 @@ pub struct RouteConfig {
     /// Header edits on the response toward the client.
     #[serde(default)]
     pub response_headers: HeaderOps,
+    /// Whether a credential is needed; absent = `required` when `[auth]` configures any.
+    #[serde(default)]
+    pub auth: Option<AuthMode>,
+    /// What the authenticated identity needs (scopes, roles, claims).
+    #[serde(default)]
+    pub authz: RouteAuthz,
 }
 
 fn default_route_timeout() -> Dur {

@@ -5,8 +5,10 @@
 //! lowercased route hosts). Must not: read files, map paths to lines (that is `load`/`spans`), or
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
+mod auth;
 mod routes;
 
+pub use auth::{IDENTITY_SOURCES, JWT_ALGORITHMS, is_sha256_hex};
 pub use routes::FRAMING_HEADERS;
 
 use std::collections::{HashMap, HashSet};
@@ -54,6 +56,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     }
     let names = upstreams(&mut config.upstreams, &root.key("upstreams"), &mut out);
     routes::check(&mut config.routes, &names, &root.key("routes"), &mut out);
+    auth::check(&config.auth, &config.routes, &root, &mut out);
     out.0
 }
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::head::Version;
+use super::identity::Identity;
 
 /// The context of one request, created by the engine and passed to every filter phase.
 #[derive(Debug)]
@@ -44,6 +45,8 @@ pub struct Cx {
     pub consumer: Option<Bytes>,
     /// The consumer's tier (it picks per-tier rate limits), when authentication set one.
     pub tier: Option<Rc<str>>,
+    /// The authenticated identity, when an authentication filter accepted a credential.
+    pub identity: Option<Rc<Identity>>,
 }
 
 impl Cx {
@@ -65,6 +68,7 @@ impl Cx {
             bytes_out: 0,
             consumer: None,
             tier: None,
+            identity: None,
         }
     }
 }

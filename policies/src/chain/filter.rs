@@ -7,6 +7,8 @@ use portcullis_core::config::Config;
 use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
 
 use super::env::ChainEnv;
+use crate::authn::AuthnFilter;
+use crate::authz::AuthzFilter;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
 use crate::request_id::RequestIdFilter;
@@ -19,6 +21,10 @@ pub enum AnyFilter {
     RequestId(RequestIdFilter),
     /// `[forwarded]`.
     Forwarded(ForwardedFilter),
+    /// `[auth]`: credentials, identity hand-off.
+    Authn(Box<AuthnFilter>),
+    /// Per-route `authz`.
+    Authz(AuthzFilter),
     /// Per-route rewrite and header edits.
     Transform(TransformFilter),
 }
@@ -28,6 +34,8 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
+            AnyFilter::Authn(f) => f.on_request(req, cx).await,
+            AnyFilter::Authz(f) => f.on_request(req, cx).await,
             AnyFilter::Transform(f) => f.on_request(req, cx).await,
         }
     }
@@ -36,6 +44,8 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
+            AnyFilter::Authn(f) => f.on_response(resp, cx),
+            AnyFilter::Authz(f) => f.on_response(resp, cx),
             AnyFilter::Transform(f) => f.on_response(resp, cx),
         }
     }
@@ -44,6 +54,8 @@ impl Filter for AnyFilter {
         match self {
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
+            AnyFilter::Authn(f) => f.on_log(cx),
+            AnyFilter::Authz(f) => f.on_log(cx),
             AnyFilter::Transform(f) => f.on_log(cx),
         }
     }
@@ -56,13 +68,19 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds the chain for `cfg`: request id, forwarding headers, then transform (only when some
-    /// route has a rewrite or header edits). Process-wide services come from `env`.
+    /// Builds the chain for `cfg`: request id, forwarding headers, authentication (when `[auth]`
+    /// configures credentials), authorisation (when some route has `authz`), then transform (only
+    /// when some route has a rewrite or header edits). Process-wide services come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
-        let _ = env;
-        let mut filters = Vec::with_capacity(3);
+        let mut filters = Vec::with_capacity(5);
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
+        if let Some(f) = AuthnFilter::build(cfg, env)? {
+            filters.push(AnyFilter::Authn(Box::new(f)));
+        }
+        if let Some(f) = AuthzFilter::build(cfg) {
+            filters.push(AnyFilter::Authz(f));
+        }
         if TransformFilter::is_needed(&cfg.routes) {
             filters.push(AnyFilter::Transform(TransformFilter::build(&cfg.routes)?));
         }

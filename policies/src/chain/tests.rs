@@ -135,6 +135,8 @@ fn kind(f: &AnyFilter) -> &'static str {
     match f {
         AnyFilter::RequestId(_) => "request_id",
         AnyFilter::Forwarded(_) => "forwarded",
+        AnyFilter::Authn(_) => "authn",
+        AnyFilter::Authz(_) => "authz",
         AnyFilter::Transform(_) => "transform",
     }
 }
