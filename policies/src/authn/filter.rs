@@ -74,7 +74,7 @@ pub struct AuthnFilter {
     issuers: Vec<JwtIssuer>,
     /// Each distinct JWT source and the issuers reading from it.
     jwt_sources: Vec<(CompiledSource, Vec<usize>)>,
-    cache: VerifiedCache,
+    pub(super) cache: VerifiedCache,
     refetch: Vec<RefCell<Refetch>>,
     rejected: [Cell<u64>; REASONS.len()],
 }

@@ -14,6 +14,7 @@ mod jwt;
 mod keys;
 pub mod ring_provider;
 mod service;
+pub mod signing;
 #[cfg(test)]
 mod tests;
 mod token;

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -64,7 +64,9 @@ pub struct KeysFile {
     interval: Duration,
     table: ArcSwap<Vec<ApiKeyRecord>>,
     generation: AtomicU64,
-    loaded: AtomicBool,
+    /// Modification time and size of the file as last read (only the auth thread and the
+    /// first load touch it).
+    stamp: Mutex<Option<(SystemTime, u64)>>,
 }
 
 impl KeysFile {
@@ -86,6 +88,10 @@ impl KeysFile {
             #[serde(default)]
             keys: Vec<ApiKeyEntry>,
         }
+        let before = stamp(&self.path);
+        if let Ok(mut s) = self.stamp.lock() {
+            *s = before;
+        }
         let text = std::fs::read_to_string(&self.path).map_err(|e| e.to_string())?;
         let file: File = toml::from_str(&text).map_err(|e| e.to_string())?;
         for (i, k) in file.keys.iter().enumerate() {
@@ -97,7 +103,6 @@ impl KeysFile {
         }
         self.table.store(Arc::new(file.keys));
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.loaded.store(true, Ordering::Release);
         Ok(())
     }
 }
@@ -190,7 +195,7 @@ impl AuthService {
             interval,
             table: ArcSwap::from_pointee(Vec::new()),
             generation: AtomicU64::new(0),
-            loaded: AtomicBool::new(false),
+            stamp: Mutex::new(None),
         });
         file.reload().map_err(|e| format!("{path}: {e}"))?;
         let tx = Self::sender(&mut reg)?;
@@ -213,7 +218,6 @@ struct Tracked {
 struct WatchedFile {
     file: Weak<KeysFile>,
     next_check: Instant,
-    stamp: Option<(SystemTime, u64)>,
 }
 
 /// The background loop: wait for a message or the next due time, then do what is due.
@@ -228,10 +232,20 @@ fn run(rx: Receiver<Msg>) {
             .chain(files.iter().map(|f| f.next_check))
             .min()
             .unwrap_or(now + Duration::from_secs(3600));
-        let first = match rx.recv_timeout(next.saturating_duration_since(now)) {
+        let wait = next.saturating_duration_since(now);
+        let first = match rx.recv_timeout(wait) {
             Ok(msg) => Some(msg),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+            // Every handle is gone: keep what is still in use fresh, then stop.
+            Err(RecvTimeoutError::Disconnected) => {
+                if remotes.iter().all(|t| t.remote.strong_count() == 0)
+                    && files.iter().all(|f| f.file.strong_count() == 0)
+                {
+                    return;
+                }
+                std::thread::sleep(wait.min(Duration::from_secs(1)));
+                None
+            }
         };
         // Take everything queued so concurrent re-fetch requests share one fetch.
         for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
@@ -254,8 +268,7 @@ fn run(rx: Receiver<Msg>) {
                 }
                 Msg::WatchFile(w) => {
                     if !files.iter().any(|f| f.file.ptr_eq(&w)) {
-                        let stamp = w.upgrade().and_then(|f| stamp(&f.path));
-                        files.push(WatchedFile { file: w, next_check: Instant::now(), stamp });
+                        files.push(WatchedFile { file: w, next_check: Instant::now() });
                     }
                 }
             }
@@ -344,10 +357,9 @@ fn service_file(f: &mut WatchedFile) {
     }
     f.next_check = now + file.interval;
     let current = stamp(&file.path);
-    if current == f.stamp {
+    if file.stamp.lock().map_or(true, |s| *s == current) {
         return;
     }
-    f.stamp = current;
     match file.reload() {
         Ok(()) => {
             tracing::info!(path = %file.path.display(), keys = file.current().len(), "API keys reloaded")
