@@ -393,6 +393,15 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
+            "[[routes]]\n[routes.authz]\n",
+            "[[routes]]\n[[routes.authz.claims]]\n",
+            "[auth]\n",
+            "[[auth.jwt]]\n",
+            "[[auth.jwt]]\n[[auth.jwt.token_from]]\n",
+            "[[auth.jwt]]\n[auth.jwt.jwks_refresh]\n",
+            "[[auth.jwt]]\n[[auth.jwt.keys]]\n",
+            "[auth.api_keys]\n",
+            "[auth.api_keys]\n[[auth.api_keys.keys]]\n",
         ];
         let mut keys = 0;
         for table in tables {
@@ -405,7 +414,12 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             }
         }
         assert!(keys > 40, "only {keys} keys found");
-        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode")] {
+        for (table, key) in [
+            ("[server]\n", "driver"),
+            ("[forwarded]\n", "mode"),
+            ("[[routes]]\n", "auth"),
+            ("[[routes]]\n[routes.authz]\n", "scopes_match"),
+        ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(
                     docs.contains(&format!("`\"{variant}\"`")),

@@ -228,3 +228,109 @@ fn api_keys(keys: &ApiKeysConfig, at: &KeyPath, out: &mut Issues) {
 pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::validate::tests::{BASE_LINES, load, one};
+
+    const ISSUER: &str = "[[auth.jwt]]\nname = \"main\"\nissuer = \"https://id.example.com/\"\n\
+                          algorithms = [\"RS256\"]\njwks_uri = \"https://id.example.com/jwks\"\n";
+
+    #[test]
+    fn a_full_auth_section_is_valid() {
+        let text = format!(
+            "{ISSUER}audiences = [\"api\"]\nrequired_claims = [\"sub\"]\n\
+             token_from = [{{ header = \"authorization\", scheme = \"Bearer\" }}, {{ cookie = \"session\" }}]\n\
+             [auth.jwt.jwks_refresh]\nmin_interval = \"30s\"\n\
+             [auth.api_keys]\nkeys = [{{ sha256 = \"{}\", consumer = \"acme\", tier = \"gold\" }}]\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"app\"\nauth = \"optional\"\n\
+             authz = {{ scopes = [\"read\"], scopes_match = \"any\", issuers = [\"main\", \"api_key\"], \
+             claims = [{{ claim = \"tenant\", one_of = [\"a\", \"b\"] }}] }}\n",
+            "a".repeat(64)
+        );
+        let cfg = load(&text).expect("valid");
+        assert!(cfg.auth.is_enabled());
+        assert_eq!(cfg.auth.jwt[0].token_from.len(), 2);
+    }
+
+    #[test]
+    fn algorithms_must_be_known_and_not_mixed() {
+        one(
+            "[[auth.jwt]]\nname = \"m\"\nissuer = \"i\"\nalgorithms = [\"none\"]\njwks_uri = \"https://x/\"\n",
+            "auth.jwt[0].algorithms[0]",
+            4,
+            "unsupported algorithm \"none\"",
+        );
+        one(
+            "[[auth.jwt]]\nname = \"m\"\nissuer = \"i\"\nalgorithms = [\"RS256\", \"HS256\"]\nkeys = [{ secret_env = \"S\" }]\n",
+            "auth.jwt[0].algorithms",
+            4,
+            "do not mix",
+        );
+    }
+
+    #[test]
+    fn issuer_needs_keys_and_valid_sources() {
+        one(
+            "[[auth.jwt]]\nname = \"m\"\nissuer = \"i\"\nalgorithms = [\"ES256\"]\n",
+            "auth.jwt[0]",
+            1,
+            "needs `jwks_uri`",
+        );
+        one(
+            &format!("{ISSUER}token_from = [{{ header = \"x-t\", cookie = \"c\" }}]\n"),
+            "auth.jwt[0].token_from[0]",
+            6,
+            "exactly one of",
+        );
+        one(
+            "[[auth.jwt]]\nname = \"m\"\nissuer = \"i\"\nalgorithms = [\"HS256\"]\nkeys = [{ secret = \"short\" }]\n",
+            "auth.jwt[0].keys[0].secret",
+            5,
+            "at least 32 bytes",
+        );
+    }
+
+    #[test]
+    fn api_key_hashes_and_route_rules() {
+        one(
+            "[auth.api_keys]\nkeys = [{ sha256 = \"ABC\", consumer = \"c\" }]\n",
+            "auth.api_keys.keys[0].sha256",
+            2,
+            "64 lowercase hex",
+        );
+        one(
+            "[[routes]]\nprefix = \"/\"\nupstream = \"app\"\nauth = \"required\"\n",
+            "routes[0].auth",
+            4,
+            "needs [auth]",
+        );
+        let errs = load(&format!(
+            "{ISSUER}[[routes]]\nprefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n\
+             authz = {{ roles = [\"x\"], issuers = [\"nobody\"], claims = [{{ claim = \"t\" }}] }}\n"
+        ))
+        .expect_err("invalid");
+        let paths: Vec<_> = errs.iter().map(|(p, l, _)| (p.as_str(), *l)).collect();
+        let l = Some(BASE_LINES + 10);
+        assert_eq!(
+            paths,
+            vec![("routes[0].authz", l), ("routes[0].authz.claims[0]", l), ("routes[0].authz.issuers[0]", l)]
+        );
+    }
+
+    #[test]
+    fn identity_headers_are_checked() {
+        one(
+            "[auth.identity_headers]\nx-user = \"nickname\"\n",
+            "auth.identity_headers.x-user",
+            2,
+            "unknown identity source",
+        );
+        one(
+            "[auth]\nstrip_headers = [\"content-length\"]\n",
+            "auth.strip_headers[0]",
+            2,
+            "cannot carry identity",
+        );
+    }
+}
