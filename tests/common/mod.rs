@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod jwks;
 pub mod upstream;
 pub mod wire;
 

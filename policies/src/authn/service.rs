@@ -211,7 +211,8 @@ struct Tracked {
     remote: Weak<RemoteKeys>,
     fetcher: Option<Fetcher>,
     next_due: Instant,
-    last_fetch: Option<Instant>,
+    /// Last fetch caused by an unknown `kid` (scheduled refreshes do not count).
+    last_kid_fetch: Option<Instant>,
     waiters: Vec<async_channel::Sender<()>>,
 }
 
@@ -256,7 +257,7 @@ fn run(rx: Receiver<Msg>) {
                             remote: w,
                             fetcher: None,
                             next_due: Instant::now(),
-                            last_fetch: None,
+                            last_kid_fetch: None,
                             waiters: Vec::new(),
                         });
                     }
@@ -289,8 +290,11 @@ fn service_remote(t: &mut Tracked) {
     let now = Instant::now();
     let due = now >= t.next_due;
     let refetch_allowed =
-        t.last_fetch.is_none_or(|at| now.duration_since(at) >= remote.refresh.unknown_kid_interval.0);
-    if due || (!t.waiters.is_empty() && refetch_allowed) {
+        t.last_kid_fetch.is_none_or(|at| now.duration_since(at) >= remote.refresh.unknown_kid_interval.0);
+    if !due && !t.waiters.is_empty() && refetch_allowed {
+        t.last_kid_fetch = Some(now);
+        fetch(t, &remote);
+    } else if due {
         fetch(t, &remote);
     }
     // Dropping the senders wakes every waiting request, fetched or not.
@@ -299,7 +303,6 @@ fn service_remote(t: &mut Tracked) {
 
 fn fetch(t: &mut Tracked, remote: &RemoteKeys) {
     let r = &remote.refresh;
-    t.last_fetch = Some(Instant::now());
     remote.fetches.fetch_add(1, Ordering::Relaxed);
     if t.fetcher.is_none() {
         let ca = match &remote.ca_file {
