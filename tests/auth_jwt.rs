@@ -161,6 +161,8 @@ fn tokens_are_verified_and_identity_is_handed_off() {
     assert!(r.header("www-authenticate").is_some_and(|v| v.contains("error=\"insufficient_scope\"")));
     let r = get(&mut c, "/admin/x", &[("Authorization", &bearer(&sign(json!({ "scope": "admin" }))))]);
     assert_eq!(r.status, 200);
+    // No route matches: 404, not 401 (nothing to protect).
+    get(&mut c, "/nowhere", &[]).assert_routed_error(404, "route_not_found");
     // A route without auth is open, and still strips spoofed identity headers.
     let before = up.requests();
     let r = get(&mut c, "/open/x", &[("X-User-Id", "admin")]);

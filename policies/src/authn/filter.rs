@@ -249,7 +249,11 @@ impl AuthnFilter {
 impl Filter for AuthnFilter {
     async fn on_request(&self, req: &mut RequestHead, cx: &mut Cx) -> Flow {
         self.rules.strip(&mut req.headers);
-        let mode = cx.route.and_then(|i| self.modes.get(i)).copied().unwrap_or(AuthMode::Required);
+        // No route: nothing to protect, the engine answers 404 after the chain.
+        let mode = match cx.route {
+            None => AuthMode::None,
+            Some(i) => self.modes.get(i).copied().unwrap_or(AuthMode::Required),
+        };
         if mode == AuthMode::None {
             return Flow::Continue;
         }
