@@ -389,3 +389,14 @@ fn two_issuers_on_one_source_are_told_apart_by_iss() {
     assert_eq!(outcome(&f, &b.sign(&claims(json!({}))).expect("sign")), "token algorithm not accepted");
     assert_eq!(outcome(&f, &a.sign(&claims(json!({ "iss": "https://x/" }))).expect("sign")), "wrong issuer");
 }
+
+#[test]
+fn no_matched_route_is_left_to_the_engine() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = rsa_a();
+    let f = filter(&config_with(vec![issuer(dir.path(), &["RS256"], &[&key])], None));
+    let mut req = request("/nowhere", None, &[("x-user-id", "admin")]);
+    let mut c = cx("10.0.0.1:1");
+    assert!(matches!(block_on(f.on_request(&mut req, &mut c)), Flow::Continue), "the engine answers 404");
+    assert!(values(&req.headers, "x-user-id").is_empty(), "identity headers are still removed");
+}
