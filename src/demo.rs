@@ -44,6 +44,13 @@ auth = "none"
 request_headers = { set = { "x-gateway" = "portcullis" }, remove = ["cookie"] }
 
 [[routes]]
+name = "limited"
+prefix = "/limited"
+upstream = "echo"
+auth = "none"
+rate_limits = ["demo"]
+
+[[routes]]
 name = "orders"
 prefix = "/orders"
 upstream = "echo"
@@ -54,6 +61,15 @@ name = "admin"
 prefix = "/admin"
 upstream = "echo"
 authz = { scopes = ["admin"] }
+
+[ratelimit]
+{redis}
+
+[ratelimit.limits.demo]
+key = ["client_ip"]
+rate = 1
+per = "2s"
+burst = 4
 
 [auth]
 identity_headers = { x-user-id = "subject", x-consumer = "consumer", x-auth-scopes = "scopes" }
@@ -70,7 +86,7 @@ keys = [{ sha256 = "{keyhash}", consumer = "demo-key", tier = "free", scopes = [
 "#;
 
 /// Runs the demo until SIGINT/SIGTERM.
-pub fn run(port: u16) -> anyhow::Result<()> {
+pub fn run(port: u16, redis: Option<&str>) -> anyhow::Result<()> {
     let key = SigningKey::generate_es256("demo-1").map_err(anyhow::Error::msg)?;
     let jwks = Arc::new(SigningKey::jwks(&[&key]).map_err(anyhow::Error::msg)?);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
@@ -87,9 +103,11 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     let echo = TcpListener::bind("127.0.0.1:0").context("cannot bind the echo upstream")?;
     let echo_port = echo.local_addr()?.port();
     std::thread::Builder::new().name("echo-upstream".into()).spawn(move || serve_echo(echo, &jwks))?;
+    let redis_line = redis.map(|r| format!("redis = {r:?}")).unwrap_or_default();
     let text = DEMO_CONFIG
         .replace("{port}", &port.to_string())
         .replace("{echo}", &echo_port.to_string())
+        .replace("{redis}", &redis_line)
         .replace("{keyhash}", &key_hash);
     let cfg = config::load_str(&text, "<demo>").map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
     let sup = crate::serve::start(None, cfg)?;
@@ -101,6 +119,19 @@ pub fn run(port: u16) -> anyhow::Result<()> {
         "  curl -i -X POST {base}/api/orders?limit=5 -H 'x-request-id: demo-1' -d '{{\"item\":\"book\"}}'"
     );
     println!("  curl -i {base}/nowhere");
+    match redis {
+        Some(r) => println!(
+            "Rate limit on /limited (burst 4, then 1 per 2 s per client IP), reconciled through Redis at {r}:"
+        ),
+        None => println!(
+            "Rate limit on /limited (burst 4, then 1 per 2 s per client IP); no Redis (--redis host:port), so local \
+             limits only: each of the {} shards enforces its share. Watch the 429s:",
+            sup.shard_count()
+        ),
+    }
+    println!(
+        "  for i in $(seq 8); do curl -s -o /dev/null -D - {base}/limited | grep -iE '^(HTTP|retry-after|ratelimit)' | tr -d '\\r' | paste -sd' '; done"
+    );
     println!("Authentication (a demo ES256 key served as JWKS by the echo upstream; token valid 1 h):");
     println!("  TOKEN={token}");
     println!(

@@ -64,6 +64,8 @@ fn route(
         response_headers: HeaderOps::default(),
         auth: None,
         authz: Default::default(),
+        rate_limits: Vec::new(),
+        require_client_cert: false,
     }
 }
 

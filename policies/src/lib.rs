@@ -1,7 +1,8 @@
 //! Portcullis policies: the request/response filters and the chain that runs them.
 //!
-//! Owns: one folder per filter (`request_id`, `forwarded`, `authn`, `authz`, `transform`), each compiling its config
-//! once per shard per config generation, and `chain`, the closed-enum dispatch over them.
+//! Owns: one folder per filter (`request_id`, `forwarded`, `mtls`, `authn`, `authz`, `ratelimit`,
+//! `transform`), each compiling its config once per shard per config generation, and `chain`, the
+//! closed-enum dispatch over them.
 //! Must not: open sockets or block on the request path, or speak any wire protocol.
 
 pub mod authn;
@@ -10,6 +11,8 @@ mod chain;
 mod error;
 mod forwarded;
 mod header_rules;
+mod mtls;
+mod ratelimit;
 mod request_id;
 #[cfg(test)]
 mod testutil;
@@ -20,5 +23,7 @@ pub use authz::AuthzFilter;
 pub use chain::{AnyFilter, Chain, ChainEnv};
 pub use error::BuildError;
 pub use forwarded::ForwardedFilter;
+pub use mtls::MtlsFilter;
+pub use ratelimit::{Decision, Gcra, Health, RateLimitFilter, RateLimitService, RateLimitStats};
 pub use request_id::RequestIdFilter;
 pub use transform::TransformFilter;

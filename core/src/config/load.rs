@@ -418,6 +418,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[listeners]]\n[listeners.tls]\n",
             "[[listeners]]\n[listeners.tls]\n[[listeners.tls.certificates]]\n",
             "[http]\n",
+            "[http2]\n",
             "[request_id]\n",
             "[forwarded]\n",
             "[[upstreams]]\n",
@@ -434,6 +435,9 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[auth.jwt]]\n[[auth.jwt.keys]]\n",
             "[auth.api_keys]\n",
             "[auth.api_keys]\n[[auth.api_keys.keys]]\n",
+            "[ratelimit]\n",
+            "[ratelimit.limits.x]\n",
+            "[ratelimit.limits.x.tiers.t]\n",
         ];
         let mut keys = 0;
         for table in tables {
@@ -453,6 +457,8 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             (tls, "min_version"),
             ("[[routes]]\n", "auth"),
             ("[[routes]]\n[routes.authz]\n", "scopes_match"),
+            (tls, "client_auth"),
+            ("[ratelimit]\n", "fail_mode"),
         ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(

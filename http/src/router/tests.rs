@@ -31,6 +31,8 @@ impl R {
             response_headers: HeaderOps::default(),
             auth: None,
             authz: Default::default(),
+            rate_limits: Vec::new(),
+            require_client_cert: false,
         })
     }
     /// A route with `path`.

@@ -331,9 +331,10 @@ fn fetch(t: &mut Tracked, remote: &RemoteKeys) {
     match result {
         Ok((set, max_age)) if !set.keys.is_empty() => {
             let every = max_age.unwrap_or(r.default_interval.0).clamp(r.min_interval.0, r.max_interval.0);
-            tracing::info!(uri = %remote.uri, keys = set.keys.len(), refresh_in = ?every, "JWKS fetched");
+            let n = set.keys.len();
             remote.keys.store(Arc::new(set));
             remote.generation.fetch_add(1, Ordering::AcqRel);
+            tracing::info!(uri = %remote.uri, keys = n, refresh_in = ?every, "JWKS fetched");
             t.next_due = Instant::now() + every;
         }
         Ok(_) => {

@@ -13,6 +13,8 @@ use crate::authn::AuthService;
 pub struct ChainEnv {
     /// JWKS fetching and API key files (one background thread, started on first use).
     pub auth: AuthService,
+    /// The rate-limit service (Redis sync thread); the default has none (local limits only).
+    pub ratelimit: crate::ratelimit::RateLimitService,
 }
 
 impl ChainEnv {

@@ -11,6 +11,8 @@ use crate::authn::AuthnFilter;
 use crate::authz::AuthzFilter;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
+use crate::mtls::MtlsFilter;
+use crate::ratelimit::RateLimitFilter;
 use crate::request_id::RequestIdFilter;
 use crate::transform::TransformFilter;
 
@@ -25,8 +27,27 @@ pub enum AnyFilter {
     Authn(Box<AuthnFilter>),
     /// Per-route `authz`.
     Authz(AuthzFilter),
+    /// `[ratelimit]` limits of the matched route.
+    RateLimit(RateLimitFilter),
+    /// Client certificate requirement and identity headers (mTLS).
+    Mtls(MtlsFilter),
     /// Per-route rewrite and header edits.
     Transform(TransformFilter),
+}
+
+impl AnyFilter {
+    /// The filter's name, as logs and tests refer to it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnyFilter::RequestId(_) => "request_id",
+            AnyFilter::Forwarded(_) => "forwarded",
+            AnyFilter::Mtls(_) => "mtls",
+            AnyFilter::Authn(_) => "authn",
+            AnyFilter::Authz(_) => "authz",
+            AnyFilter::RateLimit(_) => "ratelimit",
+            AnyFilter::Transform(_) => "transform",
+        }
+    }
 }
 
 impl Filter for AnyFilter {
@@ -36,6 +57,8 @@ impl Filter for AnyFilter {
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
             AnyFilter::Authn(f) => f.on_request(req, cx).await,
             AnyFilter::Authz(f) => f.on_request(req, cx).await,
+            AnyFilter::RateLimit(f) => f.on_request(req, cx).await,
+            AnyFilter::Mtls(f) => f.on_request(req, cx).await,
             AnyFilter::Transform(f) => f.on_request(req, cx).await,
         }
     }
@@ -46,6 +69,8 @@ impl Filter for AnyFilter {
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
             AnyFilter::Authn(f) => f.on_response(resp, cx),
             AnyFilter::Authz(f) => f.on_response(resp, cx),
+            AnyFilter::RateLimit(f) => f.on_response(resp, cx),
+            AnyFilter::Mtls(f) => f.on_response(resp, cx),
             AnyFilter::Transform(f) => f.on_response(resp, cx),
         }
     }
@@ -56,6 +81,8 @@ impl Filter for AnyFilter {
             AnyFilter::Forwarded(f) => f.on_log(cx),
             AnyFilter::Authn(f) => f.on_log(cx),
             AnyFilter::Authz(f) => f.on_log(cx),
+            AnyFilter::RateLimit(f) => f.on_log(cx),
+            AnyFilter::Mtls(f) => f.on_log(cx),
             AnyFilter::Transform(f) => f.on_log(cx),
         }
     }
@@ -68,18 +95,26 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds the chain for `cfg`: request id, forwarding headers, authentication (when `[auth]`
-    /// configures credentials), authorisation (when some route has `authz`), then transform (only
-    /// when some route has a rewrite or header edits). Process-wide services come from `env`.
+    /// Builds the chain for `cfg`: request id, forwarding headers, mTLS (when a listener asks for
+    /// client certificates or a route requires one), authentication (when `[auth]` configures
+    /// credentials), authorisation (when some route has `authz`), rate limits (when some route
+    /// has limits; after authentication, so they can key on the consumer), then transform (when
+    /// some route has a rewrite or header edits). Process-wide services come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
-        let mut filters = Vec::with_capacity(5);
+        let mut filters = Vec::with_capacity(6);
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
+        if MtlsFilter::is_needed(cfg) {
+            filters.push(AnyFilter::Mtls(MtlsFilter::build(cfg)));
+        }
         if let Some(f) = AuthnFilter::build(cfg, env)? {
             filters.push(AnyFilter::Authn(Box::new(f)));
         }
         if let Some(f) = AuthzFilter::build(cfg) {
             filters.push(AnyFilter::Authz(f));
+        }
+        if RateLimitFilter::is_needed(cfg) {
+            filters.push(AnyFilter::RateLimit(RateLimitFilter::build(cfg, &env.ratelimit)));
         }
         if TransformFilter::is_needed(&cfg.routes) {
             filters.push(AnyFilter::Transform(TransformFilter::build(&cfg.routes)?));

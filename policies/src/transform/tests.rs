@@ -22,6 +22,8 @@ pub(crate) fn route(prefix: Option<&str>, rewrite: Option<&str>) -> RouteConfig 
         response_headers: HeaderOps::default(),
         auth: None,
         authz: Default::default(),
+        rate_limits: Vec::new(),
+        require_client_cert: false,
     }
 }
 
