@@ -90,3 +90,31 @@ fn api_keys_authenticate_and_the_keys_file_hot_reloads() {
         assert_eq!(get(&mut c, "/items", &[("X-API-Key", "file-key-two")]).status, 200);
     }
 }
+
+#[test]
+fn the_consumer_and_tier_feed_the_rate_limiter() {
+    let up = Upstream::echo("app");
+    let gw = Gateway::start(&config(
+        "",
+        &format!(
+            "{}\n[auth.api_keys]\nkeys = [\
+             {{ sha256 = \"{}\", consumer = \"small\", tier = \"free\" }}, \
+             {{ sha256 = \"{}\", consumer = \"big\", tier = \"gold\" }}]\n\
+             [ratelimit.limits.per-consumer]\nkey = [\"consumer\"]\nrate = 1\nper = \"1h\"\nburst = 4\n\
+             tiers = {{ gold = {{ rate = 1000, burst = 1000 }} }}\n\
+             [[routes]]\nprefix = \"/\"\nupstream = \"app\"\nrate_limits = [\"per-consumer\"]\n",
+            upstream_toml("app", up.addr),
+            sha("free-tier-key"),
+            sha("gold-tier-key"),
+        ),
+    ));
+    // One connection stays on one shard; local limits give each shard its share of the burst.
+    let mut c = Client::connect(gw.addr);
+    let statuses: Vec<u16> =
+        (0..6).map(|_| get(&mut c, "/x", &[("X-API-Key", "free-tier-key")]).status).collect();
+    assert!(statuses.contains(&429), "the free consumer is limited: {statuses:?}");
+    assert_eq!(statuses[0], 200);
+    for _ in 0..6 {
+        assert_eq!(get(&mut c, "/x", &[("X-API-Key", "gold-tier-key")]).status, 200, "gold tier, own bucket");
+    }
+}
