@@ -2,6 +2,7 @@
 //! HTTP engine and the policy chain. Holds no logic a library should own.
 
 mod demo;
+mod h3get;
 mod serve;
 
 use std::path::PathBuf;
@@ -59,6 +60,20 @@ enum Cmd {
         #[arg(long)]
         redis: Option<String>,
     },
+    /// Fetch one URL over HTTP/3 with Portcullis' own client and print the response.
+    H3 {
+        /// `https://host:port/path`.
+        url: String,
+        /// PEM file with the CA certificate(s) to trust.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+        /// Request method.
+        #[arg(long, short = 'X', default_value = "GET")]
+        method: String,
+        /// Request body.
+        #[arg(long, short = 'd')]
+        data: Option<String>,
+    },
 }
 
 fn init_logging(filter: &str, format: LogFormat) {
@@ -81,6 +96,9 @@ fn main() -> ExitCode {
         Cmd::Check { config } => return serve::check(&config),
         Cmd::Run { config } => serve::run_file(&config),
         Cmd::Demo { port, tls_port, redis } => demo::run(port, tls_port, redis.as_deref()),
+        Cmd::H3 { url, cacert, method, data } => {
+            h3get::run(&url, cacert.as_deref(), &method, data.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

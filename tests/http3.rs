@@ -250,3 +250,63 @@ fn retry_always_validates_addresses_and_still_serves() {
     });
     assert_eq!(statuses, vec![200; 5]);
 }
+
+#[test]
+fn a_one_mebibyte_post_reaches_the_upstream_intact() {
+    let pki = Pki::new();
+    let up = Upstream::echo("app");
+    let gw = Gateway::start(&config(&pki, &up, ""));
+    let mut body = vec![0u8; 1024 * 1024];
+    Pattern::new(11).fill(&mut body);
+    let body = Bytes::from(body);
+    let sent = body.clone();
+    let resp = with_client(gw.addr, &pki, async move |c| {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("https://localhost/files/big-upload")
+            .header("content-length", sent.len().to_string())
+            .body(())
+            .expect("request");
+        c.request(req, sent).await.expect("POST")
+    });
+    assert_eq!(resp.status, 200);
+    let seen = json(&resp);
+    let mut digest = common::Digest::default();
+    digest.update(&body);
+    let want = digest.finish();
+    assert_eq!(seen["body_len"], want.0, "{seen}");
+    assert_eq!(seen["body_hash"], want.1.to_string(), "the upstream saw the same bytes");
+}
+
+#[test]
+fn the_demo_serves_http3_and_prints_a_working_command() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let mut child = Command::new(common::gateway::binary())
+        .args(["demo", "--port", &port.to_string(), "--tls-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let line = loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).expect("read demo output") == 0 {
+            panic!("the demo exited without printing its HTTP/3 command");
+        }
+        if line.contains(" h3 --cacert ") {
+            break line;
+        }
+    };
+    // "  cargo run --release -- h3 --cacert <ca> https://localhost:<port>/users/42"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let args = &words[words.iter().position(|w| *w == "h3").expect("h3")..];
+    let fetched = Command::new(common::gateway::binary()).args(args).output().expect("run portcullis h3");
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&fetched.stdout);
+    assert!(fetched.status.success(), "{stdout}{}", String::from_utf8_lossy(&fetched.stderr));
+    assert!(stdout.starts_with("HTTP/3 200"), "{stdout}");
+    assert!(stdout.contains("\"path\": \"/users/42\""), "the echo upstream answered: {stdout}");
+}

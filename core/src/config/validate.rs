@@ -5,12 +5,14 @@
 //! lowercased route hosts). Must not: read files, map paths to lines (that is `load`/`spans`), or
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
+mod auth;
 mod quic;
 mod ratelimit;
 mod routes;
 mod tls;
 mod upstream;
 
+pub use auth::{IDENTITY_SOURCES, JWT_ALGORITHMS, is_sha256_hex};
 pub use ratelimit::SCOPES as RATE_LIMIT_SCOPES;
 pub use routes::FRAMING_HEADERS;
 
@@ -64,6 +66,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     for (i, r) in config.routes.iter().enumerate() {
         upstream::check_retry(&r.retry, &root.key("routes").index(i).key("retry"), &mut out);
     }
+    auth::check(&config.auth, &config.routes, &root, &mut out);
     ratelimit::check(
         &config.ratelimit,
         &config.routes,
