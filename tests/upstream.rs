@@ -183,3 +183,37 @@ fn retry_budget_caps_retries_during_a_full_outage() {
     assert!((200..=223).contains(&sent), "{sent} attempts");
     assert!(sent > 200, "some retries were made");
 }
+
+/// Share of 80 concurrent requests (8 clients) that reached the slow endpoint under `lb`.
+fn slow_share(lb: &str) -> f64 {
+    let slow =
+        Upstream::start(|req| Reply::Delay(Duration::from_millis(300), Box::new(echo_reply("slow", req))));
+    let fast: Vec<Upstream> = (0..2).map(|i| Upstream::echo(&format!("f{i}"))).collect();
+    let gw = gateway(&format!(
+        "lb = \"{lb}\"\nendpoints = [\"{}\", \"{}\", \"{}\"]\n",
+        slow.addr, fast[0].addr, fast[1].addr
+    ));
+    let addr = gw.addr;
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                (0..10).all(|_| c.get("/").status == 200)
+            })
+        })
+        .collect();
+    for c in clients {
+        assert!(c.join().expect("client"), "every request answered 200");
+    }
+    let total = slow.requests() + fast.iter().map(Upstream::requests).sum::<usize>();
+    assert_eq!(total, 80);
+    slow.requests() as f64 / total as f64
+}
+
+#[test]
+fn least_request_sends_less_to_a_slow_endpoint_than_round_robin() {
+    let (rr, p2c) = (slow_share("round_robin"), slow_share("least_request"));
+    println!("slow endpoint share: round_robin {rr:.2}, least_request {p2c:.2}");
+    assert!(p2c < rr, "least_request {p2c} vs round_robin {rr}");
+    assert!(p2c < 0.25, "least_request sent {p2c} to the slow endpoint");
+}
