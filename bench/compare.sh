@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# compare.sh: one command, one markdown table comparing the reference upstream hit directly,
-# Portcullis (1 shard) and NGINX (1 worker) in the same run with the same pinning:
-#   proxy alone on PROXY_CPU (1); wrk and the upstream on LOAD_CPU (0).
-# Gateways are interleaved round by round; /dev/cpu_dma_latency is held at 0 during the runs.
-#
+# compare.sh: one command, one report comparing the reference upstream hit directly, Portcullis
+# (1 shard), NGINX (1 worker), HAProxy (1 thread) and Envoy (1 worker, when a binary is given)
+# in the same run with the same pinning: proxy alone on PROXY_CPU (1); the load generator and
+# the upstream on LOAD_CPU (0). Gateways are interleaved round by round; /dev/cpu_dma_latency is
+# held at 0 for the whole run.
+#   1. closed loop (wrk): req/s, p50/p99, proxy CPU-us/request
+#   2. open loop (portcullis-bench load --rate): at RATE_PCT % of the slowest gateway's req/s,
+#      p50..max and the latency each gateway adds over direct-to-upstream
+#   3. generator ceiling: wrk and portcullis-bench load against a second upstream on PROXY_CPU
 # Usage: bench/compare.sh [--syscalls] [--idle] [--no-build] [--only "direct nginx"]
-# Env:   DURATION=10s CONNS=32 THREADS=1 ROUNDS=3 WARMUP=2s PROXY_CPU=1 LOAD_CPU=0
-#        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10
-#        GATEWAYS="direct portcullis nginx" NO_BUILD=0 KEEP=0 BODY_SIZE=13
+#                         [--envoy PATH] [--rate N] [--no-latency] [--no-ceiling] [--keep]
+# Env:   DURATION=10s CONNS=32 THREADS=1 ROUNDS=3 WARMUP=2s PROXY_CPU=1 LOAD_CPU=0 BODY_SIZE=13
+#        LATENCY=1 RATE_PCT=50 RATE= LAT_CONNS=64 LAT_DURATION=DURATION LAT_WARMUP=2s CEILING=1
+#        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10 HAPROXY_MAXCONN=9000
+#        GATEWAYS="direct portcullis nginx haproxy envoy" SCENARIOS=plain NO_BUILD=0 KEEP=0
 #        WAIT_QUIET=0 (seconds to wait for a busy machine to go below 10% before starting)
 #        PORTCULLIS_BIN=target/release/portcullis PORTCULLIS_CONFIG=bench/peers/portcullis.toml
-# Output: the report on stdout and in bench/results/latest.md (plus a timestamped copy).
+#        ENVOY_BIN=(envoy on PATH)
+# Output: the report on stdout and in bench/results/latest.md, latest.json and latest.svg (open
+# loop latency percentiles per gateway), plus timestamped copies.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,15 +27,37 @@ DURATION=${DURATION:-10s} CONNS=${CONNS:-32} THREADS=${THREADS:-1} ROUNDS=${ROUN
 WARMUP=${WARMUP:-2s} PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} BODY_SIZE=${BODY_SIZE:-13}
 SYSCALLS=${SYSCALLS:-0} SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
 IDLE=${IDLE:-0} IDLE_CONNS=${IDLE_CONNS:-10000} IDLE_HOLD=${IDLE_HOLD:-10}
-GATEWAYS=${GATEWAYS:-direct portcullis nginx} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
-WAIT_QUIET=${WAIT_QUIET:-0}
+GATEWAYS=${GATEWAYS:-direct portcullis nginx haproxy envoy} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
+WAIT_QUIET=${WAIT_QUIET:-0} SCENARIOS=${SCENARIOS:-plain}
+LATENCY=${LATENCY:-1} RATE_PCT=${RATE_PCT:-50} RATE=${RATE:-} LAT_CONNS=${LAT_CONNS:-64}
+LAT_DURATION=${LAT_DURATION:-$DURATION} LAT_WARMUP=${LAT_WARMUP:-2s} CEILING=${CEILING:-1}
+HAPROXY_MAXCONN=${HAPROXY_MAXCONN:-9000} ENVOY_BIN=${ENVOY_BIN:-}
 PORTCULLIS_BIN=${PORTCULLIS_BIN:-}
 PORTCULLIS_CONFIG=${PORTCULLIS_CONFIG:-$ROOT/bench/peers/portcullis.toml}
 NGINX_TEMPLATE=$ROOT/bench/peers/nginx.conf
+HAPROXY_TEMPLATE=$ROOT/bench/peers/haproxy.cfg
+ENVOY_TEMPLATE=$ROOT/bench/peers/envoy.yaml
 BENCH=$TARGET_DIR/release/portcullis-bench
-UP_PORT=19000
-declare -A PORT=([direct]=19000 [portcullis]=18080 [nginx]=18081)
-declare -A LABEL=([direct]="direct to upstream" [portcullis]="Portcullis (1 shard)" [nginx]="NGINX (1 worker)")
+UP_PORT=19000 CEIL_PORT=19001
+declare -A PORT=([direct]=19000 [portcullis]=18080 [nginx]=18081 [haproxy]=18082 [envoy]=18083)
+declare -A LABEL=([direct]="direct to upstream" [portcullis]="Portcullis (1 shard)" [nginx]="NGINX (1 worker)"
+    [haproxy]="HAProxy (1 thread)" [envoy]="Envoy (1 worker)")
+# Scenarios: only `plain` is implemented by this harness today. The others are extension points:
+# CAN[scenario:gateway] says whether the peer can do it at all (the table prints the reason when
+# it cannot); a scenario runs once its peer templates (bench/peers/GW.SCENARIO.*) and generator
+# support exist. See docs/benchmarking.md, "Adding a scenario".
+KNOWN_SCENARIOS="plain tls h2 routes jwt ratelimit"
+declare -A SCENARIO_LABEL=([plain]="plain HTTP/1.1 proxy" [tls]="TLS termination (HTTP/1.1)" [h2]="HTTP/2 (h2c and TLS)"
+    [routes]="many routes (1,000 prefixes)" [jwt]="JWT auth on" [ratelimit]="rate limit on (never tripping)")
+declare -A CAN=(
+    [plain:portcullis]=yes [plain:nginx]=yes [plain:haproxy]=yes [plain:envoy]=yes
+    [tls:portcullis]="not yet (TLS issue in progress)" [tls:nginx]=yes [tls:haproxy]=yes [tls:envoy]=yes
+    [h2:portcullis]="not yet (HTTP/2 issue in progress)" [h2:nginx]="yes (TLS; h2c only without HTTP/1.1 on the port)" [h2:haproxy]=yes [h2:envoy]=yes
+    [routes:portcullis]=yes [routes:nginx]=yes [routes:haproxy]=yes [routes:envoy]=yes
+    [jwt:portcullis]="not yet (auth issue in progress)" [jwt:nginx]="no: JWT validation is NGINX Plus only (auth_jwt)" [jwt:haproxy]="yes (jwt_verify, 2.5+)" [jwt:envoy]="yes (jwt_authn)"
+    [ratelimit:portcullis]="not yet (rate limit issue in progress)" [ratelimit:nginx]="yes (limit_req)" [ratelimit:haproxy]="yes (stick tables)" [ratelimit:envoy]="yes (local_ratelimit)"
+)
+HARNESS_SCENARIOS="plain" # scenarios this version of the harness can run
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -36,7 +66,11 @@ while [ $# -gt 0 ]; do
         --no-build) NO_BUILD=1 ;;
         --keep) KEEP=1 ;;
         --only) shift; GATEWAYS=$1 ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --envoy) shift; ENVOY_BIN=$1 ;;
+        --rate) shift; RATE=$1 ;;
+        --no-latency) LATENCY=0 ;;
+        --no-ceiling) CEILING=0 ;;
+        -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -65,6 +99,21 @@ trap 'exit 130' INT TERM
 
 NOTES=()
 note() { NOTES+=("$*"); log "$*"; }
+declare -A SKIP # gateway -> why it has no row
+
+for sc in $SCENARIOS; do
+    [[ " $KNOWN_SCENARIOS " == *" $sc "* ]] || die "unknown scenario '$sc' (known: $KNOWN_SCENARIOS)"
+    [[ " $HARNESS_SCENARIOS " == *" $sc "* ]] ||
+        note "scenario '$sc' (${SCENARIO_LABEL[$sc]}) is not implemented by this harness yet: skipped (see the coverage table)"
+done
+if [[ " $GATEWAYS " == *" envoy "* ]]; then
+    ENVOY_BIN=${ENVOY_BIN:-$(command -v envoy || true)}
+    if [ -z "$ENVOY_BIN" ] || [ ! -x "$ENVOY_BIN" ]; then
+        SKIP[envoy]="no envoy binary: put one on PATH or pass --envoy PATH (ENVOY_BIN); Debian does not package Envoy, see https://www.envoyproxy.io/docs/envoy/latest/start/install"
+        log "Envoy skipped: ${SKIP[envoy]}"
+        ENVOY_BIN=""
+    fi
+fi
 
 # ---------------------------------------------------------------- tools
 ensure_pkgs() { # ensure_pkgs BINARY:PACKAGE...
@@ -87,6 +136,7 @@ ensure_pkgs() { # ensure_pkgs BINARY:PACKAGE...
 }
 need=(wrk:wrk taskset:util-linux pgrep:procps)
 [[ " $GATEWAYS " == *" nginx "* ]] && need+=(nginx:nginx-light)
+[[ " $GATEWAYS " == *" haproxy "* ]] && need+=(haproxy:haproxy)
 [ "$SYSCALLS" = 1 ] && need+=(strace:strace)
 ensure_pkgs "${need[@]}"
 CLK_TCK=$(getconf CLK_TCK)
@@ -162,6 +212,19 @@ wrk_errors() { # non-2xx/3xx responses + socket errors
 run_wrk() { # run_wrk PORT DURATION OUTFILE
     taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "http://127.0.0.1:$1/" >"$3" 2>&1 || true
 }
+med() { if [ -s "$WORK/$1-$2" ]; then median <"$WORK/$1-$2"; else echo "—"; fi; }
+fmt() { if [ "$1" = "—" ] || [ -z "$1" ]; then echo "—"; else awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; fi; }
+sub_or_dash() { # sub_or_dash A B -> A - B with 1 decimal, or — when either is missing
+    if [ "$1" = "—" ] || [ "$2" = "—" ] || [ -z "$1" ] || [ -z "$2" ]; then echo "—"; else awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.1f", a - b}'; fi
+}
+json_num() { # json_num FILE KEY [SECTION]: a number from portcullis-bench's pretty JSON, empty if absent
+    awk -v k="\"$2\":" -v sec="${3:+\"$3\": \{}" '
+        sec != "" && !in_sec { if (index($0, sec)) in_sec = 1; next }
+        index($0, k) { v = $0; sub(/.*": */, "", v); sub(/,$/, "", v); print v; exit }' "$1"
+}
+child_ticks() { # cutime+cstime of this shell: CPU of its finished, waited-for children
+    sed 's/.*) //' "/proc/$$/stat" | awk '{print $14 + $15}'
+}
 machine_busy_pct() { # share of all CPUs busy over one second, before anything starts
     local a b
     read -r -a a </proc/stat; sleep 1; read -r -a b </proc/stat
@@ -172,11 +235,12 @@ machine_busy_pct() { # share of all CPUs busy over one second, before anything s
 
 # ---------------------------------------------------------------- environment checks
 for gw in $GATEWAYS; do
-    [ -n "${PORT[$gw]:-}" ] || die "unknown gateway '$gw' (known: direct portcullis nginx)"
+    [ -n "${PORT[$gw]:-}" ] || die "unknown gateway '$gw' (known: direct portcullis nginx haproxy envoy)"
     # A just-killed io_uring process keeps its listener until the ring's async teardown ends.
     for ((i = 0; i < 50; i++)); do port_open "${PORT[$gw]}" || break; sleep 0.1; done
     port_open "${PORT[$gw]}" && die "port ${PORT[$gw]} is already in use: stop whatever listens there"
 done
+[ "$CEILING" = 1 ] && port_open "$CEIL_PORT" && die "port $CEIL_PORT is already in use: stop whatever listens there"
 busy=$(machine_busy_pct)
 for ((waited = 0; busy > 10 && waited < WAIT_QUIET; waited += 5)); do # shared machines: wait for quiet
     log "machine ${busy}% busy; waiting for it to quiet down ($waited/$WAIT_QUIET s)"
@@ -249,23 +313,57 @@ start_nginx() {
     sed -e "s#@WORK@#$WORK#g" -e "s/@PORT@/${PORT[nginx]}/g" -e "s/@UP_PORT@/$UP_PORT/g" \
         "$NGINX_TEMPLATE" >"$WORK/nginx/nginx.conf"
     if ! nginx -t -q -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/test.log" 2>&1; then
-        note "NGINX skipped: config test failed: $(tr '\n' ' ' <"$WORK/nginx/test.log")"
+        SKIP[nginx]="config test failed: $(tr '\n' ' ' <"$WORK/nginx/test.log")"
         return 1
     fi
     taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/out.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
-    wait_port "${PORT[nginx]}" "$pid" 10 || { note "NGINX skipped: it did not start"; return 1; }
+    wait_port "${PORT[nginx]}" "$pid" 10 || { SKIP[nginx]="it did not start"; return 1; }
     GPID[nginx]=$pid
+}
+
+start_haproxy() {
+    sed -e "s/@PORT@/${PORT[haproxy]}/g" -e "s/@UP_PORT@/$UP_PORT/g" -e "s/@MAXCONN@/$HAPROXY_MAXCONN/g" \
+        "$HAPROXY_TEMPLATE" >"$WORK/haproxy.cfg"
+    if ! haproxy -c -q -f "$WORK/haproxy.cfg" >"$WORK/haproxy-test.log" 2>&1; then
+        SKIP[haproxy]="config check failed: $(tr '\n' ' ' <"$WORK/haproxy-test.log" | cut -c1-300)"
+        return 1
+    fi
+    taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_port "${PORT[haproxy]}" "$pid" 10 || {
+        SKIP[haproxy]="it did not start: $(tail -c 300 "$WORK/haproxy.log" | tr '\n' ' ')"
+        return 1
+    }
+    GPID[haproxy]=$pid
+}
+start_envoy() {
+    [ -n "$ENVOY_BIN" ] || return 1 # SKIP[envoy] already says why
+    sed -e "s/@PORT@/${PORT[envoy]}/g" -e "s/@UP_PORT@/$UP_PORT/g" "$ENVOY_TEMPLATE" >"$WORK/envoy.yaml"
+    taskset -c "$PROXY_CPU" "$ENVOY_BIN" -c "$WORK/envoy.yaml" --concurrency 1 --disable-hot-restart -l warn \
+        >"$WORK/envoy.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_port "${PORT[envoy]}" "$pid" 30 || {
+        SKIP[envoy]="$ENVOY_BIN did not start: $(tail -c 300 "$WORK/envoy.log" | tr '\n' ' ')"
+        return 1
+    }
+    GPID[envoy]=$pid
 }
 
 ACTIVE=()
 for gw in $GATEWAYS; do
+    [ -n "${SKIP[$gw]:-}" ] && continue
     case $gw in
         direct) ACTIVE+=(direct) ;;
-        portcullis) if start_portcullis; then ACTIVE+=(portcullis); else note "Portcullis skipped: $portcullis_skip"; fi ;;
+        portcullis) if start_portcullis; then ACTIVE+=(portcullis); else SKIP[portcullis]=$portcullis_skip; fi ;;
         nginx) start_nginx && ACTIVE+=(nginx) ;;
+        haproxy) start_haproxy && ACTIVE+=(haproxy) ;;
+        envoy) start_envoy && ACTIVE+=(envoy) ;;
     esac
+    [ -n "${SKIP[$gw]:-}" ] && log "${LABEL[$gw]} skipped: ${SKIP[$gw]}"
 done
 [ ${#ACTIVE[@]} -gt 0 ] || die "nothing to measure"
 
@@ -313,6 +411,47 @@ done
 worst=$(cat "$WORK"/foreign-* 2>/dev/null | sort -n | tail -1)
 [ "${worst:-0}" -gt 5 ] &&
     note "other processes (or steal) used up to ${worst}% of CPU $PROXY_CPU during a measured run: those rows are contaminated, rerun on a quiet machine"
+
+declare -A LATFILES # gateway -> comma-separated open-loop reports
+# ---------------------------------------------------------------- open loop: added latency at a fixed rate
+RATE_WHY=""
+if [ "$LATENCY" = 1 ]; then
+    if [ -z "$RATE" ]; then
+        slowest="" slowest_gw=""
+        for gw in "${ACTIVE[@]}"; do
+            [ "$gw" = direct ] && [ ${#ACTIVE[@]} -gt 1 ] && continue
+            m=$(med rps "$gw")
+            [ "$m" = "—" ] && continue
+            if [ -z "$slowest" ] || awk -v a="$m" -v b="$slowest" 'BEGIN {exit !(a < b)}'; then slowest=$m slowest_gw=$gw; fi
+        done
+        if [ -n "$slowest" ]; then
+            RATE=$(awk -v s="$slowest" -v p="$RATE_PCT" 'BEGIN {r = int(s * p / 100 / 100) * 100; print r < 100 ? 100 : r}')
+            RATE_WHY="$RATE_PCT % of the slowest target's median closed-loop req/s (${LABEL[$slowest_gw]}: $(fmt "$slowest" %.0f))"
+        fi
+    else
+        RATE_WHY="fixed with --rate / RATE"
+    fi
+fi
+if [ "$LATENCY" = 1 ] && [ -n "$RATE" ]; then
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for ((i = 0; i < n; i++)); do
+            gw=${ACTIVE[$(((i + r - 1) % n))]}
+            out="$WORK/lat-$gw-$r.json"
+            taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:${PORT[$gw]}/" --rate "$RATE" -c "$LAT_CONNS" \
+                -w "$LAT_WARMUP" -d "$LAT_DURATION" -o "$out" 2>>"$WORK/lat-$gw.err" || true
+            if [ ! -s "$out" ]; then
+                note "open loop round $r $gw failed: $(tail -2 "$WORK/lat-$gw.err" | tr '\n' ' ')"
+                continue
+            fi
+            LATFILES[$gw]="${LATFILES[$gw]:-}${LATFILES[$gw]:+,}$out"
+            for k in p50 p90 p99 p99.9 max; do json_num "$out" "$k" latency_us >>"$WORK/l$k-$gw"; done
+            json_num "$out" rps >>"$WORK/lrps-$gw"
+            json_num "$out" errors_total >>"$WORK/lerr-$gw"
+            json_num "$out" p99 send_lag_us >>"$WORK/llag-$gw"
+            log "open loop round $r/$ROUNDS $gw at $RATE req/s: p50 $(json_num "$out" p50 latency_us) µs, p99 $(json_num "$out" p99 latency_us) µs"
+        done
+    done
+fi
 
 # ---------------------------------------------------------------- optional: syscalls per request
 declare -A SYSC SYSTOP
@@ -364,20 +503,84 @@ if [ "$IDLE" = 1 ]; then
     done
 fi
 
+# ---------------------------------------------------------------- generator ceiling vs a trivial server
+# A second reference upstream takes the proxy's place on PROXY_CPU; wrk and portcullis-bench
+# load drive it from LOAD_CPU with the closed-loop settings. Server CPU near 100 % means the
+# server, not the generator, was the limit.
+declare -A CEIL_RPS CEIL_GEN CEIL_SRV
+CEIL_ORDER=()
+if [ "$CEILING" = 1 ]; then
+    taskset -c "$PROXY_CPU" "$BENCH" upstream --listen "127.0.0.1:$CEIL_PORT" --body-size "$BODY_SIZE" \
+        >"$WORK/ceil-upstream.log" 2>&1 &
+    CPID=$!
+    PIDS+=("$CPID")
+    if wait_port "$CEIL_PORT" "$CPID" 10; then
+        ceil_run() { # ceil_run NAME COMMAND...: runs it, records req/s, generator and server CPU
+            local name=$1 s0 s1 c0 c1 t0 t1
+            shift
+            s0=$(cpu_ticks "$CPID") c0=$(child_ticks) t0=$(date +%s.%N)
+            "$@" || true
+            s1=$(cpu_ticks "$CPID") c1=$(child_ticks) t1=$(date +%s.%N)
+            CEIL_ORDER+=("$name")
+            CEIL_SRV[$name]=$(awk -v t=$((s1 - s0)) -v h="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", 100 * t / h / (b - a)}')
+            CEIL_GEN[$name]=$((c1 - c0))
+        }
+        ceil_run "wrk -t$THREADS -c$CONNS" taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" \
+            "http://127.0.0.1:$CEIL_PORT/" >"$WORK/ceil-wrk.txt" 2>&1
+        reqs=$(wrk_requests "$WORK/ceil-wrk.txt")
+        CEIL_RPS["wrk -t$THREADS -c$CONNS"]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/ceil-wrk.txt")
+        CEIL_GEN["wrk -t$THREADS -c$CONNS"]=$(awk -v t="${CEIL_GEN["wrk -t$THREADS -c$CONNS"]}" -v h="$CLK_TCK" -v n="${reqs:-0}" \
+            'BEGIN {if (n > 0) printf "%.2f", t * 1e6 / h / n; else print "—"}')
+        for p in 1 16; do
+            name="portcullis-bench load -c$CONNS -p$p"
+            ceil_run "$name" taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:$CEIL_PORT/" -c "$CONNS" -p "$p" \
+                -t "$THREADS" -w 1s -d "$DURATION" -o "$WORK/ceil-load-$p.json" 2>>"$WORK/ceil-load.err"
+            if [ -s "$WORK/ceil-load-$p.json" ]; then
+                CEIL_RPS[$name]=$(fmt "$(json_num "$WORK/ceil-load-$p.json" rps)" %.0f)
+                CEIL_GEN[$name]=$(json_num "$WORK/ceil-load-$p.json" generator_cpu_us_per_req)
+            else
+                CEIL_RPS[$name]="failed" CEIL_GEN[$name]="—"
+            fi
+        done
+    else
+        note "generator ceiling skipped: the second upstream did not start on :$CEIL_PORT"
+    fi
+fi
+
 # ---------------------------------------------------------------- report
-med() { if [ -s "$WORK/$1-$2" ]; then median <"$WORK/$1-$2"; else echo "—"; fi; }
-fmt() { if [ "$1" = "—" ]; then echo "—"; else awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; fi; }
 REPORT="$WORK/report.md"
+KIB_PER_CONN() { # KIB_PER_CONN GW -> idle memory per connection, or —
+    if [ -n "${RSS1[$1]:-}" ]; then awk -v a="${RSS0[$1]}" -v b="${RSS1[$1]}" -v n="$IDLE_CONNS" 'BEGIN {printf "%.2f", (b - a) / n}'; else echo "—"; fi
+}
+ADDED() { # ADDED GW PERCENTILE -> open-loop latency minus direct's, µs
+    if [ "$1" = direct ]; then echo "—"; else sub_or_dash "$(med "l$2" "$1")" "$(med "l$2" direct)"; fi
+}
+haproxy_v=$(command -v haproxy >/dev/null && haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}' || echo "HAProxy absent")
+envoy_v=$([ -n "$ENVOY_BIN" ] && "$ENVOY_BIN" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1 || echo "no Envoy")
 {
     echo "# Portcullis side-by-side: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- host: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), load before: $(cut -d' ' -f1-3 /proc/loadavg), ${busy}% busy"
-    echo "- load: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency\` on CPU $LOAD_CPU; reference upstream (\`portcullis-bench upstream\`, ${BODY_SIZE}-byte body) on CPU $LOAD_CPU; proxy alone on CPU $PROXY_CPU"
-    echo "- $ROUNDS interleaved round(s) after a $WARMUP warm-up each; medians over rounds; /dev/cpu_dma_latency: $DMA"
+    echo "- closed loop: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency\` on CPU $LOAD_CPU; reference upstream (\`portcullis-bench upstream\`, ${BODY_SIZE}-byte body) on CPU $LOAD_CPU; proxy alone on CPU $PROXY_CPU"
+    [ -n "$RATE" ] && echo "- open loop: \`portcullis-bench load --rate $RATE -c $LAT_CONNS -w $LAT_WARMUP -d $LAT_DURATION\` on CPU $LOAD_CPU ($RATE_WHY); latency from the intended send time (no coordinated omission); added = gateway minus direct"
+    echo "- $ROUNDS interleaved round(s), order rotated each round; medians over rounds; /dev/cpu_dma_latency: $DMA"
     echo "- CPU-µs/req = (utime+stime of all the process's threads and children) / wrk's completed requests; errors = non-2xx/3xx + socket errors (all rounds)"
     echo "- other load on CPU $PROXY_CPU = its busy time (user+system+steal) not spent by the proxy: should be ~0; more means another process or the hypervisor took the proxy's core"
     echo "- reconnects = host TCP passive opens during the runs minus wrk's $CONNS per run: upstream connections the proxy (re)opened plus wrk reconnects; ~0 means keep-alive held on both sides"
-    echo "- versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), upstream ring: $(grep -o 'ring: [^,]*' "$WORK/upstream.log" | head -1 | cut -d' ' -f2)"
+    echo "- versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $haproxy_v, $envoy_v, $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), upstream ring: $(grep -o 'ring: [^,]*' "$WORK/upstream.log" | head -1 | cut -d' ' -f2)"
+    echo
+    echo "## Summary (scenario: plain HTTP/1.1 proxy)"
+    echo
+    echo "| target | req/s | p50 ms | p99 ms | open-loop p99 µs | added p50 µs | added p99 µs | proxy CPU-µs/req | syscalls/req | idle KiB/conn |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for gw in "${ACTIVE[@]}"; do
+        echo "| ${LABEL[$gw]} | $(fmt "$(med rps "$gw")" %.0f) | $(fmt "$(med p50 "$gw")" %.3f) | $(fmt "$(med p99 "$gw")" %.3f) | $(fmt "$(med lp99 "$gw")" %.0f) | $(ADDED "$gw" p50) | $(ADDED "$gw" p99) | $(fmt "$(med cpu "$gw")" %.1f) | ${SYSC[$gw]:-—} | $(KIB_PER_CONN "$gw") |"
+    done
+    for gw in $GATEWAYS; do
+        [[ " ${ACTIVE[*]} " == *" $gw "* ]] || echo "| ${LABEL[$gw]} | skipped: ${SKIP[$gw]:-not started} | | | | | | | | |"
+    done
+    echo
+    echo "## Closed loop (max throughput)"
     echo
     echo "| target | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU-µs/req | upstream CPU-µs/req | errors | reconnects | other load on CPU $PROXY_CPU % |"
     echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -387,12 +590,24 @@ REPORT="$WORK/report.md"
         tws=$(awk '{s += $1} END {print s + 0}' "$WORK/reconn-$gw" 2>/dev/null || echo 0)
         echo "| ${LABEL[$gw]} | $(fmt "$(med rps "$gw")" %.0f) | ${per:-—} | $(fmt "$(med p50 "$gw")" %.3f) | $(fmt "$(med p99 "$gw")" %.3f) | $(fmt "$(med cpu "$gw")" %.1f) | $(fmt "$(med upcpu "$gw")" %.1f) | $errs | $tws | $(fmt "$(med foreign "$gw")" %.0f) |"
     done
-    for gw in $GATEWAYS; do
-        [[ " ${ACTIVE[*]} " == *" $gw "* ]] || echo "| ${LABEL[$gw]} | skipped | | | | | | | | |"
-    done
+    if [ -n "$RATE" ] && [ "$LATENCY" = 1 ]; then
+        echo
+        echo "## Open loop at $RATE req/s (latency µs, from the intended send time)"
+        echo
+        echo "| target | achieved req/s | p50 | p90 | p99 | p99.9 | max | added p50 | added p99 | errors | generator send lag p99 |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for gw in "${ACTIVE[@]}"; do
+            lerrs=$(awk '{s += $1} END {print s + 0}' "$WORK/lerr-$gw" 2>/dev/null || echo 0)
+            echo "| ${LABEL[$gw]} | $(fmt "$(med lrps "$gw")" %.0f) | $(fmt "$(med lp50 "$gw")" %.1f) | $(fmt "$(med lp90 "$gw")" %.1f) | $(fmt "$(med lp99 "$gw")" %.1f) | $(fmt "$(med lp99.9 "$gw")" %.1f) | $(fmt "$(med lmax "$gw")" %.1f) | $(ADDED "$gw" p50) | $(ADDED "$gw" p99) | $lerrs | $(fmt "$(med llag "$gw")" %.1f) |"
+        done
+        echo
+        echo "Chart: \`latest.svg\` (median over rounds of each percentile). Send lag = how late the generator itself sent a request whose connection was free (timer and CPU slack): it is not part of the latency."
+    fi
     if [ "$SYSCALLS" = 1 ]; then
         echo
-        echo "Syscalls per request (\`strace -c -f\`, $SYSCALL_DURATION wrk run; strace slows the process, counts stay valid; io_uring SQEs are not syscalls):"
+        echo "## Syscalls per request"
+        echo
+        echo "\`strace -c -f\`, $SYSCALL_DURATION wrk run; strace slows the process, counts stay valid; io_uring SQEs are not syscalls."
         echo
         echo "| target | syscalls/req | top syscalls per request |"
         echo "|---|---:|---|"
@@ -400,7 +615,9 @@ REPORT="$WORK/report.md"
     fi
     if [ "$IDLE" = 1 ]; then
         echo
-        echo "Idle keep-alive connections (\`portcullis-bench idle --conns $IDLE_CONNS --hold-secs $IDLE_HOLD\`; VmRSS summed over the process tree):"
+        echo "## Idle keep-alive connections"
+        echo
+        echo "\`portcullis-bench idle --conns $IDLE_CONNS --hold-secs $IDLE_HOLD\`; VmRSS summed over the process tree. HAProxy is capped at maxconn $HAPROXY_MAXCONN by the descriptor limit."
         echo
         echo "| target | VmRSS before MiB | VmRSS holding MiB | KiB per idle conn | alive after hold / opened |"
         echo "|---|---:|---:|---:|---|"
@@ -410,6 +627,28 @@ REPORT="$WORK/report.md"
                 'BEGIN {printf "| %s | %.1f | %.1f | %.2f | %s |\n", l, a / 1024, b / 1024, (b - a) / n, al}'
         done
     fi
+    if [ ${#CEIL_ORDER[@]} -gt 0 ]; then
+        echo
+        echo "## Generator ceiling"
+        echo
+        echo "A second reference upstream alone on CPU $PROXY_CPU, the generator on CPU $LOAD_CPU, $DURATION each. Server CPU near 100 % = the server was the limit, not the generator."
+        echo
+        echo "| generator | req/s | generator CPU-µs/req | server CPU busy % |"
+        echo "|---|---:|---:|---:|"
+        for name in "${CEIL_ORDER[@]}"; do echo "| \`$name\` | ${CEIL_RPS[$name]:-—} | ${CEIL_GEN[$name]:-—} | ${CEIL_SRV[$name]:-—} |"; done
+    fi
+    echo
+    echo "## Scenario coverage"
+    echo
+    echo "This harness runs: $HARNESS_SCENARIOS. The other scenarios are extension points; the table says what each peer could do."
+    echo
+    printf '| scenario |'; for gw in portcullis nginx haproxy envoy; do printf ' %s |' "${LABEL[$gw]}"; done; echo
+    echo "|---|---|---|---|---|"
+    for sc in $KNOWN_SCENARIOS; do
+        printf '| %s%s |' "${SCENARIO_LABEL[$sc]}" "$([[ " $HARNESS_SCENARIOS " == *" $sc "* ]] || echo " (not in the harness yet)")"
+        for gw in portcullis nginx haproxy envoy; do printf ' %s |' "${CAN[$sc:$gw]:-?}"; done
+        echo
+    done
     if [ ${#NOTES[@]} -gt 0 ]; then
         echo
         echo "Notes:"
@@ -417,7 +656,81 @@ REPORT="$WORK/report.md"
     fi
 } >"$REPORT"
 
+# ---------------------------------------------------------------- JSON
+jstr() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | tr '\n\t' '  ')"; }
+jnum() { if [ -z "$1" ] || [ "$1" = "—" ] || [ "$1" = "n/a" ] || [ "$1" = failed ]; then printf null; else printf '%s' "$1"; fi; }
+jlist() { if [ -s "$1" ]; then printf '[%s]' "$(paste -sd, "$1")"; else printf '[]'; fi; }
+JSON="$WORK/report.json"
+{
+    printf '{\n  "date": %s,\n' "$(jstr "$(date -u '+%Y-%m-%dT%H:%M:%SZ')")"
+    printf '  "host": {"cpus": %s, "kernel": %s, "busy_before_pct": %s, "dma_latency": %s},\n' "$(nproc)" "$(jstr "$(uname -r)")" "$busy" "$(jstr "$DMA")"
+    printf '  "settings": {"duration": %s, "conns": %s, "threads": %s, "rounds": %s, "warmup": %s, "proxy_cpu": %s, "load_cpu": %s, "body_size": %s, "rate": %s, "rate_why": %s, "lat_conns": %s, "lat_duration": %s},\n' \
+        "$(jstr "$DURATION")" "$CONNS" "$THREADS" "$ROUNDS" "$(jstr "$WARMUP")" "$PROXY_CPU" "$LOAD_CPU" "$BODY_SIZE" "$(jnum "$RATE")" "$(jstr "$RATE_WHY")" "$LAT_CONNS" "$(jstr "$LAT_DURATION")"
+    printf '  "scenario": "plain",\n  "targets": {'
+    sep=""
+    for gw in "${ACTIVE[@]}"; do
+        printf '%s\n    %s: {"label": %s, "closed_loop": {"rps_median": %s, "rps_rounds": %s, "p50_ms": %s, "p99_ms": %s, "proxy_cpu_us_per_req": %s, "upstream_cpu_us_per_req": %s, "errors": %s, "reconnects": %s, "other_load_pct": %s},' \
+            "$sep" "$(jstr "$gw")" "$(jstr "${LABEL[$gw]}")" "$(jnum "$(med rps "$gw")")" "$(jlist "$WORK/rps-$gw")" "$(jnum "$(med p50 "$gw")")" "$(jnum "$(med p99 "$gw")")" \
+            "$(jnum "$(med cpu "$gw")")" "$(jnum "$(med upcpu "$gw")")" "$(awk '{s += $1} END {print s + 0}' "$WORK/err-$gw" 2>/dev/null || echo 0)" \
+            "$(awk '{s += $1} END {print s + 0}' "$WORK/reconn-$gw" 2>/dev/null || echo 0)" "$(jnum "$(med foreign "$gw")")"
+        printf '\n      "open_loop": {"p50_us": %s, "p90_us": %s, "p99_us": %s, "p99.9_us": %s, "max_us": %s, "rps": %s, "added_p50_us": %s, "added_p99_us": %s, "reports": [' \
+            "$(jnum "$(med lp50 "$gw")")" "$(jnum "$(med lp90 "$gw")")" "$(jnum "$(med lp99 "$gw")")" "$(jnum "$(med lp99.9 "$gw")")" "$(jnum "$(med lmax "$gw")")" \
+            "$(jnum "$(med lrps "$gw")")" "$(jnum "$(ADDED "$gw" p50)")" "$(jnum "$(ADDED "$gw" p99)")"
+        rsep=""
+        IFS=, read -r -a files <<<"${LATFILES[$gw]:-}"
+        for f in "${files[@]}"; do [ -s "$f" ] && { printf '%s' "$rsep"; tr -d '\n' <"$f" | tr -s ' '; rsep=", "; }; done
+        printf ']},\n      "syscalls_per_req": %s, "idle_kib_per_conn": %s}' "$(jnum "${SYSC[$gw]:-}")" "$(jnum "$(KIB_PER_CONN "$gw")")"
+        sep=","
+    done
+    printf '\n  },\n  "skipped": {'
+    sep=""
+    for gw in $GATEWAYS; do
+        [[ " ${ACTIVE[*]} " == *" $gw "* ]] && continue
+        printf '%s%s: %s' "$sep" "$(jstr "$gw")" "$(jstr "${SKIP[$gw]:-not started}")"
+        sep=", "
+    done
+    printf '},\n  "generator_ceiling": ['
+    sep=""
+    for name in "${CEIL_ORDER[@]}"; do
+        printf '%s{"generator": %s, "rps": %s, "generator_cpu_us_per_req": %s, "server_cpu_busy_pct": %s}' "$sep" "$(jstr "$name")" \
+            "$(jnum "${CEIL_RPS[$name]:-}")" "$(jnum "${CEIL_GEN[$name]:-}")" "$(jnum "${CEIL_SRV[$name]:-}")"
+        sep=", "
+    done
+    printf '],\n  "coverage": {'
+    sep=""
+    for sc in $KNOWN_SCENARIOS; do
+        printf '%s%s: {"in_harness": %s' "$sep" "$(jstr "$sc")" "$([[ " $HARNESS_SCENARIOS " == *" $sc "* ]] && echo true || echo false)"
+        for gw in portcullis nginx haproxy envoy; do printf ', %s: %s' "$(jstr "$gw")" "$(jstr "${CAN[$sc:$gw]:-?}")"; done
+        printf '}'
+        sep=", "
+    done
+    printf '},\n  "notes": ['
+    sep=""
+    for n in "${NOTES[@]}"; do printf '%s%s' "$sep" "$(jstr "$n")"; sep=", "; done
+    printf ']\n}\n'
+} >"$JSON"
+
+# ---------------------------------------------------------------- SVG
+SVG=""
+series=()
+for gw in "${ACTIVE[@]}"; do [ -n "${LATFILES[$gw]:-}" ] && series+=("${LABEL[$gw]}=${LATFILES[$gw]}"); done
+if [ ${#series[@]} -gt 0 ]; then
+    if "$BENCH" chart -o "$WORK/report.svg" --title "Open loop at $RATE req/s: latency percentiles (plain HTTP/1.1 proxy)" "${series[@]}" 2>"$WORK/chart.err"; then
+        SVG="$WORK/report.svg"
+    else
+        log "chart failed: $(cat "$WORK/chart.err")"
+    fi
+fi
+
 mkdir -p "$ROOT/bench/results"
+stamp=$(date -u +%Y%m%d-%H%M%S)
 cp "$REPORT" "$ROOT/bench/results/latest.md"
-cp "$REPORT" "$ROOT/bench/results/$(date -u +%Y%m%d-%H%M%S).md"
+cp "$REPORT" "$ROOT/bench/results/$stamp.md"
+cp "$JSON" "$ROOT/bench/results/latest.json"
+cp "$JSON" "$ROOT/bench/results/$stamp.json"
+if [ -n "$SVG" ]; then
+    cp "$SVG" "$ROOT/bench/results/latest.svg"
+    cp "$SVG" "$ROOT/bench/results/$stamp.svg"
+fi
 cat "$REPORT"
+log "wrote bench/results/latest.md, latest.json$([ -n "$SVG" ] && echo ", latest.svg")"
