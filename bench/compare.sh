@@ -218,7 +218,7 @@ sub_or_dash() { # sub_or_dash A B -> A - B with 1 decimal, or — when either is
     if [ "$1" = "—" ] || [ "$2" = "—" ] || [ -z "$1" ] || [ -z "$2" ]; then echo "—"; else awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.1f", a - b}'; fi
 }
 json_num() { # json_num FILE KEY [SECTION]: a number from portcullis-bench's pretty JSON, empty if absent
-    awk -v k="\"$2\":" -v sec="${3:+\"$3\": \{}" '
+    awk -v k="\"$2\":" -v sec="${3:+\"$3\": {}" '
         sec != "" && !in_sec { if (index($0, sec)) in_sec = 1; next }
         index($0, k) { v = $0; sub(/.*": */, "", v); sub(/,$/, "", v); print v; exit }' "$1"
 }

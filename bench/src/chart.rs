@@ -69,14 +69,14 @@ fn escape(s: &str) -> String {
 
 /// Renders the chart.
 pub fn render(title: &str, series: &[Series]) -> String {
-    let (w, h) = (760.0, 440.0);
-    let (left, right, top, bottom) = (70.0, 230.0, 40.0, 50.0);
+    let (w, h) = (820.0, 440.0);
+    let (left, right, top, bottom) = (70.0, 290.0, 40.0, 50.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let all = series.iter().flat_map(|s| s.values).filter(|v| *v > 0.0);
     let lo = all.clone().fold(f64::INFINITY, f64::min).max(0.1);
     let hi = all.fold(0.0_f64, f64::max).max(lo * 10.0);
     let (dlo, dhi) = (lo.log10().floor(), hi.log10().ceil());
-    let y = |v: f64| top + ph - (v.max(lo).log10() - dlo) / (dhi - dlo) * ph;
+    let y = |v: f64| top + ph - (v.max(0.01).log10() - dlo) / (dhi - dlo) * ph;
     let x = |i: usize| left + pw * (i as f64 + 0.5) / POINTS.len() as f64;
     let mut s = String::new();
     let _ = writeln!(
