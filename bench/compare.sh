@@ -505,42 +505,41 @@ fi
 
 # ---------------------------------------------------------------- generator ceiling vs a trivial server
 # A second reference upstream takes the proxy's place on PROXY_CPU; wrk and portcullis-bench
-# load drive it from LOAD_CPU with the closed-loop settings. Server CPU near 100 % means the
-# server, not the generator, was the limit.
-declare -A CEIL_RPS CEIL_GEN CEIL_SRV
-CEIL_ORDER=()
+# load drive it from LOAD_CPU with the closed-loop settings, interleaved over ROUNDS rounds.
+# Server CPU near 100 % means the server, not the generator, was the limit.
+CEIL_KEYS=(wrk p1 p16)
+declare -A CEIL_NAME=([wrk]="wrk -t$THREADS -c$CONNS" [p1]="portcullis-bench load -t$THREADS -c$CONNS"
+    [p16]="portcullis-bench load -t$THREADS -c$CONNS -p16")
+CEIL_DONE=0
 if [ "$CEILING" = 1 ]; then
     taskset -c "$PROXY_CPU" "$BENCH" upstream --listen "127.0.0.1:$CEIL_PORT" --body-size "$BODY_SIZE" \
         >"$WORK/ceil-upstream.log" 2>&1 &
     CPID=$!
     PIDS+=("$CPID")
     if wait_port "$CEIL_PORT" "$CPID" 10; then
-        ceil_run() { # ceil_run NAME COMMAND...: runs it, records req/s, generator and server CPU
-            local name=$1 s0 s1 c0 c1 t0 t1
-            shift
-            s0=$(cpu_ticks "$CPID") c0=$(child_ticks) t0=$(date +%s.%N)
-            "$@" || true
-            s1=$(cpu_ticks "$CPID") c1=$(child_ticks) t1=$(date +%s.%N)
-            CEIL_ORDER+=("$name")
-            CEIL_SRV[$name]=$(awk -v t=$((s1 - s0)) -v h="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", 100 * t / h / (b - a)}')
-            CEIL_GEN[$name]=$((c1 - c0))
-        }
-        ceil_run "wrk -t$THREADS -c$CONNS" taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" \
-            "http://127.0.0.1:$CEIL_PORT/" >"$WORK/ceil-wrk.txt" 2>&1
-        reqs=$(wrk_requests "$WORK/ceil-wrk.txt")
-        CEIL_RPS["wrk -t$THREADS -c$CONNS"]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/ceil-wrk.txt")
-        CEIL_GEN["wrk -t$THREADS -c$CONNS"]=$(awk -v t="${CEIL_GEN["wrk -t$THREADS -c$CONNS"]}" -v h="$CLK_TCK" -v n="${reqs:-0}" \
-            'BEGIN {if (n > 0) printf "%.2f", t * 1e6 / h / n; else print "—"}')
-        for p in 1 16; do
-            name="portcullis-bench load -c$CONNS -p$p"
-            ceil_run "$name" taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:$CEIL_PORT/" -c "$CONNS" -p "$p" \
-                -t "$THREADS" -w 1s -d "$DURATION" -o "$WORK/ceil-load-$p.json" 2>>"$WORK/ceil-load.err"
-            if [ -s "$WORK/ceil-load-$p.json" ]; then
-                CEIL_RPS[$name]=$(fmt "$(json_num "$WORK/ceil-load-$p.json" rps)" %.0f)
-                CEIL_GEN[$name]=$(json_num "$WORK/ceil-load-$p.json" generator_cpu_us_per_req)
-            else
-                CEIL_RPS[$name]="failed" CEIL_GEN[$name]="—"
-            fi
+        CEIL_DONE=1
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for key in "${CEIL_KEYS[@]}"; do
+                s0=$(cpu_ticks "$CPID") c0=$(child_ticks) t0=$(date +%s.%N)
+                if [ "$key" = wrk ]; then
+                    taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$CEIL_PORT/" \
+                        >"$WORK/ceil-wrk-$r.txt" 2>&1 || true
+                else
+                    taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:$CEIL_PORT/" -c "$CONNS" -p "${key#p}" \
+                        -t "$THREADS" -w 1s -d "$DURATION" -o "$WORK/ceil-$key-$r.json" 2>>"$WORK/ceil-load.err" || true
+                fi
+                s1=$(cpu_ticks "$CPID") c1=$(child_ticks) t1=$(date +%s.%N)
+                awk -v t=$((s1 - s0)) -v h="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f\n", 100 * t / h / (b - a)}' >>"$WORK/cs-$key"
+                if [ "$key" = wrk ]; then
+                    reqs=$(wrk_requests "$WORK/ceil-wrk-$r.txt")
+                    [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || continue
+                    awk '/Requests\/sec/ {print $2}' "$WORK/ceil-wrk-$r.txt" >>"$WORK/cr-$key"
+                    awk -v t=$((c1 - c0)) -v h="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f\n", t * 1e6 / h / n}' >>"$WORK/cg-$key"
+                elif [ -s "$WORK/ceil-$key-$r.json" ]; then
+                    json_num "$WORK/ceil-$key-$r.json" rps >>"$WORK/cr-$key"
+                    json_num "$WORK/ceil-$key-$r.json" generator_cpu_us_per_req >>"$WORK/cg-$key"
+                fi
+            done
         done
     else
         note "generator ceiling skipped: the second upstream did not start on :$CEIL_PORT"
@@ -555,8 +554,9 @@ KIB_PER_CONN() { # KIB_PER_CONN GW -> idle memory per connection, or —
 ADDED() { # ADDED GW PERCENTILE -> open-loop latency minus direct's, µs
     if [ "$1" = direct ]; then echo "—"; else sub_or_dash "$(med "l$2" "$1")" "$(med "l$2" direct)"; fi
 }
-haproxy_v=$(command -v haproxy >/dev/null && haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}' || echo "HAProxy absent")
-envoy_v=$([ -n "$ENVOY_BIN" ] && "$ENVOY_BIN" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1 || echo "no Envoy")
+haproxy_v="HAProxy absent" envoy_v="no Envoy"
+command -v haproxy >/dev/null && haproxy_v=$(haproxy -v 2>/dev/null | awk 'NR == 1 {print "HAProxy " $3}')
+[ -n "$ENVOY_BIN" ] && envoy_v="Envoy $("$ENVOY_BIN" --version 2>/dev/null | awk '/version:/ {for (i = 1; i <= NF; i++) if ($i == "version:") {print $(i + 1); exit}}')"
 {
     echo "# Portcullis side-by-side: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
@@ -627,15 +627,18 @@ envoy_v=$([ -n "$ENVOY_BIN" ] && "$ENVOY_BIN" --version 2>/dev/null | grep -o 'v
                 'BEGIN {printf "| %s | %.1f | %.1f | %.2f | %s |\n", l, a / 1024, b / 1024, (b - a) / n, al}'
         done
     fi
-    if [ ${#CEIL_ORDER[@]} -gt 0 ]; then
+    if [ "$CEIL_DONE" = 1 ]; then
         echo
         echo "## Generator ceiling"
         echo
-        echo "A second reference upstream alone on CPU $PROXY_CPU, the generator on CPU $LOAD_CPU, $DURATION each. Server CPU near 100 % = the server was the limit, not the generator."
+        echo "A second reference upstream alone on CPU $PROXY_CPU, the generator on CPU $LOAD_CPU, $DURATION each, $ROUNDS interleaved round(s), medians. Server CPU near 100 % = the server was the limit, not the generator."
         echo
-        echo "| generator | req/s | generator CPU-µs/req | server CPU busy % |"
-        echo "|---|---:|---:|---:|"
-        for name in "${CEIL_ORDER[@]}"; do echo "| \`$name\` | ${CEIL_RPS[$name]:-—} | ${CEIL_GEN[$name]:-—} | ${CEIL_SRV[$name]:-—} |"; done
+        echo "| generator | req/s (median) | req/s per round | generator CPU-µs/req | server CPU busy % |"
+        echo "|---|---:|---|---:|---:|"
+        for key in "${CEIL_KEYS[@]}"; do
+            per=$(awk '{printf "%s%.0f", sep, $1; sep = ", "}' "$WORK/cr-$key" 2>/dev/null || true)
+            echo "| \`${CEIL_NAME[$key]}\` | $(fmt "$(med cr "$key")" %.0f) | ${per:-—} | $(fmt "$(med cg "$key")" %.2f) | $(fmt "$(med cs "$key")" %.0f) |"
+        done
     fi
     echo
     echo "## Scenario coverage"
@@ -658,7 +661,7 @@ envoy_v=$([ -n "$ENVOY_BIN" ] && "$ENVOY_BIN" --version 2>/dev/null | grep -o 'v
 
 # ---------------------------------------------------------------- JSON
 jstr() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | tr '\n\t' '  ')"; }
-jnum() { if [ -z "$1" ] || [ "$1" = "—" ] || [ "$1" = "n/a" ] || [ "$1" = failed ]; then printf null; else printf '%s' "$1"; fi; }
+jnum() { if [ -z "$1" ] || [ "$1" = "—" ] || [ "$1" = "n/a" ] || [ "$1" = failed ]; then printf null; else printf '%s' "${1#+}"; fi; }
 jlist() { if [ -s "$1" ]; then printf '[%s]' "$(paste -sd, "$1")"; else printf '[]'; fi; }
 JSON="$WORK/report.json"
 {
@@ -691,11 +694,13 @@ JSON="$WORK/report.json"
     done
     printf '},\n  "generator_ceiling": ['
     sep=""
-    for name in "${CEIL_ORDER[@]}"; do
-        printf '%s{"generator": %s, "rps": %s, "generator_cpu_us_per_req": %s, "server_cpu_busy_pct": %s}' "$sep" "$(jstr "$name")" \
-            "$(jnum "${CEIL_RPS[$name]:-}")" "$(jnum "${CEIL_GEN[$name]:-}")" "$(jnum "${CEIL_SRV[$name]:-}")"
-        sep=", "
-    done
+    if [ "$CEIL_DONE" = 1 ]; then
+        for key in "${CEIL_KEYS[@]}"; do
+            printf '%s{"generator": %s, "rps_median": %s, "rps_rounds": %s, "generator_cpu_us_per_req": %s, "server_cpu_busy_pct": %s}' "$sep" \
+                "$(jstr "${CEIL_NAME[$key]}")" "$(jnum "$(med cr "$key")")" "$(jlist "$WORK/cr-$key")" "$(jnum "$(med cg "$key")")" "$(jnum "$(med cs "$key")")"
+            sep=", "
+        done
+    fi
     printf '],\n  "coverage": {'
     sep=""
     for sc in $KNOWN_SCENARIOS; do
