@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRent;
-use monoio::net::TcpStream;
 use portcullis_core::LocalReply;
 use portcullis_core::config::RequestIdConfig;
 use portcullis_core::pipeline::Filter;
@@ -25,6 +24,15 @@ use crate::spare::Spares;
 
 /// Initial read buffer per client connection; grows up to `max_header_bytes` for large heads.
 const CLIENT_READ_BUF: usize = 4096;
+
+/// What the engine knows about the client connection (the same for every request on it).
+#[derive(Clone, Debug)]
+pub struct ClientMeta {
+    /// The peer address.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
 
 /// Buffers one connection reuses for every request on it.
 pub struct ConnBufs {
@@ -115,11 +123,15 @@ async fn write_bare_reply<S: AsyncWriteRent>(
     *wbuf = out;
 }
 
-/// Serves one client connection until it closes, errs, idles out, or the shard drains.
-pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStream, peer: SocketAddr) {
+/// Serves one HTTP/1.1 client connection (plain TCP or TLS) until it closes, errs, idles out,
+/// or the shard drains.
+pub async fn serve_conn<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
+    state: Rc<ShardState<F>>,
+    mut stream: S,
+    client: ClientMeta,
+) {
     state.connections.set(state.connections.get() + 1);
     let _conn = ConnGuard(state.clone());
-    let _ = stream.set_nodelay(true);
     // The write buffer is borrowed from the shard's spares for each exchange only, so an idle
     // connection holds just its read buffer.
     let mut bufs =
@@ -163,7 +175,7 @@ pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStre
         // ~4 KiB per idle connection (bench/compare.sh --idle).
         bufs.wbuf = state.spares.wbuf();
         let (after, headers) =
-            Box::pin(exchange(&state, &sg, &mut stream, &mut bufs, *parsed, peer, last)).await;
+            Box::pin(exchange(&state, &sg, &mut stream, &mut bufs, *parsed, &client, last)).await;
         drop(guard);
         state.spares.give_headers(headers);
         state.spares.give_wbuf(std::mem::take(&mut bufs.wbuf));

@@ -7,6 +7,7 @@
 mod cidr;
 mod load;
 mod model;
+mod model_tls;
 mod spans;
 mod units;
 mod validate;
@@ -14,5 +15,6 @@ mod validate;
 pub use cidr::Cidr;
 pub use load::{ConfigError, ConfigErrors, load_file, load_str};
 pub use model::*;
+pub use model_tls::*;
 pub use units::{Dur, Size};
 pub use validate::FRAMING_HEADERS;

@@ -49,6 +49,8 @@ pub struct Supervisor<S> {
     events: mpsc::Receiver<ShardEvent>,
     handles: Vec<JoinHandle<()>>,
     file_stamp: Option<FileStamp>,
+    /// Certificate and key files named by the config, with their last seen stamps.
+    extra_stamps: Vec<(PathBuf, Option<FileStamp>)>,
     signals: mpsc::Receiver<i32>,
     signals_handle: signal_hook::iterator::Handle,
     /// Addresses actually bound, in listener order.
@@ -66,6 +68,16 @@ struct FileStamp {
 fn stamp(path: &std::path::Path) -> Option<FileStamp> {
     let m = std::fs::metadata(path).ok()?;
     Some(FileStamp { modified: m.modified().ok(), len: m.len() })
+}
+
+fn stamps(cfg: &Config) -> Vec<(PathBuf, Option<FileStamp>)> {
+    cfg.watched_files()
+        .into_iter()
+        .map(|p| {
+            let s = stamp(&p);
+            (p, s)
+        })
+        .collect()
 }
 
 impl<S: Send + Sync + 'static> Supervisor<S> {
@@ -140,6 +152,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         drop(ev_tx);
         let handles = shard::spawn_shards(driver, cpus, contexts, Arc::new(shard_main))?;
         let file_stamp = config_path.as_deref().and_then(stamp);
+        let extra_stamps = stamps(&config);
         let sup = Supervisor {
             config_path,
             current,
@@ -148,6 +161,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             events: ev_rx,
             handles,
             file_stamp,
+            extra_stamps,
             signals: sig_rx,
             signals_handle,
             bound,
@@ -188,8 +202,12 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         };
         self.file_stamp = stamp(&path);
         let mut cfg = match config::load_file(&path) {
-            Ok(cfg) => cfg,
+            Ok(cfg) => {
+                self.extra_stamps = stamps(&cfg);
+                cfg
+            }
             Err(errors) => {
+                self.extra_stamps = stamps(&self.current.config);
                 for e in &errors.0 {
                     tracing::error!("config reload refused: {e}");
                 }
@@ -254,7 +272,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
 
     fn file_changed(&self) -> bool {
         match &self.config_path {
-            Some(p) => stamp(p) != self.file_stamp,
+            Some(p) => stamp(p) != self.file_stamp || self.extra_stamps.iter().any(|(f, s)| stamp(f) != *s),
             None => false,
         }
     }
