@@ -223,6 +223,7 @@ async fn closed_loop(plan: &Plan, stats: &RefCell<Stats>) {
                     close |= resp.close;
                     if at >= plan.measure_from && status_ok(&mut st.errors, resp) {
                         st.record(done - at);
+                        st.in_window += u64::from(done < plan.end);
                     }
                 }
                 close
@@ -293,6 +294,7 @@ async fn open_loop(plan: &Plan, schedule: Schedule, stats: &RefCell<Stats>) {
                     close |= resp.close;
                     if measured && status_ok(&mut st.errors, resp) {
                         st.record(done - origin);
+                        st.in_window += u64::from(done < plan.end);
                     }
                 }
                 close

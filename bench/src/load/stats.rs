@@ -70,6 +70,8 @@ pub struct Stats {
     pub reconnects: u64,
     /// Response bytes read during the measured window.
     pub bytes_read: u64,
+    /// Successful measured responses that completed before the window ended (throughput).
+    pub in_window: u64,
     /// CPU time (user + system) the whole generator process used during the measured window.
     pub generator_cpu: Duration,
 }
@@ -87,6 +89,7 @@ impl Stats {
             errors: Errors::default(),
             reconnects: 0,
             bytes_read: 0,
+            in_window: 0,
             generator_cpu: Duration::ZERO,
         })
     }
@@ -108,6 +111,7 @@ impl Stats {
         self.errors.add(&other.errors);
         self.reconnects += other.reconnects;
         self.bytes_read += other.bytes_read;
+        self.in_window += other.in_window;
         self.generator_cpu += other.generator_cpu;
         Ok(())
     }
@@ -191,7 +195,8 @@ pub struct Report {
     pub duration_s: f64,
     /// Successful responses (2xx/3xx) to requests sent in the measured window.
     pub requests: u64,
-    /// `requests / duration_s`.
+    /// Successful responses completed inside the measured window, per second. In an open loop
+    /// below the offered rate when the target cannot keep up.
     pub rps: f64,
     /// Latency of those requests in µs: from send (closed loop) or from the intended send
     /// time (open loop, coordinated omission corrected) to the last byte of the response.
@@ -248,7 +253,7 @@ impl Report {
             warmup_s: shape.warmup.as_secs_f64(),
             duration_s: shape.duration.as_secs_f64(),
             requests,
-            rps: (requests as f64 / secs * 10.0).round() / 10.0,
+            rps: (stats.in_window as f64 / secs * 10.0).round() / 10.0,
             latency_us: Percentiles::of(&stats.latency),
             send_lag_us: shape.rate.map(|_| Percentiles::of(&stats.send_lag)),
             errors: stats.errors,
@@ -347,6 +352,7 @@ mod tests {
         for _ in 0..10 {
             s.record(Duration::from_micros(100));
         }
+        s.in_window = 10;
         s.errors.connect = 1;
         let closed = serde_json::to_value(Report::new(&shape(None), &s)).expect("json");
         for key in [
