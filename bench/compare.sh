@@ -547,6 +547,15 @@ if [ "$CEILING" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- report
+if [ -n "$RATE" ] && [ "$LATENCY" = 1 ] && [ -s "$WORK/lp99-direct" ]; then
+    for gw in "${ACTIVE[@]}"; do
+        [ "$gw" = direct ] && continue
+        for k in p50 p99; do
+            d=$(sub_or_dash "$(med "l$k" "$gw")" "$(med "l$k" direct)")
+            [[ "$d" == -* ]] && note "open loop: ${LABEL[$gw]} $k is below direct-to-upstream's ($d µs): the direct runs were disturbed more than the gateway's, so this run's added $k figures are noise"
+        done
+    done
+fi
 REPORT="$WORK/report.md"
 KIB_PER_CONN() { # KIB_PER_CONN GW -> idle memory per connection, or —
     if [ -n "${RSS1[$1]:-}" ]; then awk -v a="${RSS0[$1]}" -v b="${RSS1[$1]}" -v n="$IDLE_CONNS" 'BEGIN {printf "%.2f", (b - a) / n}'; else echo "—"; fi
