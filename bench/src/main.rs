@@ -42,6 +42,12 @@ enum Cmd {
         /// Listen backlog.
         #[arg(long, default_value_t = 4096)]
         backlog: i32,
+        /// Wait this long before answering (`2ms`; 1 ms timer resolution).
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        delay: Duration,
+        /// With `--delay`: pick each delay uniformly in [delay, delay-max] instead.
+        #[arg(long, value_parser = parse_duration)]
+        delay_max: Option<Duration>,
     },
     /// HTTP/1.1 load: closed loop (max throughput) or open loop (`--rate`, constant arrival
     /// rate, latency from the intended send time); prints a JSON report on stdout.
@@ -144,8 +150,9 @@ fn main() -> Result<()> {
             load::run(&opts).map(|_| ())
         }
         Cmd::Chart { out, title, series } => chart::run(&out, &title, &series),
-        Cmd::Upstream { listen, body_size, cpu, ring, backlog } => {
-            upstream::run(&upstream::UpstreamOpts { listen, body_size, cpu, ring, backlog })
+        Cmd::Upstream { listen, body_size, cpu, ring, backlog, delay, delay_max } => {
+            let delay = upstream::Delay { min: delay, max: delay_max.unwrap_or(delay) };
+            upstream::run(&upstream::UpstreamOpts { listen, body_size, cpu, ring, backlog, delay })
         }
         Cmd::Idle { target, conns, hold_secs, threads, path } => {
             idle::run(&idle::IdleOpts { target, conns, hold_secs, threads, path })

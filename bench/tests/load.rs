@@ -22,10 +22,15 @@ struct Upstream {
 
 impl Upstream {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         // Bind port 0 to learn a free port, release it, then let the upstream take it.
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let mut child = Command::new(BIN)
             .args(["upstream", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn upstream");
@@ -110,4 +115,17 @@ fn dead_target_counts_connect_errors_and_exits_cleanly() {
     assert_eq!(r["requests"], 0);
     assert!(r["errors"]["connect"].as_u64().unwrap_or(0) > 0, "{r}");
     assert_eq!(r["errors_total"], r["errors"]["connect"]);
+}
+
+#[test]
+fn upstream_delay_shows_in_the_latency() {
+    let up = Upstream::start_with(&["--delay", "20ms"]);
+    let url = format!("http://127.0.0.1:{}/", up.port);
+    let r = load(&[&url, "-c", "2", "-w", "100ms", "-d", "500ms"]);
+    check_common(&r);
+    // Every response waited at least the delay (timers never fire early); one connection
+    // cannot exceed 1 request per 20 ms.
+    let min = r["latency_us"]["min"].as_f64().unwrap_or(0.0);
+    assert!(min >= 19_000.0, "{r}");
+    assert!(r["requests"].as_u64().unwrap_or(u64::MAX) <= 2 * 500 / 20 + 2, "{r}");
 }
