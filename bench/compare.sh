@@ -51,11 +51,11 @@ declare -A SCENARIO_LABEL=([plain]="plain HTTP/1.1 proxy" [tls]="TLS termination
     [routes]="many routes (1,000 prefixes)" [jwt]="JWT auth on" [ratelimit]="rate limit on (never tripping)")
 declare -A CAN=(
     [plain:portcullis]=yes [plain:nginx]=yes [plain:haproxy]=yes [plain:envoy]=yes
-    [tls:portcullis]="not yet (TLS issue in progress)" [tls:nginx]=yes [tls:haproxy]=yes [tls:envoy]=yes
-    [h2:portcullis]="not yet (HTTP/2 issue in progress)" [h2:nginx]="yes (TLS; h2c only without HTTP/1.1 on the port)" [h2:haproxy]=yes [h2:envoy]=yes
+    [tls:portcullis]="yes ([listeners.tls]; scenario not in the harness yet)" [tls:nginx]=yes [tls:haproxy]=yes [tls:envoy]=yes
+    [h2:portcullis]="yes (TLS ALPN h2 and h2c; the generator speaks HTTP/1.1 only so far)" [h2:nginx]="yes (TLS; h2c only without HTTP/1.1 on the port)" [h2:haproxy]=yes [h2:envoy]=yes
     [routes:portcullis]=yes [routes:nginx]=yes [routes:haproxy]=yes [routes:envoy]=yes
     [jwt:portcullis]="not yet (auth issue in progress)" [jwt:nginx]="no: JWT validation is NGINX Plus only (auth_jwt)" [jwt:haproxy]="yes (jwt_verify, 2.5+)" [jwt:envoy]="yes (jwt_authn)"
-    [ratelimit:portcullis]="not yet (rate limit issue in progress)" [ratelimit:nginx]="yes (limit_req)" [ratelimit:haproxy]="yes (stick tables)" [ratelimit:envoy]="yes (local_ratelimit)"
+    [ratelimit:portcullis]="yes ([ratelimit]; see also bench/ratelimit.sh)" [ratelimit:nginx]="yes (limit_req)" [ratelimit:haproxy]="yes (stick tables)" [ratelimit:envoy]="yes (local_ratelimit)"
 )
 HARNESS_SCENARIOS="plain" # scenarios this version of the harness can run
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use portcullis_core::config::{self, Config};
 use portcullis_core::runtime::Supervisor;
 use portcullis_http::{BuildChain, Compiled, serve_shard};
-use portcullis_policies::{Chain, ChainEnv};
+use portcullis_policies::{Chain, ChainEnv, RateLimitService};
 
 /// `portcullis check`: prints every error (file:line) and exits 1 when invalid.
 pub fn check(path: &Path) -> ExitCode {
@@ -58,7 +58,9 @@ pub fn run_file(path: &Path) -> anyhow::Result<()> {
 /// Starts the shards and prints one `listening <name> <addr>` line per listener on stdout.
 pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<Supervisor<Compiled>> {
     let names: Vec<String> = cfg.listeners.iter().map(|l| l.name.clone()).collect();
-    let env = ChainEnv::new();
+    let ratelimit =
+        RateLimitService::start(&cfg.ratelimit).context("cannot start the rate-limit sync thread")?;
+    let env = ChainEnv { ratelimit };
     let sup =
         Supervisor::start(path.map(Path::to_path_buf), cfg, Box::new(portcullis_http::compile), move |ctx| {
             let env = env.clone();

@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod gateway;
+pub mod h2;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 pub mod wire;

@@ -418,6 +418,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[listeners]]\n[listeners.tls]\n",
             "[[listeners]]\n[listeners.tls]\n[[listeners.tls.certificates]]\n",
             "[http]\n",
+            "[http2]\n",
             "[request_id]\n",
             "[forwarded]\n",
             "[[upstreams]]\n",
@@ -425,6 +426,9 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
+            "[ratelimit]\n",
+            "[ratelimit.limits.x]\n",
+            "[ratelimit.limits.x.tiers.t]\n",
         ];
         let mut keys = 0;
         for table in tables {
@@ -438,7 +442,13 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
         }
         assert!(keys > 40, "only {keys} keys found");
         let tls = "[[listeners]]\nbind = \"127.0.0.1:1\"\n[listeners.tls]\ncertificates = []\n";
-        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode"), (tls, "min_version")] {
+        for (table, key) in [
+            ("[server]\n", "driver"),
+            ("[forwarded]\n", "mode"),
+            (tls, "min_version"),
+            (tls, "client_auth"),
+            ("[ratelimit]\n", "fail_mode"),
+        ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(
                     docs.contains(&format!("`\"{variant}\"`")),

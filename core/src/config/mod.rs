@@ -7,6 +7,8 @@
 mod cidr;
 mod load;
 mod model;
+mod model_h2;
+mod model_ratelimit;
 mod model_tls;
 mod spans;
 mod units;
@@ -15,6 +17,8 @@ mod validate;
 pub use cidr::Cidr;
 pub use load::{ConfigError, ConfigErrors, load_file, load_str};
 pub use model::*;
+pub use model_h2::*;
+pub use model_ratelimit::{FailMode, LimitConfig, RateLimitConfig, TierLimit};
 pub use model_tls::*;
 pub use units::{Dur, Size};
-pub use validate::FRAMING_HEADERS;
+pub use validate::{FRAMING_HEADERS, RATE_LIMIT_SCOPES};

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::client_cert::ClientCert;
 use super::head::Version;
 
 /// The context of one request, created by the engine and passed to every filter phase.
@@ -44,6 +45,21 @@ pub struct Cx {
     pub consumer: Option<Bytes>,
     /// The consumer's tier (it picks per-tier rate limits), when authentication set one.
     pub tier: Option<Rc<str>>,
+    /// The tightest rate limit that applied, for the `RateLimit` response headers.
+    pub rate_limit: Option<RateLimitInfo>,
+    /// The verified client certificate, on mTLS connections that presented one.
+    pub client_cert: Option<Rc<ClientCert>>,
+}
+
+/// What the rate-limit filter learned about a request, for its response phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    /// Index of the limit within the filter that set it.
+    pub policy: u32,
+    /// Requests still allowed right now.
+    pub remaining: u64,
+    /// Seconds until the limit is fully replenished.
+    pub reset_secs: u64,
 }
 
 impl Cx {
@@ -65,6 +81,8 @@ impl Cx {
             bytes_out: 0,
             consumer: None,
             tier: None,
+            rate_limit: None,
+            client_cert: None,
         }
     }
 }

@@ -8,7 +8,10 @@
 /// Shared services handed to [`Chain::build`](super::Chain::build). Each capability adds one
 /// field here (an `Arc`-backed handle) and reads it when its filter is built.
 #[derive(Clone, Debug, Default)]
-pub struct ChainEnv {}
+pub struct ChainEnv {
+    /// The rate-limit service (Redis sync thread); the default has none (local limits only).
+    pub ratelimit: crate::ratelimit::RateLimitService,
+}
 
 impl ChainEnv {
     /// The services for a process that has none configured yet (tests, `check`).
