@@ -46,13 +46,15 @@ declare -A LABEL=([direct]="direct to upstream" [portcullis]="Portcullis (1 shar
 # CAN[scenario:gateway] says whether the peer can do it at all (the table prints the reason when
 # it cannot); a scenario runs once its peer templates (bench/peers/GW.SCENARIO.*) and generator
 # support exist. See docs/benchmarking.md, "Adding a scenario".
-KNOWN_SCENARIOS="plain tls h2 routes jwt ratelimit"
+KNOWN_SCENARIOS="plain tls h2 h3 routes jwt ratelimit"
 declare -A SCENARIO_LABEL=([plain]="plain HTTP/1.1 proxy" [tls]="TLS termination (HTTP/1.1)" [h2]="HTTP/2 (h2c and TLS)"
-    [routes]="many routes (1,000 prefixes)" [jwt]="JWT auth on" [ratelimit]="rate limit on (never tripping)")
+    [h3]="HTTP/3 (QUIC)" [routes]="many routes (1,000 prefixes)" [jwt]="JWT auth on" [ratelimit]="rate limit on (never tripping)")
 declare -A CAN=(
     [plain:portcullis]=yes [plain:nginx]=yes [plain:haproxy]=yes [plain:envoy]=yes
     [tls:portcullis]="yes ([listeners.tls]; scenario not in the harness yet)" [tls:nginx]=yes [tls:haproxy]=yes [tls:envoy]=yes
     [h2:portcullis]="yes (TLS ALPN h2 and h2c; the generator speaks HTTP/1.1 only so far)" [h2:nginx]="yes (TLS; h2c only without HTTP/1.1 on the port)" [h2:haproxy]=yes [h2:envoy]=yes
+    [h3:portcullis]="yes (quic/; the generator has no HTTP/3 yet)" [h3:nginx]="no: nginx-light 1.22 has no QUIC (1.25+)"
+    [h3:haproxy]="no: Debian's 2.6 build has no QUIC" [h3:envoy]="yes (alpha)"
     [routes:portcullis]=yes [routes:nginx]=yes [routes:haproxy]=yes [routes:envoy]=yes
     [jwt:portcullis]="not yet (auth issue in progress)" [jwt:nginx]="no: JWT validation is NGINX Plus only (auth_jwt)" [jwt:haproxy]="yes (jwt_verify, 2.5+)" [jwt:envoy]="yes (jwt_authn)"
     [ratelimit:portcullis]="yes ([ratelimit]; see also bench/ratelimit.sh)" [ratelimit:nginx]="yes (limit_req)" [ratelimit:haproxy]="yes (stick tables)" [ratelimit:envoy]="yes (local_ratelimit)"

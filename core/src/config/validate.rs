@@ -5,6 +5,7 @@
 //! lowercased route hosts). Must not: read files, map paths to lines (that is `load`/`spans`), or
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
+mod quic;
 mod ratelimit;
 mod routes;
 mod tls;
@@ -105,6 +106,7 @@ fn listeners(list: &mut [ListenerConfig], path: &KeyPath, out: &mut Issues) {
                 );
             }
         }
+        quic::check(l, &here, out);
         if l.name.trim().is_empty() {
             out.push(here.key("name"), "listener name must not be empty");
         } else if let Some(&first) = names.get(&l.name) {

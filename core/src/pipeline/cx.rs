@@ -49,6 +49,8 @@ pub struct Cx {
     pub rate_limit: Option<RateLimitInfo>,
     /// The verified client certificate, on mTLS connections that presented one.
     pub client_cert: Option<Rc<ClientCert>>,
+    /// `Alt-Svc` the engine sets on the response (the listener advertises HTTP/3).
+    pub alt_svc: Option<Bytes>,
 }
 
 /// What the rate-limit filter learned about a request, for its response phase.
@@ -83,6 +85,7 @@ impl Cx {
             tier: None,
             rate_limit: None,
             client_cert: None,
+            alt_svc: None,
         }
     }
 }
