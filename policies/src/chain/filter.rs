@@ -86,7 +86,7 @@ impl Chain {
     /// then transform (when some route has a rewrite or header edits). Process-wide services
     /// come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
-        let mut filters = Vec::with_capacity(4);
+        let mut filters = Vec::with_capacity(5);
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
         if MtlsFilter::is_needed(cfg) {
