@@ -56,7 +56,7 @@ declare -A CAN=(
     [h3:portcullis]="yes (quic/; the generator has no HTTP/3 yet)" [h3:nginx]="no: nginx-light 1.22 has no QUIC (1.25+)"
     [h3:haproxy]="no: Debian's 2.6 build has no QUIC" [h3:envoy]="yes (alpha)"
     [routes:portcullis]=yes [routes:nginx]=yes [routes:haproxy]=yes [routes:envoy]=yes
-    [jwt:portcullis]="not yet (auth issue in progress)" [jwt:nginx]="no: JWT validation is NGINX Plus only (auth_jwt)" [jwt:haproxy]="yes (jwt_verify, 2.5+)" [jwt:envoy]="yes (jwt_authn)"
+    [jwt:portcullis]="yes ([auth]; see also bench/auth_wrk.sh)" [jwt:nginx]="no: JWT validation is NGINX Plus only (auth_jwt)" [jwt:haproxy]="yes (jwt_verify, 2.5+)" [jwt:envoy]="yes (jwt_authn)"
     [ratelimit:portcullis]="yes ([ratelimit]; see also bench/ratelimit.sh)" [ratelimit:nginx]="yes (limit_req)" [ratelimit:haproxy]="yes (stick tables)" [ratelimit:envoy]="yes (local_ratelimit)"
 )
 HARNESS_SCENARIOS="plain" # scenarios this version of the harness can run

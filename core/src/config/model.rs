@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::model_auth::{AuthConfig, AuthMode, RouteAuthz};
 use super::model_h2::Http2Config;
 use super::model_quic::ListenerHttp3Config;
 use super::model_ratelimit::RateLimitConfig;
@@ -43,6 +44,9 @@ pub struct Config {
     /// Routes, matched by host, path, method and headers.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Authentication (JWT issuers, API keys) and identity hand-off.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// Rate limiting: named limits and Redis reconciliation.
     #[serde(default)]
     pub ratelimit: RateLimitConfig,
@@ -319,6 +323,12 @@ pub struct RouteConfig {
     /// Header edits on the response toward the client.
     #[serde(default)]
     pub response_headers: HeaderOps,
+    /// Whether a credential is needed; absent = `required` when `[auth]` configures any.
+    #[serde(default)]
+    pub auth: Option<AuthMode>,
+    /// What the authenticated identity needs (scopes, roles, claims).
+    #[serde(default)]
+    pub authz: RouteAuthz,
     /// Names of `[ratelimit.limits]` applied to this route (all must pass).
     #[serde(default)]
     pub rate_limits: Vec<String>,

@@ -5,11 +5,13 @@
 //! lowercased route hosts). Must not: read files, map paths to lines (that is `load`/`spans`), or
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
+mod auth;
 mod quic;
 mod ratelimit;
 mod routes;
 mod tls;
 
+pub use auth::{IDENTITY_SOURCES, JWT_ALGORITHMS, is_sha256_hex};
 pub use ratelimit::SCOPES as RATE_LIMIT_SCOPES;
 pub use routes::FRAMING_HEADERS;
 
@@ -60,6 +62,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     }
     let names = upstreams(&mut config.upstreams, &root.key("upstreams"), &mut out);
     routes::check(&mut config.routes, &names, &root.key("routes"), &mut out);
+    auth::check(&config.auth, &config.routes, &root, &mut out);
     ratelimit::check(
         &config.ratelimit,
         &config.routes,

@@ -179,7 +179,7 @@ fn unreachable_redis(fail_mode: &str) -> (Config, ChainEnv) {
         "{LIMITS}\n[ratelimit]\nredis = \"127.0.0.1:{port}\"\nredis_timeout = \"200ms\"\nfail_mode = \"{fail_mode}\"\n"
     ));
     let service = RateLimitService::start(&cfg.ratelimit).expect("sync thread");
-    (cfg, ChainEnv { ratelimit: service })
+    (cfg, ChainEnv { ratelimit: service, ..ChainEnv::default() })
 }
 
 #[test]
