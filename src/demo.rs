@@ -44,7 +44,7 @@ pub fn run(port: u16) -> anyhow::Result<()> {
     std::thread::Builder::new().name("echo-upstream".into()).spawn(move || serve_echo(echo))?;
     let text = DEMO_CONFIG.replace("{port}", &port.to_string()).replace("{echo}", &echo_port.to_string());
     let cfg = config::load_str(&text, "<demo>").map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
-    let sup = crate::serve::start(None, cfg)?;
+    let (sup, _telemetry) = crate::serve::start(None, cfg)?;
     let base = format!("http://127.0.0.1:{port}");
     println!();
     println!("Portcullis demo: gateway on {base}, echo upstream on 127.0.0.1:{echo_port}. Try:");

@@ -1,6 +1,7 @@
 //! The `portcullis` binary: a thin CLI that loads the config and composes the core runtime, the
 //! HTTP engine and the policy chain. Holds no logic a library should own.
 
+mod admin;
 mod demo;
 mod serve;
 

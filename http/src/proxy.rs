@@ -55,6 +55,7 @@ pub async fn exchange<F: Filter>(
 ) -> (After, Headers) {
     let ParsedRequest { mut head, body, keep_alive, expect_continue } = req;
     let mut cx = Cx::new(peer, false, head.version);
+    (cx.method, cx.path, cx.query) = (head.method.clone(), head.path.clone(), head.query.clone());
     cx.route = sg.generation.shared.router.find(&head);
     let client_keep = keep_alive && !last && !state.draining.get();
     let is_head = head.method == Method::Head;
@@ -227,6 +228,7 @@ async fn forward<F: Filter>(
     };
 
     let mut attempt = 0;
+    let sent_at = Instant::now();
     let (mut conn, resp) = loop {
         attempt += 1;
         let Some(addr) = upstream.pick() else {
@@ -291,7 +293,10 @@ async fn forward<F: Filter>(
             }
         }
         match read_response(&mut conn, deadline, is_head, cfg.http.max_header_bytes.0 as usize * 4).await {
-            Ok(resp) => break (conn, resp),
+            Ok(resp) => {
+                cx.upstream_time = Some(sent_at.elapsed());
+                break (conn, resp);
+            }
             Err((IoFail::Timeout, _)) => {
                 return Err(Fail::Reply(LocalReply::gateway_timeout("upstream did not answer in time")));
             }

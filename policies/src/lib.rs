@@ -1,6 +1,6 @@
 //! Portcullis policies: the request/response filters and the chain that runs them.
 //!
-//! Owns: one folder per filter (`request_id`, `forwarded`, `transform`), each compiling its config
+//! Owns: one folder per filter (`observe`, `request_id`, `forwarded`, `transform`), each compiling its config
 //! once per shard per config generation, and `chain`, the closed-enum dispatch over them.
 //! Must not: open sockets or block on the request path, or speak any wire protocol.
 
@@ -8,6 +8,7 @@ mod chain;
 mod error;
 mod forwarded;
 mod header_rules;
+mod observe;
 mod request_id;
 #[cfg(test)]
 mod testutil;
@@ -16,5 +17,6 @@ mod transform;
 pub use chain::{AnyFilter, Chain, ChainEnv};
 pub use error::BuildError;
 pub use forwarded::ForwardedFilter;
+pub use observe::ObserveFilter;
 pub use request_id::RequestIdFilter;
 pub use transform::TransformFilter;

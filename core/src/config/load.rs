@@ -393,6 +393,10 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
+            "[admin]\n",
+            "[metrics]\n",
+            "[access_log]\n",
+            "[tracing]\n",
         ];
         let mut keys = 0;
         for table in tables {
@@ -405,7 +409,8 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             }
         }
         assert!(keys > 40, "only {keys} keys found");
-        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode")] {
+        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode"), ("[access_log]\n", "query")]
+        {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(
                     docs.contains(&format!("`\"{variant}\"`")),

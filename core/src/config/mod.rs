@@ -7,6 +7,8 @@
 mod cidr;
 mod load;
 mod model;
+mod model_obs;
+mod redact;
 mod spans;
 mod units;
 mod validate;
@@ -14,5 +16,7 @@ mod validate;
 pub use cidr::Cidr;
 pub use load::{ConfigError, ConfigErrors, load_file, load_str};
 pub use model::*;
+pub use model_obs::*;
+pub use redact::{REDACTED, SECRET_WORDS, redacted_json};
 pub use units::{Dur, Size};
 pub use validate::FRAMING_HEADERS;

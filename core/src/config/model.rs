@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::model_obs::{AccessLogConfig, AdminConfig, MetricsConfig, TracingConfig};
 use super::units::{Dur, Size};
 
 /// The whole configuration file.
@@ -36,6 +37,18 @@ pub struct Config {
     /// Routes, matched by host, path, method and headers.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Admin API listener; absent = no admin API.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Request metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Access log.
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+    /// W3C trace context.
+    #[serde(default)]
+    pub tracing: TracingConfig,
 }
 
 /// Which io driver a shard runs.

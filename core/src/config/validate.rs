@@ -5,6 +5,7 @@
 //! lowercased route hosts). Must not: read files, map paths to lines (that is `load`/`spans`), or
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
+mod obs;
 mod routes;
 
 pub use routes::FRAMING_HEADERS;
@@ -54,6 +55,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     }
     let names = upstreams(&mut config.upstreams, &root.key("upstreams"), &mut out);
     routes::check(&mut config.routes, &names, &root.key("routes"), &mut out);
+    obs::check(config, &root, &mut out);
     out.0
 }
 

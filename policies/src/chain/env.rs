@@ -8,7 +8,12 @@
 /// Shared services handed to [`Chain::build`](super::Chain::build). Each capability adds one
 /// field here (an `Arc`-backed handle) and reads it when its filter is built.
 #[derive(Clone, Debug, Default)]
-pub struct ChainEnv {}
+pub struct ChainEnv {
+    /// Metrics registry and access log; `None` in tests and tools (then only trace context runs).
+    pub telemetry: Option<portcullis_core::telemetry::Telemetry>,
+    /// The shard this copy of the environment builds chains for (set per shard by the binary).
+    pub shard: usize,
+}
 
 impl ChainEnv {
     /// The services for a process that has none configured yet (tests, `check`).

@@ -9,12 +9,15 @@ use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
 use super::env::ChainEnv;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
+use crate::observe::ObserveFilter;
 use crate::request_id::RequestIdFilter;
 use crate::transform::TransformFilter;
 
 /// Every concrete filter, dispatched by `match` so no future is boxed.
 #[derive(Debug)]
 pub enum AnyFilter {
+    /// Trace context, metrics and access log (always first, so every request is observed).
+    Observe(ObserveFilter),
     /// `[request_id]`.
     RequestId(RequestIdFilter),
     /// `[forwarded]`.
@@ -26,6 +29,7 @@ pub enum AnyFilter {
 impl Filter for AnyFilter {
     async fn on_request(&self, req: &mut RequestHead, cx: &mut Cx) -> Flow {
         match self {
+            AnyFilter::Observe(f) => f.on_request(req, cx).await,
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
             AnyFilter::Transform(f) => f.on_request(req, cx).await,
@@ -34,6 +38,7 @@ impl Filter for AnyFilter {
 
     fn on_response(&self, resp: &mut ResponseHead, cx: &mut Cx) {
         match self {
+            AnyFilter::Observe(f) => f.on_response(resp, cx),
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
             AnyFilter::Transform(f) => f.on_response(resp, cx),
@@ -42,6 +47,7 @@ impl Filter for AnyFilter {
 
     fn on_log(&self, cx: &Cx) {
         match self {
+            AnyFilter::Observe(f) => f.on_log(cx),
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
             AnyFilter::Transform(f) => f.on_log(cx),
@@ -56,11 +62,12 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds the chain for `cfg`: request id, forwarding headers, then transform (only when some
-    /// route has a rewrite or header edits). Process-wide services come from `env`.
+    /// Builds the chain for `cfg`: observe (trace context, metrics, access log), request id,
+    /// forwarding headers, then transform (only when some route has a rewrite or header edits).
+    /// Process-wide services come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
-        let _ = env;
-        let mut filters = Vec::with_capacity(3);
+        let mut filters = Vec::with_capacity(4);
+        filters.push(AnyFilter::Observe(ObserveFilter::build(cfg, env.telemetry.as_ref(), env.shard)));
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
         if TransformFilter::is_needed(&cfg.routes) {
