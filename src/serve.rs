@@ -13,8 +13,14 @@ use portcullis_policies::{Chain, ChainEnv};
 
 /// `portcullis check`: prints every error (file:line) and exits 1 when invalid.
 pub fn check(path: &Path) -> ExitCode {
-    match config::load_file(path) {
+    match config::load_file(path).map(std::sync::Arc::new) {
         Ok(cfg) => {
+            // Compiling also loads certificates: missing, mismatched or expired ones fail here.
+            if let Err(e) = portcullis_http::compile(&cfg) {
+                eprintln!("error: {}: {e}", path.display());
+                eprintln!("{}: 1 error(s)", path.display());
+                return ExitCode::from(1);
+            }
             println!(
                 "{}: ok ({} listeners, {} upstreams, {} routes)",
                 path.display(),

@@ -38,8 +38,9 @@ fn expect_closing_error(gw: &Gateway, raw: &[u8], status: u16, code: &str) -> St
 fn malformed_requests_are_400_and_close_the_connection() {
     let up = Upstream::echo("app");
     let gw = limited(&up);
-    let cases: [(&str, &[u8]); 11] = [
+    let cases: [(&str, &[u8]); 12] = [
         ("garbage request line", b"HELLO\r\n\r\n"),
+        ("space in the target", b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n"),
         ("no version", b"GET /\r\nHost: t\r\n\r\n"),
         ("control byte in the target", b"GET /a\x01b HTTP/1.1\r\nHost: t\r\n\r\n"),
         (
@@ -62,7 +63,9 @@ fn malformed_requests_are_400_and_close_the_connection() {
         c.send(raw);
         let resp = c.try_read_response(false).unwrap_or_else(|e| panic!("{what}: no response: {e}"));
         assert_eq!(resp.status, 400, "{what}: {}", resp.text());
-        resp.assert_error(400, "bad_request");
+        let id = resp.assert_error(400, "bad_request");
+        assert_eq!(id.len(), 32, "{what}: a parse error still gets a generated request id");
+        assert_eq!(resp.header("x-request-id"), Some(id.as_str()), "{what}: the id is echoed");
         assert_eq!(resp.header("connection"), Some("close"), "{what}");
         c.expect_closed(LONG);
     }

@@ -50,7 +50,9 @@ fn request_metrics_by_route_template_method_status_and_protocol() {
     get(gw.addr, "/nope/again").assert_routed_error(404, "route_not_found");
     get(gw.addr, "/broken").assert_routed_error(502, "upstream_connect_failed");
 
-    let m = Metrics::scrape(admin_addr, Some(TOKEN));
+    // The log phase runs after the response is written: wait until all 8 are recorded.
+    let m =
+        scrape_until(admin_addr, "8 requests recorded", |m| m.value("portcullis_requests_total", &[]) == 8.0);
     let users = [("route", "users"), ("upstream", "app")];
     let req = "portcullis_requests_total";
     let cell = |method, class, proto| {
@@ -131,7 +133,7 @@ fn connection_gauges_and_reload_results() {
     assert_eq!(m.value("portcullis_config_generation", &[]), 2.0, "the running generation stays");
     assert!(m.value("portcullis_config_last_reload_timestamp_seconds", &[]) > 1.0e9);
     // Series survive a reload: the counter did not go back.
-    assert_eq!(m.value("portcullis_requests_total", &[("route", "users")]), 3.0);
+    assert_eq!(m.value("portcullis_requests_total", &[("route", "users")]), 3.0, "{}", m.text);
 }
 
 #[test]

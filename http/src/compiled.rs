@@ -1,12 +1,13 @@
 //! What is compiled once per config generation and shared read-only by every shard.
 //!
-//! Owns: the route table and the route-to-upstream index. Must not: hold shard-local state.
+//! Owns: the route table, the route-to-upstream index and the listeners' TLS contexts. Must not: hold shard-local state.
 
 use std::sync::Arc;
 
 use portcullis_core::config::Config;
 
 use crate::router::Router;
+use crate::tls::{self, ListenerTls};
 
 /// Immutable, `Send + Sync` data of one generation.
 #[derive(Debug)]
@@ -15,6 +16,8 @@ pub struct Compiled {
     pub router: Router,
     /// For each route (config order), the index of its upstream in `config.upstreams`.
     pub route_upstream: Vec<usize>,
+    /// For each listener (config order), its TLS context when it terminates TLS.
+    pub tls: Vec<Option<ListenerTls>>,
 }
 
 /// Compiles a validated config.
@@ -29,5 +32,12 @@ pub fn compile(cfg: &Arc<Config>) -> Result<Compiled, String> {
             .ok_or_else(|| format!("routes[{i}].upstream: unknown upstream {:?}", r.upstream))?;
         route_upstream.push(idx);
     }
-    Ok(Compiled { router, route_upstream })
+    let mut tls = Vec::with_capacity(cfg.listeners.len());
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        tls.push(match &l.tls {
+            Some(t) => Some(tls::build(t).map_err(|e| format!("listeners[{i}].tls.{e}"))?),
+            None => None,
+        });
+    }
+    Ok(Compiled { router, route_upstream, tls })
 }

@@ -8,21 +8,31 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRent;
-use monoio::net::TcpStream;
 use portcullis_core::LocalReply;
-use portcullis_core::pipeline::{Filter, Headers};
+use portcullis_core::config::RequestIdConfig;
+use portcullis_core::pipeline::Filter;
 
 use crate::h1::encode::{ConnHeader, Framing, encode_response, local_reply_head};
 use crate::h1::request::{HeadLimits, ParsedRequest, parse_request};
 use crate::io::{IoFail, read_more, write_all};
 use crate::proxy::{After, exchange};
 use crate::shard::ShardState;
+use crate::spare::Spares;
 
 /// Initial read buffer per client connection; grows up to `max_header_bytes` for large heads.
 const CLIENT_READ_BUF: usize = 4096;
+
+/// What the engine knows about the client connection (the same for every request on it).
+#[derive(Clone, Debug)]
+pub struct ClientMeta {
+    /// The peer address.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
 
 /// Buffers one connection reuses for every request on it.
 pub struct ConnBufs {
@@ -63,12 +73,12 @@ async fn read_head<S: AsyncReadRent>(
     limits: HeadLimits,
     first_wait: Duration,
     header_timeout: Duration,
-    spare: &mut Headers,
+    spares: &Spares,
 ) -> HeadWait {
     let mut deadline: Option<Instant> = None;
     loop {
         if !rbuf.is_empty() {
-            match parse_request(rbuf, limits, std::mem::take(spare)) {
+            match parse_request(rbuf, limits, spares.headers()) {
                 Ok(Some(p)) => return HeadWait::Request(Box::new(p)),
                 Ok(None) => {}
                 Err(reply) => return HeadWait::Reply(reply),
@@ -90,14 +100,21 @@ async fn read_head<S: AsyncReadRent>(
     }
 }
 
-/// Writes a local reply that no filter saw (the request could not be parsed).
+/// Writes a local reply that no filter saw (the request could not be parsed). It still gets a
+/// fresh request id (body and `[request_id]` header) so the client's report can be matched to
+/// the gateway's log line.
 async fn write_bare_reply<S: AsyncWriteRent>(
     stream: &mut S,
     reply: &LocalReply,
     wbuf: &mut Vec<u8>,
+    cfg: &RequestIdConfig,
     idle: Duration,
 ) {
-    let (head, body) = local_reply_head(reply, b"");
+    let id = if cfg.generate { format!("{:032x}", fastrand::u128(..)) } else { String::new() };
+    let (mut head, body) = local_reply_head(reply, id.as_bytes());
+    if cfg.echo && !id.is_empty() {
+        head.headers.append(Bytes::from(cfg.header.clone()), Bytes::from(id));
+    }
     let mut out = std::mem::take(wbuf);
     out.clear();
     encode_response(&mut out, &head, Framing::AsIs, ConnHeader::Close);
@@ -106,17 +123,19 @@ async fn write_bare_reply<S: AsyncWriteRent>(
     *wbuf = out;
 }
 
-/// Serves one client connection until it closes, errs, idles out, or the shard drains.
-pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStream, peer: SocketAddr) {
+/// Serves one HTTP/1.1 client connection (plain TCP or TLS) until it closes, errs, idles out,
+/// or the shard drains.
+pub async fn serve_conn<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
+    state: Rc<ShardState<F>>,
+    mut stream: S,
+    client: ClientMeta,
+) {
     state.connections.set(state.connections.get() + 1);
     let _conn = ConnGuard(state.clone());
-    let _ = stream.set_nodelay(true);
-    let mut bufs = ConnBufs {
-        rbuf: BytesMut::with_capacity(CLIENT_READ_BUF),
-        wbuf: Vec::with_capacity(1024),
-        scratch: Vec::new(),
-    };
-    let mut spare = Headers::with_capacity(16);
+    // The write buffer is borrowed from the shard's spares for each exchange only, so an idle
+    // connection holds just its read buffer.
+    let mut bufs =
+        ConnBufs { rbuf: BytesMut::with_capacity(CLIENT_READ_BUF), wbuf: Vec::new(), scratch: Vec::new() };
     let mut served: u64 = 0;
     loop {
         // Limits and timeouts for reading the head come from the generation current now; the
@@ -131,14 +150,16 @@ pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStre
             waiting.head_limits,
             first_wait,
             http.header_timeout.0,
-            &mut spare,
+            &state.spares,
         )
         .await
         {
             HeadWait::Request(p) => p,
             HeadWait::Closed => return,
             HeadWait::Reply(reply) => {
-                write_bare_reply(&mut stream, &reply, &mut bufs.wbuf, http.body_timeout.0).await;
+                bufs.wbuf = state.spares.wbuf();
+                let rid = &waiting.config().request_id;
+                write_bare_reply(&mut stream, &reply, &mut bufs.wbuf, rid, http.body_timeout.0).await;
                 return;
             }
         };
@@ -149,10 +170,22 @@ pub async fn serve_conn<F: Filter>(state: Rc<ShardState<F>>, mut stream: TcpStre
         let guard = InflightGuard(&state);
         let limit = sg.config().http.max_requests_per_connection;
         let last = limit != 0 && served >= limit;
-        let (after, headers) = exchange(&state, &sg, &mut stream, &mut bufs, *parsed, peer, last).await;
+        // Boxed: the exchange's state machine is several KiB, and inlining it would make every
+        // idle keep-alive connection's task that large. One small allocation per request buys
+        // ~4 KiB per idle connection (bench/compare.sh --idle).
+        bufs.wbuf = state.spares.wbuf();
+        let (after, headers) =
+            Box::pin(exchange(&state, &sg, &mut stream, &mut bufs, *parsed, &client, last)).await;
         drop(guard);
-        spare = headers;
-        spare.clear();
+        state.spares.give_headers(headers);
+        state.spares.give_wbuf(std::mem::take(&mut bufs.wbuf));
+        if bufs.scratch.capacity() != 0 {
+            state.spares.give_wbuf(std::mem::take(&mut bufs.scratch));
+        }
+        // A large body may have grown the read buffer; an idle connection keeps only the usual size.
+        if bufs.rbuf.is_empty() && bufs.rbuf.capacity() > 4 * CLIENT_READ_BUF {
+            bufs.rbuf = BytesMut::with_capacity(CLIENT_READ_BUF);
+        }
         if after == After::Close || state.draining.get() {
             return;
         }

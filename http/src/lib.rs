@@ -4,11 +4,15 @@
 pub mod body;
 pub mod compiled;
 pub mod conn;
+pub mod downstream;
 pub mod h1;
 pub mod io;
 pub mod proxy;
 pub mod router;
 pub mod shard;
+pub mod spare;
+pub mod tls;
+pub mod tls_conn;
 pub mod upstream;
 
 pub use compiled::{Compiled, compile};

@@ -2,20 +2,21 @@
 //! endpoint over a pooled connection, stream bodies both ways, and answer locally (one JSON
 //! error shape) when anything stops the request short.
 //!
-//! Owns: the order of phases for one request and the mapping of upstream failures to 502/504.
-//! Must not: know any filter by name (the chain is a type parameter) or parse heads itself.
+//! Owns: the order of phases for one request and the mapping of upstream failures to 502/504,
+//! for every client protocol (the client side is a `Downstream`). Must not: know any filter by
+//! name (the chain is a type parameter), parse heads itself, or frame responses for a client.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use portcullis_core::LocalReply;
-use portcullis_core::pipeline::{Cx, Filter, Flow, Headers, Method, Version};
+use portcullis_core::pipeline::{Cx, Filter, Flow, Headers, Method, RequestHead};
 
-use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
-use crate::conn::ConnBufs;
-use crate::h1::encode::{ConnHeader, Framing, encode_request, encode_response, local_reply_head};
+use crate::body::{BodyOut, RelayError, RelayLimits};
+use crate::conn::{ClientMeta, ConnBufs};
+use crate::downstream::{Downstream, H1Down, UpBody};
+use crate::h1::encode::{Framing, encode_request, local_reply_head};
 use crate::h1::request::{ParsedRequest, ReqBody};
 use crate::h1::response::{ParsedResponse, RespBody, parse_response};
 use crate::io::{IoFail, read_more, write_all};
@@ -42,43 +43,65 @@ enum Fail {
 /// Largest slice moved at once while streaming bodies.
 const RELAY_CHUNK: usize = 16 * 1024;
 
-/// Handles one request end to end. Returns what to do with the connection and the header
-/// list for reuse by the next request.
-pub async fn exchange<F: Filter>(
+/// One request as the engine receives it from any client protocol.
+pub(crate) struct Incoming {
+    /// The head (filters may change it).
+    pub head: RequestHead,
+    /// Body framing.
+    pub body: ReqBody,
+    /// The client asked for `100 Continue` before sending the body.
+    pub expect_continue: bool,
+    /// The client connection may stay open after this exchange (HTTP/1.1 keep-alive; always
+    /// true for HTTP/2 streams).
+    pub keep: bool,
+}
+
+/// Handles one HTTP/1.1 request end to end. Returns what to do with the connection and the
+/// header list for reuse by the next request.
+pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     state: &ShardState<F>,
     sg: &ShardGen<F>,
-    client: &mut TcpStream,
+    client: &mut S,
     bufs: &mut ConnBufs,
     req: ParsedRequest,
-    peer: SocketAddr,
+    meta: &ClientMeta,
     last: bool,
 ) -> (After, Headers) {
-    let ParsedRequest { mut head, body, keep_alive, expect_continue } = req;
-    let mut cx = Cx::new(peer, false, head.version);
+    let ParsedRequest { head, body, keep_alive, expect_continue } = req;
+    let mut cx = Cx::new(meta.addr, meta.tls, head.version);
+    let ConnBufs { rbuf, wbuf, scratch } = bufs;
+    let mut down =
+        H1Down { stream: client, rbuf, version: head.version, is_head: head.method == Method::Head };
+    let keep = keep_alive && !last && !state.draining.get();
+    let incoming = Incoming { head, body, expect_continue, keep };
+    let (after, mut head) = handle(state, sg, &mut down, wbuf, scratch, incoming, &mut cx).await;
+    sg.chain.on_log(&cx);
+    (after, std::mem::take(&mut head.headers))
+}
+
+/// The engine, the same for every client protocol: route, run the chain, forward (or answer
+/// locally). Returns what to do with the client connection and the head for reuse.
+pub(crate) async fn handle<F: Filter, D: Downstream>(
+    state: &ShardState<F>,
+    sg: &ShardGen<F>,
+    down: &mut D,
+    wbuf: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+    req: Incoming,
+    cx: &mut Cx,
+) -> (After, RequestHead) {
+    let Incoming { mut head, body, expect_continue, keep: client_keep } = req;
     (cx.method, cx.path, cx.query) = (head.method.clone(), head.path.clone(), head.query.clone());
     cx.route = sg.generation.shared.router.find(&head);
-    let client_keep = keep_alive && !last && !state.draining.get();
     let is_head = head.method == Method::Head;
-    let version = head.version;
 
-    let outcome = match sg.chain.on_request(&mut head, &mut cx).await {
+    let outcome = match sg.chain.on_request(&mut head, cx).await {
         Flow::Respond(reply) => Err(Fail::Reply(reply)),
         Flow::Continue => match cx.route {
             None => Err(Fail::Reply(LocalReply::route_not_found())),
             Some(route) => {
-                forward(
-                    state,
-                    sg,
-                    client,
-                    bufs,
-                    &mut head,
-                    body,
-                    expect_continue,
-                    route,
-                    &mut cx,
-                    client_keep,
-                )
-                .await
+                let mut ex = Exchange { state, sg, down: &mut *down, wbuf, scratch, cx: &mut *cx };
+                ex.forward(&mut head, body, expect_continue, route, client_keep).await
             }
         },
     };
@@ -91,55 +114,35 @@ pub async fn exchange<F: Filter>(
             let body_pending = match body {
                 ReqBody::None => false,
                 ReqBody::Length(n) if cx.bytes_in >= n => false,
-                ReqBody::Length(n) if bufs.rbuf.len() as u64 >= n => {
-                    let _ = bufs.rbuf.split_to(n as usize);
-                    false
-                }
-                ReqBody::Length(_) | ReqBody::Chunked => true,
+                b => down.buffered_body(b).is_none(),
             };
             // A drain that began while this request was in flight also closes the connection.
             let keep = client_keep && !reply.close && !body_pending && !state.draining.get();
-            respond_local(sg, client, bufs, &reply, &mut cx, keep, is_head, version).await
+            respond_local(sg, down, wbuf, &reply, cx, keep, is_head).await
         }
     };
-    sg.chain.on_log(&cx);
-    (after, std::mem::take(&mut head.headers))
+    (after, head)
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn respond_local<F: Filter>(
+async fn respond_local<F: Filter, D: Downstream>(
     sg: &ShardGen<F>,
-    client: &mut TcpStream,
-    bufs: &mut ConnBufs,
+    down: &mut D,
+    wbuf: &mut Vec<u8>,
     reply: &LocalReply,
     cx: &mut Cx,
     keep: bool,
     is_head: bool,
-    version: Version,
 ) -> After {
     let (mut resp, body) = local_reply_head(reply, &cx.request_id);
     sg.chain.on_response(&mut resp, cx);
     cx.status = reply.status;
     cx.error_code = Some(reply.code);
-    let conn = connection_header(keep, version);
-    let mut out = std::mem::take(&mut bufs.wbuf);
-    out.clear();
-    encode_response(&mut out, &resp, Framing::AsIs, conn);
     if !is_head {
-        out.extend_from_slice(&body);
         cx.bytes_out = body.len() as u64;
     }
-    let (res, out) = write_all(client, out, sg.config().http.body_timeout.0).await;
-    bufs.wbuf = out;
-    if res.is_ok() && keep { After::KeepAlive } else { After::Close }
-}
-
-fn connection_header(keep: bool, version: Version) -> ConnHeader {
-    match (keep, version) {
-        (false, _) => ConnHeader::Close,
-        (true, Version::Http10) => ConnHeader::KeepAlive,
-        (true, _) => ConnHeader::None,
-    }
+    let ok = down.send_local(&resp, &body, keep, wbuf, sg.config().http.body_timeout.0).await;
+    if ok && keep { After::KeepAlive } else { After::Close }
 }
 
 fn connect_reply(e: ConnectError) -> Fail {
@@ -183,195 +186,169 @@ async fn read_response(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn forward<F: Filter>(
-    state: &ShardState<F>,
-    sg: &ShardGen<F>,
-    client: &mut TcpStream,
-    bufs: &mut ConnBufs,
-    head: &mut portcullis_core::pipeline::RequestHead,
-    body: ReqBody,
-    expect_continue: bool,
-    route_idx: usize,
-    cx: &mut Cx,
-    client_keep: bool,
-) -> Result<After, Fail> {
-    let cfg = sg.config();
-    let route = &cfg.routes[route_idx];
-    let upstream = &sg.upstreams[sg.generation.shared.route_upstream[route_idx]];
-    let max_body = route.max_body_bytes.unwrap_or(cfg.http.max_body_bytes).0;
-    let idle = cfg.http.body_timeout.0;
-    let is_head = head.method == Method::Head;
-    if let ReqBody::Length(n) = body
-        && n > max_body
-    {
-        return Err(Fail::Reply(LocalReply::payload_too_large(max_body)));
-    }
-    let deadline = Instant::now() + route.timeout.0;
+/// The state one forwarded exchange works on.
+struct Exchange<'a, F, D> {
+    state: &'a ShardState<F>,
+    sg: &'a ShardGen<F>,
+    down: &'a mut D,
+    wbuf: &'a mut Vec<u8>,
+    scratch: &'a mut Vec<u8>,
+    cx: &'a mut Cx,
+}
 
-    // A body that is already fully buffered is sent with the head in one write, and makes the
-    // request safe to retry on a fresh connection if a pooled one turns out to be dead.
-    let buffered: Option<Bytes> = match body {
-        ReqBody::None => Some(Bytes::new()),
-        ReqBody::Length(n) if bufs.rbuf.len() as u64 >= n => {
-            cx.bytes_in = n;
-            Some(bufs.rbuf.split_to(n as usize).freeze())
+impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
+    async fn forward(
+        &mut self,
+        head: &mut RequestHead,
+        body: ReqBody,
+        expect_continue: bool,
+        route_idx: usize,
+        client_keep: bool,
+    ) -> Result<After, Fail> {
+        let (state, sg) = (self.state, self.sg);
+        let cfg = sg.config();
+        let route = &cfg.routes[route_idx];
+        let upstream = &sg.upstreams[sg.generation.shared.route_upstream[route_idx]];
+        let max_body = route.max_body_bytes.unwrap_or(cfg.http.max_body_bytes).0;
+        let idle = cfg.http.body_timeout.0;
+        let is_head = head.method == Method::Head;
+        if let ReqBody::Length(n) = body
+            && n > max_body
+        {
+            return Err(Fail::Reply(LocalReply::payload_too_large(max_body)));
         }
-        _ => None,
-    };
-    let up_framing = if body == ReqBody::Chunked { Framing::Chunked } else { Framing::AsIs };
-    let limits = RelayLimits {
-        max_bytes: max_body,
-        idle,
-        chunk: RELAY_CHUNK,
-        max_trailer_bytes: cfg.http.max_header_bytes.0 as usize,
-    };
+        let deadline = Instant::now() + route.timeout.0;
 
-    let mut attempt = 0;
-    let sent_at = Instant::now();
-    let (mut conn, resp) = loop {
-        attempt += 1;
-        let Some(addr) = upstream.pick() else {
-            return Err(Fail::Reply(LocalReply::unavailable(
-                "no_upstream_endpoint",
-                "upstream has no endpoints",
-            )));
-        };
-        cx.upstream_addr = Some(addr);
-        // A retry (after a pooled connection turned out dead) always uses a fresh connection.
-        let pooled = if attempt == 1 { state.pool.checkout(addr, upstream.idle_timeout) } else { None };
-        let (mut conn, reused) = match pooled {
-            Some(c) => (c, true),
-            None => (state.pool.connect(addr, upstream.connect_timeout).await.map_err(connect_reply)?, false),
-        };
-        let retry_ok = reused && attempt == 1 && buffered.is_some();
-        let mut out = std::mem::take(&mut bufs.wbuf);
-        out.clear();
-        encode_request(&mut out, head, up_framing);
+        // A body that is already fully buffered is sent with the head in one write, and makes the
+        // request safe to retry on a fresh connection if a pooled one turns out to be dead.
+        let buffered: Option<Bytes> = self.down.buffered_body(body);
         if let Some(b) = &buffered {
-            out.extend_from_slice(b);
+            self.cx.bytes_in = b.len() as u64;
         }
-        let (res, out) = write_all(&mut conn.stream, out, idle).await;
-        bufs.wbuf = out;
-        conn.requests += 1;
-        if let Err(e) = res {
-            if retry_ok {
-                continue;
-            }
-            tracing::debug!(error = %e, "upstream write failed");
-            return Err(Fail::Reply(LocalReply::bad_gateway("upstream_reset", "upstream connection failed")));
-        }
-        if buffered.is_none() {
-            if expect_continue {
-                let (res, _) = write_all(client, &b"HTTP/1.1 100 Continue\r\n\r\n"[..], idle).await;
-                if res.is_err() {
-                    return Err(Fail::Abort);
-                }
-            }
-            let kind = match body {
-                ReqBody::Length(n) => BodyIn::Length(n),
-                _ => BodyIn::Chunked,
-            };
-            let out = if body == ReqBody::Chunked { BodyOut::Chunked } else { BodyOut::Raw };
-            match relay(client, &mut bufs.rbuf, kind, &mut conn.stream, out, limits, &mut bufs.scratch).await
-            {
-                Ok(n) => cx.bytes_in = n,
-                Err(RelayError::TooLarge(limit)) => {
-                    return Err(Fail::Reply(LocalReply::payload_too_large(limit)));
-                }
-                Err(RelayError::Framing(e)) => {
-                    return Err(Fail::Reply(LocalReply::bad_request(format!("invalid chunked body: {e}"))));
-                }
-                Err(RelayError::Source(_)) => return Err(Fail::Abort),
-                Err(RelayError::Dest(e)) => {
-                    tracing::debug!(error = %e, "upstream failed while receiving the body");
-                    return Err(Fail::Reply(
-                        LocalReply::bad_gateway("upstream_reset", "upstream failed while receiving the body")
-                            .closing(),
-                    ));
-                }
-            }
-        }
-        match read_response(&mut conn, deadline, is_head, cfg.http.max_header_bytes.0 as usize * 4).await {
-            Ok(resp) => {
-                cx.upstream_time = Some(sent_at.elapsed());
-                break (conn, resp);
-            }
-            Err((IoFail::Timeout, _)) => {
-                return Err(Fail::Reply(LocalReply::gateway_timeout("upstream did not answer in time")));
-            }
-            Err((_, false)) if retry_ok => continue,
-            Err((IoFail::Io(e), true)) => {
-                tracing::debug!(error = %e, "upstream sent an invalid response");
-                return Err(Fail::Reply(LocalReply::bad_gateway(
-                    "upstream_bad_response",
-                    "upstream sent an invalid response",
+        let up_framing = if body == ReqBody::Chunked { Framing::Chunked } else { Framing::AsIs };
+        let limits = RelayLimits {
+            max_bytes: max_body,
+            idle,
+            chunk: RELAY_CHUNK,
+            max_trailer_bytes: cfg.http.max_header_bytes.0 as usize,
+        };
+
+        let mut attempt = 0;
+        let sent_at = Instant::now();
+        let (mut conn, resp) = loop {
+            attempt += 1;
+            let Some(addr) = upstream.pick() else {
+                return Err(Fail::Reply(LocalReply::unavailable(
+                    "no_upstream_endpoint",
+                    "upstream has no endpoints",
                 )));
+            };
+            self.cx.upstream_addr = Some(addr);
+            // A retry (after a pooled connection turned out dead) always uses a fresh connection.
+            let pooled = if attempt == 1 { state.pool.checkout(addr, upstream.idle_timeout) } else { None };
+            let (mut conn, reused) = match pooled {
+                Some(c) => (c, true),
+                None => {
+                    (state.pool.connect(addr, upstream.connect_timeout).await.map_err(connect_reply)?, false)
+                }
+            };
+            let retry_ok = reused && attempt == 1 && buffered.is_some();
+            let mut out = std::mem::take(self.wbuf);
+            out.clear();
+            encode_request(&mut out, head, up_framing);
+            if let Some(b) = &buffered {
+                out.extend_from_slice(b);
             }
-            Err((e, _)) => {
-                tracing::debug!(error = %e, "upstream closed before responding");
+            let (res, out) = write_all(&mut conn.stream, out, idle).await;
+            *self.wbuf = out;
+            conn.requests += 1;
+            if let Err(e) = res {
+                if retry_ok {
+                    continue;
+                }
+                tracing::debug!(error = %e, "upstream write failed");
                 return Err(Fail::Reply(LocalReply::bad_gateway(
                     "upstream_reset",
-                    "upstream closed the connection",
+                    "upstream connection failed",
                 )));
             }
-        }
-    };
-
-    // Response toward the client.
-    let ParsedResponse { head: mut resp_head, body: resp_body, reusable } = resp;
-    sg.chain.on_response(&mut resp_head, cx);
-    cx.status = resp_head.status;
-    let http10 = head.version == Version::Http10;
-    let (framing, body_in, body_out, mut keep) = match resp_body {
-        RespBody::None => (Framing::AsIs, None, BodyOut::Raw, client_keep),
-        RespBody::Length(n) => (Framing::AsIs, Some(BodyIn::Length(n)), BodyOut::Raw, client_keep),
-        RespBody::Chunked if http10 => (Framing::Close, Some(BodyIn::Chunked), BodyOut::Raw, false),
-        RespBody::Chunked => (Framing::Chunked, Some(BodyIn::Chunked), BodyOut::Chunked, client_keep),
-        RespBody::UntilClose if http10 => (Framing::Close, Some(BodyIn::UntilClose), BodyOut::Raw, false),
-        RespBody::UntilClose => (Framing::Chunked, Some(BodyIn::UntilClose), BodyOut::Chunked, client_keep),
-    };
-    // A drain that began while the upstream was answering announces the close on this response.
-    keep &= !state.draining.get();
-    let mut out = std::mem::take(&mut bufs.wbuf);
-    out.clear();
-    encode_response(&mut out, &resp_head, framing, connection_header(keep, head.version));
-    let small = match body_in {
-        None => true,
-        Some(BodyIn::Length(n)) => conn.rbuf.len() as u64 >= n,
-        _ => false,
-    };
-    if small {
-        if let Some(BodyIn::Length(n)) = body_in {
-            out.extend_from_slice(&conn.rbuf[..n as usize]);
-            let _ = conn.rbuf.split_to(n as usize);
-            cx.bytes_out = n;
-        }
-        let (res, out) = write_all(client, out, idle).await;
-        bufs.wbuf = out;
-        if res.is_err() {
-            keep = false;
-        }
-    } else {
-        let (res, out) = write_all(client, out, idle).await;
-        bufs.wbuf = out;
-        if res.is_err() {
-            return Err(Fail::Abort);
-        }
-        let limits = RelayLimits { max_bytes: u64::MAX, ..limits };
-        let kind = body_in.unwrap_or(BodyIn::Length(0));
-        match relay(&mut conn.stream, &mut conn.rbuf, kind, client, body_out, limits, &mut bufs.scratch).await
-        {
-            Ok(n) => cx.bytes_out = n,
-            Err(e) => {
-                tracing::debug!(error = %e, "response body relay failed");
-                return Err(Fail::Abort);
+            if buffered.is_none() {
+                let out = if body == ReqBody::Chunked { BodyOut::Chunked } else { BodyOut::Raw };
+                let relayed = self
+                    .down
+                    .relay_body(body, expect_continue, &mut conn.stream, out, limits, self.scratch)
+                    .await;
+                match relayed {
+                    Ok(n) => self.cx.bytes_in = n,
+                    Err(RelayError::TooLarge(limit)) => {
+                        return Err(Fail::Reply(LocalReply::payload_too_large(limit)));
+                    }
+                    Err(RelayError::Framing(e)) => {
+                        return Err(Fail::Reply(LocalReply::bad_request(format!(
+                            "invalid chunked body: {e}"
+                        ))));
+                    }
+                    Err(RelayError::Source(_)) => return Err(Fail::Abort),
+                    Err(RelayError::Dest(e)) => {
+                        tracing::debug!(error = %e, "upstream failed while receiving the body");
+                        return Err(Fail::Reply(
+                            LocalReply::bad_gateway(
+                                "upstream_reset",
+                                "upstream failed while receiving the body",
+                            )
+                            .closing(),
+                        ));
+                    }
+                }
             }
+            match read_response(&mut conn, deadline, is_head, cfg.http.max_header_bytes.0 as usize * 4).await
+            {
+                Ok(resp) => {
+                    self.cx.upstream_time = Some(sent_at.elapsed());
+                    break (conn, resp);
+                }
+                Err((IoFail::Timeout, _)) => {
+                    return Err(Fail::Reply(LocalReply::gateway_timeout("upstream did not answer in time")));
+                }
+                Err((_, false)) if retry_ok => continue,
+                Err((IoFail::Io(e), true)) => {
+                    tracing::debug!(error = %e, "upstream sent an invalid response");
+                    return Err(Fail::Reply(LocalReply::bad_gateway(
+                        "upstream_bad_response",
+                        "upstream sent an invalid response",
+                    )));
+                }
+                Err((e, _)) => {
+                    tracing::debug!(error = %e, "upstream closed before responding");
+                    return Err(Fail::Reply(LocalReply::bad_gateway(
+                        "upstream_reset",
+                        "upstream closed the connection",
+                    )));
+                }
+            }
+        };
+
+        // Response toward the client.
+        let ParsedResponse { head: mut resp_head, body: resp_body, reusable } = resp;
+        sg.chain.on_response(&mut resp_head, self.cx);
+        self.cx.status = resp_head.status;
+        // A drain that began while the upstream was answering announces the close on this response.
+        let keep = client_keep && !state.draining.get();
+        let limits = RelayLimits { max_bytes: u64::MAX, ..limits };
+        let up_body = UpBody { stream: &mut conn.stream, buf: &mut conn.rbuf, kind: resp_body };
+        let sent =
+            match self.down.send_response(&resp_head, up_body, keep, limits, self.wbuf, self.scratch).await {
+                Ok(sent) => sent,
+                Err(e) => {
+                    tracing::debug!(error = %e, "response body relay failed");
+                    return Err(Fail::Abort);
+                }
+            };
+        self.cx.bytes_out = sent.bytes;
+        let retire = upstream.max_requests != 0 && conn.requests >= upstream.max_requests;
+        if reusable && !retire && conn.rbuf.is_empty() && resp_body != RespBody::UntilClose {
+            state.pool.checkin(conn, upstream.max_idle);
         }
+        Ok(if sent.keep { After::KeepAlive } else { After::Close })
     }
-    let retire = upstream.max_requests != 0 && conn.requests >= upstream.max_requests;
-    if reusable && !retire && conn.rbuf.is_empty() && !matches!(body_in, Some(BodyIn::UntilClose)) {
-        state.pool.checkin(conn, upstream.max_idle);
-    }
-    Ok(if keep { After::KeepAlive } else { After::Close })
 }

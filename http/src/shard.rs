@@ -15,8 +15,10 @@ use portcullis_core::pipeline::Filter;
 use portcullis_core::runtime::{Control, Generation, ShardCtx, ShardEvent};
 
 use crate::compiled::Compiled;
-use crate::conn::serve_conn;
+use crate::conn::{ClientMeta, serve_conn};
 use crate::h1::request::HeadLimits;
+use crate::spare::Spares;
+use crate::tls_conn::serve_tls;
 use crate::upstream::{Pool, Upstream};
 
 /// One config generation as a shard runs it: the shared compiled data plus shard-local state
@@ -55,6 +57,8 @@ pub struct ShardState<F> {
     pub inflight: Cell<usize>,
     /// Open client connections.
     pub connections: Cell<usize>,
+    /// Write buffers and header lists lent to connections for one exchange at a time.
+    pub spares: Spares,
 }
 
 impl<F> ShardState<F> {
@@ -95,9 +99,10 @@ pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc
         draining: Cell::new(false),
         inflight: Cell::new(0),
         connections: Cell::new(0),
+        spares: Spares::default(),
     });
     let mut fds = Vec::new();
-    for std_listener in ctx.listeners {
+    for (index, std_listener) in ctx.listeners.into_iter().enumerate() {
         let listener = match monoio::net::TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
@@ -114,7 +119,18 @@ pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc
                         if state.draining.get() {
                             break;
                         }
-                        monoio::spawn(serve_conn(state.clone(), stream, peer));
+                        let _ = stream.set_nodelay(true);
+                        // TLS settings come from the generation current at accept time.
+                        let tls = state.current().generation.shared.tls.get(index).cloned().flatten();
+                        match tls {
+                            None => {
+                                let client = ClientMeta { addr: peer, tls: false };
+                                monoio::spawn(serve_conn(state.clone(), stream, client));
+                            }
+                            Some(tls) => {
+                                monoio::spawn(serve_tls(state.clone(), stream, peer, tls));
+                            }
+                        }
                     }
                     Err(e) => {
                         if state.draining.get() {

@@ -136,33 +136,7 @@ impl Client {
         head_request: bool,
         sink: &mut dyn FnMut(&[u8]),
     ) -> io::Result<Response> {
-        let raw_head = self.wire.read_head()?.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response")
-        })?;
-        let head = parse_head(&raw_head)?;
-        let mut parts = head.start_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default().to_owned();
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("bad status line {:?}", head.start_line)))?;
-        let reason = parts.next().unwrap_or_default().to_owned();
-        let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
-            Framing::None
-        } else {
-            framing_of(&head.headers, Framing::UntilClose)?
-        };
-        let trailers = self.wire.read_body(framing, sink)?;
-        Ok(Response {
-            version,
-            status,
-            reason,
-            headers: head.headers,
-            raw_head,
-            body: Vec::new(),
-            framing,
-            trailers,
-        })
+        read_response_from(&mut self.wire, head_request, sink)
     }
 
     /// Sends `bytes` and reads one response.
@@ -221,4 +195,39 @@ pub fn request(addr: SocketAddr, bytes: &[u8]) -> Response {
 /// `GET path` with `Host: test` on a fresh connection.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     Client::connect(addr).get(path)
+}
+
+/// Reads one response from any byte stream (plain or TLS), streaming its body into `sink`.
+pub fn read_response_from<S: io::Read>(
+    wire: &mut Wire<S>,
+    head_request: bool,
+    sink: &mut dyn FnMut(&[u8]),
+) -> io::Result<Response> {
+    let raw_head = wire
+        .read_head()?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a response"))?;
+    let head = parse_head(&raw_head)?;
+    let mut parts = head.start_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default().to_owned();
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad status line {:?}", head.start_line)))?;
+    let reason = parts.next().unwrap_or_default().to_owned();
+    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::None
+    } else {
+        framing_of(&head.headers, Framing::UntilClose)?
+    };
+    let trailers = wire.read_body(framing, sink)?;
+    Ok(Response {
+        version,
+        status,
+        reason,
+        headers: head.headers,
+        raw_head,
+        body: Vec::new(),
+        framing,
+        trailers,
+    })
 }

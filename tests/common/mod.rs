@@ -1,6 +1,6 @@
 //! Shared harness for the end-to-end tests: the real `portcullis` binary on ephemeral ports
 //! (`gateway`), real upstream servers on std threads (`upstream`), a raw HTTP/1.1 client
-//! (`client`) and the framing, digest and data generator both sides share (`wire`).
+//! (`client`), a certificate authority and TLS client (`tls`) and the framing, digest and data generator both sides share (`wire`).
 //!
 //! Each test file compiles this module separately and uses a different part of it.
 #![allow(dead_code, unused_imports)]
@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod client;
 pub mod gateway;
+pub mod tls;
 pub mod upstream;
 pub mod wire;
 

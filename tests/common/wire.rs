@@ -42,6 +42,11 @@ impl<S: Read> Wire<S> {
         &self.inner
     }
 
+    /// The wrapped stream, mutably (to write requests on a TLS stream).
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// Bytes read from the stream and not consumed yet.
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]

@@ -186,6 +186,36 @@ endpoints = [\"127.0.0.1:9000\"]
 ";
 
     #[test]
+    fn tls_rules_are_reported_with_their_lines() {
+        let text = "[[listeners]]\nbind = \"127.0.0.1:0\"\n[listeners.tls]\nalpn = [\"spdy\"]\n\
+                    cipher_suites = [\"TLS_RSA_WITH_RC4\", \"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]\n\
+                    [[listeners.tls.certificates]]\ncert = \"a.crt\"\nkey = \"a.key\"\n\
+                    server_names = [\"*.example.com\", \"bad name\"]\n\
+                    [[listeners.tls.certificates]]\ncert = \"b.crt\"\nkey = \"b.key\"\n\
+                    server_names = [\"*.EXAMPLE.com\"]\n";
+        let e = errs(text);
+        let find = |needle: &str| {
+            e.iter()
+                .find(|x| x.to_string().contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in {e:?}"))
+        };
+        assert_eq!(find("unknown ALPN protocol \"spdy\"").line, Some(4));
+        assert_eq!(find("unknown cipher suite \"TLS_RSA_WITH_RC4\"").line, Some(5));
+        assert!(find("at least one TLS 1.3 suite").to_string().contains("cipher_suites"));
+        assert_eq!(find("server name \"bad name\" must be a DNS name").line, Some(9));
+        assert_eq!(find("is also served by certificates[0]").line, Some(13));
+        let ok = "[[listeners]]\nbind = \"127.0.0.1:0\"\n[listeners.tls]\nmin_version = \"1.3\"\n\
+                  [[listeners.tls.certificates]]\ncert = \"a.crt\"\nkey = \"a.key\"\n";
+        let cfg = load_str(ok, "t.toml").expect("valid TLS listener");
+        let tls = cfg.listeners[0].tls.as_ref().expect("tls");
+        assert_eq!(tls.min_version, super::super::TlsVersion::Tls13);
+        assert_eq!(
+            cfg.watched_files(),
+            [std::path::PathBuf::from("a.crt"), std::path::PathBuf::from("a.key")]
+        );
+    }
+
+    #[test]
     fn syntax_error_reports_its_line() {
         let text = format!("[server]\nshards = 2\nwatch_config = tru\n{OK_TAIL}");
         let e = errs(&text);
@@ -385,6 +415,8 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
         let tables = [
             "[server]\n",
             "[[listeners]]\n",
+            "[[listeners]]\n[listeners.tls]\n",
+            "[[listeners]]\n[listeners.tls]\n[[listeners.tls.certificates]]\n",
             "[http]\n",
             "[request_id]\n",
             "[forwarded]\n",
@@ -409,8 +441,30 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             }
         }
         assert!(keys > 40, "only {keys} keys found");
-        for (table, key) in [("[server]\n", "driver"), ("[forwarded]\n", "mode"), ("[access_log]\n", "query")]
-        {
+        let tls = "[[listeners]]
+bind = \"127.0.0.1:1\"
+[listeners.tls]
+certificates = []
+";
+        let enums = [
+            (
+                "[server]
+",
+                "driver",
+            ),
+            (
+                "[forwarded]
+",
+                "mode",
+            ),
+            (tls, "min_version"),
+            (
+                "[access_log]
+",
+                "query",
+            ),
+        ];
+        for (table, key) in enums {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(
                     docs.contains(&format!("`\"{variant}\"`")),

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::model_obs::{AccessLogConfig, AdminConfig, MetricsConfig, TracingConfig};
+use super::model_tls::ListenerTlsConfig;
 use super::units::{Dur, Size};
 
 /// The whole configuration file.
@@ -110,6 +111,9 @@ pub struct ListenerConfig {
     /// Listen backlog.
     #[serde(default = "default_backlog")]
     pub backlog: u32,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConfig>,
     /// Resolved bind address (filled by validation).
     #[serde(skip)]
     pub addr: Option<SocketAddr>,
@@ -323,5 +327,13 @@ impl RouteConfig {
     /// The route's display name: `name`, or `route-<index>`.
     pub fn display_name(&self, index: usize) -> String {
         self.name.clone().unwrap_or_else(|| format!("route-{index}"))
+    }
+}
+
+impl Config {
+    /// Files besides the config file whose change triggers a reload (certificates, keys).
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        let tls = self.listeners.iter().filter_map(|l| l.tls.as_ref());
+        tls.flat_map(|t| t.files().map(std::path::PathBuf::from)).collect()
     }
 }

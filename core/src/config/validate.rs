@@ -7,6 +7,7 @@
 
 mod obs;
 mod routes;
+mod tls;
 
 pub use routes::FRAMING_HEADERS;
 
@@ -86,6 +87,9 @@ fn listeners(list: &mut [ListenerConfig], path: &KeyPath, out: &mut Issues) {
     let mut binds: HashMap<SocketAddr, usize> = HashMap::new();
     for (i, l) in list.iter_mut().enumerate() {
         let here = path.index(i);
+        if let Some(t) = l.tls.as_mut() {
+            tls::check(t, &here.key("tls"), out);
+        }
         if l.name.trim().is_empty() {
             out.push(here.key("name"), "listener name must not be empty");
         } else if let Some(&first) = names.get(&l.name) {

@@ -110,6 +110,8 @@ pub struct Supervisor<S> {
     file_stamp: Option<FileStamp>,
     commands: mpsc::Receiver<Command>,
     commands_tx: mpsc::Sender<Command>,
+    /// Certificate and key files named by the config, with their last seen stamps.
+    extra_stamps: Vec<(PathBuf, Option<FileStamp>)>,
     signals_handle: signal_hook::iterator::Handle,
     status: Arc<Status>,
     watchdog: Option<Duration>,
@@ -128,6 +130,16 @@ struct FileStamp {
 fn stamp(path: &std::path::Path) -> Option<FileStamp> {
     let m = std::fs::metadata(path).ok()?;
     Some(FileStamp { modified: m.modified().ok(), len: m.len() })
+}
+
+fn stamps(cfg: &Config) -> Vec<(PathBuf, Option<FileStamp>)> {
+    cfg.watched_files()
+        .into_iter()
+        .map(|p| {
+            let s = stamp(&p);
+            (p, s)
+        })
+        .collect()
 }
 
 impl<S: Send + Sync + 'static> Supervisor<S> {
@@ -209,6 +221,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         drop(ev_tx);
         let handles = shard::spawn_shards(driver, cpus, contexts, Arc::new(shard_main))?;
         let file_stamp = config_path.as_deref().and_then(stamp);
+        let extra_stamps = stamps(&config);
         let sup = Supervisor {
             config_path,
             current,
@@ -219,6 +232,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             file_stamp,
             commands: cmd_rx,
             commands_tx: cmd_tx,
+            extra_stamps,
             signals_handle,
             status,
             watchdog: notify::watchdog_interval(),
@@ -281,8 +295,12 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         };
         notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let applied = match loaded {
-            Ok((cfg, text)) => self.apply(cfg, text, name.into()),
+            Ok((cfg, text)) => {
+                self.extra_stamps = stamps(&cfg);
+                self.apply(cfg, text, name.into())
+            }
             Err(errors) => {
+                self.extra_stamps = stamps(&self.current.config);
                 self.refuse(&errors);
                 false
             }
@@ -296,6 +314,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let result = match config::load_str(&text, "POST /config") {
             Ok(cfg) => {
+                self.extra_stamps = stamps(&cfg);
                 self.apply(cfg, Some(Arc::from(text)), "POST /config".into());
                 Ok(self.current.id)
             }
@@ -389,7 +408,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
 
     fn file_changed(&self) -> bool {
         match &self.config_path {
-            Some(p) => stamp(p) != self.file_stamp,
+            Some(p) => stamp(p) != self.file_stamp || self.extra_stamps.iter().any(|(f, s)| stamp(f) != *s),
             None => false,
         }
     }

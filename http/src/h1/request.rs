@@ -48,8 +48,24 @@ pub struct ParsedRequest {
     pub expect_continue: bool,
 }
 
-fn reply_for(err: httparse::Error) -> LocalReply {
+/// True when the request line is `METHOD SP target SP HTTP/d.d`: httparse reports a bad version
+/// both for a real HTTP/2.0 or HTTP/3.1 line (505) and for a malformed line such as a space in
+/// the target (400), and only the line tells them apart.
+fn well_formed_version_line(buf: &[u8]) -> bool {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_), Some(_), Some(v), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    matches!(v, [b'H', b'T', b'T', b'P', b'/', a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit())
+}
+
+fn reply_for(err: httparse::Error, buf: &[u8]) -> LocalReply {
     match err {
+        httparse::Error::Version if !well_formed_version_line(buf) => {
+            LocalReply::bad_request("malformed request line")
+        }
         httparse::Error::TooManyHeaders => {
             LocalReply::header_too_large("too_many_headers", "too many header fields")
         }
@@ -100,7 +116,7 @@ pub fn parse_request(
             }
             return Ok(None);
         }
-        Err(e) => return Err(reply_for(e)),
+        Err(e) => return Err(reply_for(e, buf)),
     };
     if head_len > limits.max_header_bytes {
         return Err(LocalReply::header_too_large("request_header_too_large", "request head too large"));

@@ -117,6 +117,14 @@ fn dot_segments_and_targets() {
 }
 
 #[test]
+fn malformed_request_line_is_400_not_505() {
+    assert_eq!(status("GET /a b HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    assert_eq!(status("GET /a HTTP/1.1 x\r\nHost: h\r\n\r\n"), 400);
+    assert_eq!(status("GET /a FTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    assert_eq!(status("GET / HTTP/3.1\r\nHost: h\r\n\r\n"), 505);
+}
+
+#[test]
 fn pipelined_requests_parse_in_order() {
     let mut b = BytesMut::from("GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
     let a = parse_request(&mut b, LIMITS, Headers::default()).expect("ok").expect("first");

@@ -1,0 +1,201 @@
+//! The client side of one exchange, as the proxy engine sees it: where the request body comes
+//! from and how a response (proxied or local) goes back. HTTP/1.1 and HTTP/2 each implement it;
+//! the engine (`proxy`) is written once against this trait.
+//!
+//! Owns: the `Downstream` contract and its HTTP/1.1 implementation (framing, keep-alive and
+//! `Connection` headers, 100-continue, the small-body single write). Must not: route, run
+//! filters or talk to upstreams other than through the streams it is handed.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use portcullis_core::pipeline::{ResponseHead, Version};
+
+use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
+use crate::h1::encode::{ConnHeader, Framing, encode_response};
+use crate::h1::request::ReqBody;
+use crate::h1::response::RespBody;
+use crate::io::write_all;
+
+/// The response body still to come from the upstream connection.
+pub struct UpBody<'a, R> {
+    /// The upstream stream.
+    pub stream: &'a mut R,
+    /// Bytes already read from it (the body's start).
+    pub buf: &'a mut BytesMut,
+    /// Framing of the body on the upstream side.
+    pub kind: RespBody,
+}
+
+/// Outcome of sending a proxied response.
+pub struct Sent {
+    /// Body bytes delivered to the client.
+    pub bytes: u64,
+    /// Whether the client connection stays open.
+    pub keep: bool,
+}
+
+/// The client side of an exchange.
+pub(crate) trait Downstream {
+    /// The request body when it is already complete (sent with the head in one write, and the
+    /// request can be retried on a fresh upstream connection). `ReqBody::None` gives an empty one.
+    fn buffered_body(&mut self, body: ReqBody) -> Option<Bytes>;
+
+    /// Streams the request body to the upstream, re-framed as `out`; returns its length.
+    async fn relay_body<W: AsyncWriteRent>(
+        &mut self,
+        body: ReqBody,
+        expect_continue: bool,
+        up: &mut W,
+        out: BodyOut,
+        limits: RelayLimits,
+        scratch: &mut Vec<u8>,
+    ) -> Result<u64, RelayError>;
+
+    /// Sends a proxied response head and relays its body. `Err` = the client is gone or the
+    /// upstream broke mid-body: the connection must close.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_response<R: AsyncReadRent>(
+        &mut self,
+        head: &ResponseHead,
+        body: UpBody<'_, R>,
+        keep: bool,
+        limits: RelayLimits,
+        wbuf: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Sent, RelayError>;
+
+    /// Sends a complete locally made response; returns whether it was written.
+    async fn send_local(
+        &mut self,
+        head: &ResponseHead,
+        body: &[u8],
+        keep: bool,
+        wbuf: &mut Vec<u8>,
+        idle: Duration,
+    ) -> bool;
+}
+
+/// An HTTP/1.1 client connection (plain or TLS) during one exchange.
+pub struct H1Down<'a, S> {
+    /// The client stream.
+    pub stream: &'a mut S,
+    /// Bytes read from the client and not yet consumed (body bytes, pipelined requests).
+    pub rbuf: &'a mut BytesMut,
+    /// The request's HTTP version (1.0 clients get no chunked responses).
+    pub version: Version,
+    /// The request was HEAD (no body in the response).
+    pub is_head: bool,
+}
+
+/// The `Connection` header for a response.
+pub fn connection_header(keep: bool, version: Version) -> ConnHeader {
+    match (keep, version) {
+        (false, _) => ConnHeader::Close,
+        (true, Version::Http10) => ConnHeader::KeepAlive,
+        (true, _) => ConnHeader::None,
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
+    fn buffered_body(&mut self, body: ReqBody) -> Option<Bytes> {
+        match body {
+            ReqBody::None => Some(Bytes::new()),
+            ReqBody::Length(n) if self.rbuf.len() as u64 >= n => {
+                Some(self.rbuf.split_to(n as usize).freeze())
+            }
+            _ => None,
+        }
+    }
+
+    async fn relay_body<W: AsyncWriteRent>(
+        &mut self,
+        body: ReqBody,
+        expect_continue: bool,
+        up: &mut W,
+        out: BodyOut,
+        limits: RelayLimits,
+        scratch: &mut Vec<u8>,
+    ) -> Result<u64, RelayError> {
+        if expect_continue {
+            let (res, _) = write_all(self.stream, &b"HTTP/1.1 100 Continue\r\n\r\n"[..], limits.idle).await;
+            res.map_err(RelayError::Source)?;
+        }
+        let kind = match body {
+            ReqBody::Length(n) => BodyIn::Length(n),
+            _ => BodyIn::Chunked,
+        };
+        relay(self.stream, self.rbuf, kind, up, out, limits, scratch).await
+    }
+
+    async fn send_response<R: AsyncReadRent>(
+        &mut self,
+        head: &ResponseHead,
+        body: UpBody<'_, R>,
+        mut keep: bool,
+        limits: RelayLimits,
+        wbuf: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Sent, RelayError> {
+        let http10 = self.version == Version::Http10;
+        let (framing, body_in, body_out) = match body.kind {
+            RespBody::None => (Framing::AsIs, None, BodyOut::Raw),
+            RespBody::Length(n) => (Framing::AsIs, Some(BodyIn::Length(n)), BodyOut::Raw),
+            RespBody::Chunked if http10 => (Framing::Close, Some(BodyIn::Chunked), BodyOut::Raw),
+            RespBody::Chunked => (Framing::Chunked, Some(BodyIn::Chunked), BodyOut::Chunked),
+            RespBody::UntilClose if http10 => (Framing::Close, Some(BodyIn::UntilClose), BodyOut::Raw),
+            RespBody::UntilClose => (Framing::Chunked, Some(BodyIn::UntilClose), BodyOut::Chunked),
+        };
+        if framing == Framing::Close {
+            keep = false;
+        }
+        let mut out = std::mem::take(wbuf);
+        out.clear();
+        encode_response(&mut out, head, framing, connection_header(keep, self.version));
+        let small = match body_in {
+            None => true,
+            Some(BodyIn::Length(n)) => body.buf.len() as u64 >= n,
+            _ => false,
+        };
+        let mut bytes = 0;
+        if small {
+            if let Some(BodyIn::Length(n)) = body_in {
+                out.extend_from_slice(&body.buf[..n as usize]);
+                let _ = body.buf.split_to(n as usize);
+                bytes = n;
+            }
+            let (res, out) = write_all(self.stream, out, limits.idle).await;
+            *wbuf = out;
+            if res.is_err() {
+                keep = false;
+            }
+        } else {
+            let (res, out) = write_all(self.stream, out, limits.idle).await;
+            *wbuf = out;
+            res.map_err(RelayError::Dest)?;
+            let kind = body_in.unwrap_or(BodyIn::Length(0));
+            bytes = relay(body.stream, body.buf, kind, self.stream, body_out, limits, scratch).await?;
+        }
+        Ok(Sent { bytes, keep })
+    }
+
+    async fn send_local(
+        &mut self,
+        head: &ResponseHead,
+        body: &[u8],
+        keep: bool,
+        wbuf: &mut Vec<u8>,
+        idle: Duration,
+    ) -> bool {
+        let mut out = std::mem::take(wbuf);
+        out.clear();
+        encode_response(&mut out, head, Framing::AsIs, connection_header(keep, self.version));
+        if !self.is_head {
+            out.extend_from_slice(body);
+        }
+        let (res, out) = write_all(self.stream, out, idle).await;
+        *wbuf = out;
+        res.is_ok()
+    }
+}
