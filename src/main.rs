@@ -3,6 +3,7 @@
 
 mod admin;
 mod demo;
+mod doctor;
 mod serve;
 
 use std::path::PathBuf;
@@ -47,6 +48,13 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check this host for what the gateway needs (io_uring, memlock and nofile limits, somaxconn,
+    /// CPUs vs shards, UDP buffers, port range) and print what to change, each with why.
+    Doctor {
+        /// Config to check against (shards, backlogs).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Run the gateway on 127.0.0.1:8080 with a built-in config in front of a built-in echo
     /// upstream, and print requests to try.
     Demo {
@@ -76,6 +84,7 @@ fn main() -> ExitCode {
         Cmd::Check { config } => return serve::check(&config),
         Cmd::Run { config } => serve::run_file(&config),
         Cmd::Demo { port } => demo::run(port),
+        Cmd::Doctor { config } => return doctor::run(config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

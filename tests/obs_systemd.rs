@@ -1,6 +1,7 @@
 //! systemd integration: `Type=notify` readiness, reload and stop notifications and watchdog
 //! pings, received on a real unix datagram socket passed as `NOTIFY_SOCKET`; and the shipped
-//! unit file checked by `systemd-analyze verify` where systemd is installed.
+//! unit file checked by `systemd-analyze verify` where systemd is installed; and
+//! `portcullis doctor` on this host.
 
 mod common;
 
@@ -93,4 +94,17 @@ fn unit_file_passes_systemd_analyze_verify() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let relevant: Vec<&str> = stderr.lines().filter(|l| l.contains("portcullis.service")).collect();
     assert!(out.status.success() && relevant.is_empty(), "systemd-analyze verify: {stderr}");
+}
+
+#[test]
+fn doctor_reports_every_check_with_advice() {
+    let out = std::process::Command::new(binary()).arg("doctor").output().expect("run doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["io_uring", "RLIMIT_MEMLOCK", "RLIMIT_NOFILE", "somaxconn", "shards vs CPUs", "UDP buffers"]
+    {
+        assert!(text.contains(name), "doctor lacks {name}:\n{text}");
+    }
+    let warned = text.lines().any(|l| l.starts_with("WARN") || l.starts_with("FAIL"));
+    assert_eq!(warned, text.contains("-> "), "every warning carries advice:\n{text}");
+    assert_eq!(out.status.success(), !text.lines().any(|l| l.starts_with("FAIL")), "{text}");
 }
