@@ -12,7 +12,7 @@ mod prometheus;
 mod series;
 mod trace;
 
-pub use access_log::{AccessLog, AccessLogStats, AccessRecord, rfc3339_millis};
+pub use access_log::{AccessLog, AccessLogStats, AccessRecord, StackText, rfc3339_millis};
 pub use histogram::{BUCKETS, Histogram, HistogramSnapshot, bucket_of, bump};
 pub use metrics::{MAX_SERIES, Metrics, MetricsSnapshot, OVERFLOW, SeriesSnapshot, UNMATCHED};
 pub use prometheus::render;

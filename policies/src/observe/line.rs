@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use portcullis_core::config::QueryLogMode;
 use portcullis_core::pipeline::Cx;
-use portcullis_core::telemetry::{AccessRecord, rfc3339_millis};
+use portcullis_core::telemetry::{AccessRecord, StackText, rfc3339_millis};
 
 /// Text of a byte field (ids and names are ASCII; anything else is shown lossily).
 fn text(b: &[u8]) -> Cow<'_, str> {
@@ -41,8 +41,8 @@ pub(crate) fn path_for_log(cx: &Cx, mode: QueryLogMode, out: &mut String) {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_micros() as f64) / 1000.0
+fn us(d: Duration) -> u64 {
+    d.as_micros() as u64
 }
 
 /// Appends the JSON line of a finished request to `out`.
@@ -51,20 +51,21 @@ pub(crate) fn write_line(cx: &Cx, route: Option<&str>, path: &str, total: Durati
     let trace = cx.trace.map(|t| t.trace_id_hex());
     let request_id = text(&cx.request_id);
     let consumer = cx.consumer.as_deref().map(text);
+    let (mut client, mut upstream) = (StackText::<48>::default(), StackText::<56>::default());
     AccessRecord {
         time: rfc3339_millis(SystemTime::now(), &mut time),
         request_id: &request_id,
         trace_id: trace.as_ref().and_then(|t| std::str::from_utf8(t).ok()),
-        client_ip: cx.client_ip,
+        client_ip: client.ip(cx.client_ip),
         method: cx.method.as_str(),
         route,
         path,
         status: cx.status,
         bytes_in: cx.bytes_in,
         bytes_out: cx.bytes_out,
-        duration_ms: ms(total),
-        upstream_ms: cx.upstream_time.map(ms),
-        upstream: cx.upstream_addr,
+        duration_us: us(total),
+        upstream_us: cx.upstream_time.map(us),
+        upstream: cx.upstream_addr.map(|a| upstream.socket(a)),
         consumer: consumer.as_deref(),
         protocol: cx.version.as_str(),
         tls: cx.tls_version,

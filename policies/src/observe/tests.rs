@@ -91,11 +91,11 @@ fn a_line_is_one_json_object_with_the_fields() {
     assert_eq!(v["method"], "POST");
     assert_eq!(v["route"], "users");
     assert_eq!(v["status"], 502);
-    assert_eq!(v["duration_ms"], 1.5);
+    assert_eq!(v["duration_us"], 1500);
     assert_eq!(v["error"], "upstream_connect_failed");
     assert_eq!(v["consumer"], "alice \"the\" admin");
     assert_eq!(v["client_ip"], "10.0.0.1");
-    assert!(v["upstream_ms"].is_null() && v["trace_id"].is_null());
+    assert!(v["upstream_us"].is_null() && v["trace_id"].is_null());
     assert!(!out.contains(&b'\n'));
 }
 
