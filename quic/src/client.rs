@@ -1,0 +1,136 @@
+//! Our own HTTP/3 client, on the same monoio runtime adapter: Debian's curl and h2load have no
+//! HTTP/3, so the integration tests and the load generator use this one.
+//!
+//! Owns: client endpoints and one-request helpers. Must not: be used by the gateway's data plane.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use quinn::crypto::rustls::QuicClientConfig;
+
+use crate::runtime::MonoioRuntime;
+
+/// Why a client request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Socket or endpoint set-up failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The TLS configuration cannot be used for QUIC.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The QUIC connection could not be established.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// HTTP/3 failed on the connection or the stream.
+    #[error("h3: {0}")]
+    H3(String),
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header fields.
+    pub headers: http1::HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// One HTTP/3 connection to a server.
+pub struct H3Client {
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    endpoint: quinn::Endpoint,
+}
+
+impl std::fmt::Debug for H3Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H3Client").finish_non_exhaustive()
+    }
+}
+
+impl H3Client {
+    /// Connects to `addr`, verifying the server as `server_name` against `roots`. Must run on a
+    /// monoio runtime with timers enabled.
+    pub async fn connect(
+        addr: SocketAddr,
+        server_name: &str,
+        roots: rustls::RootCertStore,
+    ) -> Result<H3Client, ClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let quic = QuicClientConfig::try_from(tls).map_err(|e| ClientError::Tls(e.to_string()))?;
+        let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+            .parse()
+            .map_err(|_| ClientError::Tls("bind address".into()))?;
+        let socket = std::net::UdpSocket::bind(bind)?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(MonoioRuntime::default()),
+        )?;
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let conn = endpoint
+            .connect(addr, server_name)
+            .map_err(|e| ClientError::Connect(e.to_string()))?
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
+            .await
+            .map_err(|e| ClientError::H3(e.to_string()))?;
+        monoio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok(H3Client { send, endpoint })
+    }
+
+    /// Sends one request with `body` and reads the whole response.
+    pub async fn request(&mut self, req: http1::Request<()>, body: Bytes) -> Result<Response, ClientError> {
+        let h3 = |e: h3::error::StreamError| ClientError::H3(e.to_string());
+        let mut stream = self.send.send_request(req).await.map_err(h3)?;
+        if !body.is_empty() {
+            stream.send_data(body).await.map_err(h3)?;
+        }
+        stream.finish().await.map_err(h3)?;
+        let resp = stream.recv_response().await.map_err(h3)?;
+        let mut out = BytesMut::new();
+        while let Some(mut chunk) = stream.recv_data().await.map_err(h3)? {
+            while chunk.has_remaining() {
+                let part = chunk.chunk();
+                out.extend_from_slice(part);
+                let n = part.len();
+                chunk.advance(n);
+            }
+        }
+        Ok(Response { status: resp.status().as_u16(), headers: resp.headers().clone(), body: out.freeze() })
+    }
+
+    /// Moves the client to a new local UDP socket (a new source port), as NAT rebinding or a
+    /// network change would; the connection migrates.
+    pub fn rebind(&self) -> Result<(), ClientError> {
+        let local = self.endpoint.local_addr()?;
+        let bind = SocketAddr::new(local.ip(), 0);
+        self.endpoint.rebind(std::net::UdpSocket::bind(bind)?)?;
+        Ok(())
+    }
+
+    /// The local address the client sends from.
+    pub fn local_addr(&self) -> Result<SocketAddr, ClientError> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Closes the connection and waits for the peer to acknowledge (bounded by quinn's idle
+    /// timeout).
+    pub async fn close(self) {
+        self.endpoint.close(0u32.into(), b"done");
+        self.endpoint.wait_idle().await;
+    }
+}
