@@ -5,6 +5,7 @@
 //! Owns: the series keys (route name, upstream name) and the bound on their number. Must not:
 //! be called on the request path (filters keep the `Arc`s it hands out) or render text.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::histogram::HistogramSnapshot;
@@ -21,6 +22,9 @@ pub const UNMATCHED: &str = "_unmatched";
 /// Label value of the series shared by keys beyond [`MAX_SERIES`].
 pub const OVERFLOW: &str = "_overflow";
 
+/// Most distinct (event, reason) counters; later ones share `(event, "_overflow")`.
+pub const MAX_EVENTS: usize = 256;
+
 #[derive(Debug)]
 struct Entry {
     route: Arc<str>,
@@ -28,10 +32,18 @@ struct Entry {
     shards: Vec<Option<Arc<RouteSeries>>>,
 }
 
+#[derive(Debug)]
+struct EventEntry {
+    event: Arc<str>,
+    reason: Arc<str>,
+    shards: Vec<Option<Arc<AtomicU64>>>,
+}
+
 #[derive(Debug, Default)]
 struct Registry {
     series: Vec<Entry>,
     codes: Vec<Option<Arc<CodeTable>>>,
+    events: Vec<EventEntry>,
 }
 
 /// Handle to the registry (cheap to clone, `Send + Sync`).
@@ -75,6 +87,8 @@ pub struct MetricsSnapshot {
     pub series: Vec<SeriesSnapshot>,
     /// Local replies per code, summed over shards.
     pub codes: Vec<(&'static str, u64)>,
+    /// Filter events (event, reason, count), summed over shards.
+    pub events: Vec<(Arc<str>, Arc<str>, u64)>,
 }
 
 fn slot<T: Default>(v: &mut Vec<Option<Arc<T>>>, shard: usize) -> Arc<T> {
@@ -116,6 +130,34 @@ impl Metrics {
             },
         };
         slot(&mut reg.series[idx].shards, shard)
+    }
+
+    /// A counter of `event` (e.g. `auth_failure`, `rate_limited`, `retry`) with `reason` (a
+    /// bounded value such as `expired_token` or a limit's name, never request data), owned by
+    /// `shard`: a filter takes it when it is built and adds to it with [`bump`](super::bump) on
+    /// the request path. Exported as `portcullis_events_total{event, reason}`. Build time only.
+    pub fn event(&self, shard: usize, event: &str, reason: &str) -> Arc<AtomicU64> {
+        let mut reg = self.lock();
+        let find =
+            |reg: &Registry, r: &str| reg.events.iter().position(|e| &*e.event == event && &*e.reason == r);
+        let idx = match find(&reg, reason) {
+            Some(i) => i,
+            None => {
+                let reason = if reg.events.len() < MAX_EVENTS { reason } else { OVERFLOW };
+                match find(&reg, reason) {
+                    Some(i) => i,
+                    None => {
+                        reg.events.push(EventEntry {
+                            event: event.into(),
+                            reason: reason.into(),
+                            shards: Vec::new(),
+                        });
+                        reg.events.len() - 1
+                    }
+                }
+            }
+        };
+        slot(&mut reg.events[idx].shards, shard)
     }
 
     /// The local-reply code table owned by `shard`. Build time only.
@@ -168,6 +210,10 @@ impl Metrics {
             }
         }
         out.codes.sort_unstable();
+        for e in &reg.events {
+            let n = e.shards.iter().flatten().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).sum();
+            out.events.push((e.event.clone(), e.reason.clone(), n));
+        }
         out
     }
 }
@@ -202,6 +248,22 @@ mod tests {
         assert_eq!(snap.series[0].bytes_out, 10);
         assert_eq!(snap.series[0].total.count(), 2);
         assert_eq!(snap.codes, vec![("route_not_found", 2)]);
+    }
+
+    #[test]
+    fn event_counters_per_shard_merge_and_stay_bounded() {
+        let m = Metrics::new();
+        let a = m.event(0, "auth_failure", "expired_token");
+        crate::telemetry::bump(&a, 2);
+        crate::telemetry::bump(&m.event(1, "auth_failure", "expired_token"), 1);
+        assert!(Arc::ptr_eq(&a, &m.event(0, "auth_failure", "expired_token")));
+        for i in 0..MAX_EVENTS + 10 {
+            m.event(0, "retry", &format!("r{i}"));
+        }
+        let snap = m.snapshot();
+        assert_eq!(snap.events[0], ("auth_failure".into(), "expired_token".into(), 3));
+        assert!(snap.events.len() <= MAX_EVENTS + 1, "{}", snap.events.len());
+        assert!(snap.events.iter().any(|(e, r, _)| &**e == "retry" && &**r == OVERFLOW));
     }
 
     #[test]

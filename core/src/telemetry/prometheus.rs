@@ -138,6 +138,20 @@ pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats) -> Stri
         let _ = writeln!(out, "portcullis_local_replies_total{{code=\"{}\"}} {n}", esc(code));
     }
 
+    head(
+        &mut out,
+        "portcullis_events_total",
+        "counter",
+        "Filter events (authentication failures, rate-limit hits, retries, ...) by reason.",
+    );
+    for (event, reason, n) in &m.events {
+        let _ = writeln!(
+            out,
+            "portcullis_events_total{{event=\"{}\",reason=\"{}\"}} {n}",
+            esc(event),
+            esc(reason)
+        );
+    }
     head(&mut out, "portcullis_connections_active", "gauge", "Open client connections per shard.");
     for (i, g) in status.shards().iter().enumerate() {
         let n = g.connections.load(std::sync::atomic::Ordering::Relaxed);
@@ -191,4 +205,49 @@ pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats) -> Stri
     let _ = writeln!(out, "portcullis_access_log_lines_total{{result=\"dropped\"}} {}", log.dropped);
     let _ = writeln!(out, "portcullis_access_log_lines_total{{result=\"failed\"}} {}", log.failed);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::runtime::RunningConfig;
+    use crate::telemetry::{AccessLogStats, Metrics, bump};
+
+    #[test]
+    fn renders_events_codes_and_escaped_labels() {
+        let m = Metrics::new();
+        bump(&m.event(0, "rate_limited", "per-\"ip\""), 4);
+        m.codes(0).record("route_not_found");
+        m.series(0, "a\\b", "up");
+        let running = RunningConfig {
+            generation: 3,
+            config: Arc::new(Config::default()),
+            text: None,
+            source: "t".into(),
+        };
+        let status = Status::new(2, running);
+        let text = render(&m.snapshot(), &status, AccessLogStats { written: 1, dropped: 2, failed: 0 });
+        assert!(
+            text.contains("portcullis_events_total{event=\"rate_limited\",reason=\"per-\\\"ip\\\"\"} 4\n"),
+            "{text}"
+        );
+        assert!(text.contains("portcullis_local_replies_total{code=\"route_not_found\"} 1\n"));
+        assert!(text.contains("route=\"a\\\\b\""));
+        assert!(text.contains("portcullis_config_generation 3\n"));
+        assert!(text.contains("portcullis_access_log_lines_total{result=\"dropped\"} 2\n"));
+        assert_eq!(text.matches("portcullis_connections_active{").count(), 2);
+        // Every sample line belongs to a declared family.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let family =
+                ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(
+                text.contains(&format!("# TYPE {family} ")) || text.contains(&format!("# TYPE {name} ")),
+                "{line}"
+            );
+        }
+    }
 }
