@@ -35,14 +35,33 @@ prefix = "/api"
 rewrite_prefix = "/v1"
 upstream = "echo"
 request_headers = { set = { "x-gateway" = "portcullis" }, remove = ["cookie"] }
+
+[[routes]]
+name = "limited"
+prefix = "/limited"
+upstream = "echo"
+rate_limits = ["demo"]
+
+[ratelimit]
+{redis}
+
+[ratelimit.limits.demo]
+key = ["client_ip"]
+rate = 1
+per = "2s"
+burst = 4
 "#;
 
 /// Runs the demo until SIGINT/SIGTERM.
-pub fn run(port: u16) -> anyhow::Result<()> {
+pub fn run(port: u16, redis: Option<&str>) -> anyhow::Result<()> {
     let echo = TcpListener::bind("127.0.0.1:0").context("cannot bind the echo upstream")?;
     let echo_port = echo.local_addr()?.port();
     std::thread::Builder::new().name("echo-upstream".into()).spawn(move || serve_echo(echo))?;
-    let text = DEMO_CONFIG.replace("{port}", &port.to_string()).replace("{echo}", &echo_port.to_string());
+    let redis_line = redis.map(|r| format!("redis = {r:?}")).unwrap_or_default();
+    let text = DEMO_CONFIG
+        .replace("{port}", &port.to_string())
+        .replace("{echo}", &echo_port.to_string())
+        .replace("{redis}", &redis_line);
     let cfg = config::load_str(&text, "<demo>").map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
     let (sup, _telemetry) = crate::serve::start(None, cfg)?;
     let base = format!("http://127.0.0.1:{port}");
@@ -53,6 +72,19 @@ pub fn run(port: u16) -> anyhow::Result<()> {
         "  curl -i -X POST {base}/api/orders?limit=5 -H 'x-request-id: demo-1' -d '{{\"item\":\"book\"}}'"
     );
     println!("  curl -i {base}/nowhere");
+    match redis {
+        Some(r) => println!(
+            "Rate limit on /limited (burst 4, then 1 per 2 s per client IP), reconciled through Redis at {r}:"
+        ),
+        None => println!(
+            "Rate limit on /limited (burst 4, then 1 per 2 s per client IP); no Redis (--redis host:port), so local \
+             limits only: each of the {} shards enforces its share. Watch the 429s:",
+            sup.shard_count()
+        ),
+    }
+    println!(
+        "  for i in $(seq 8); do curl -s -o /dev/null -D - {base}/limited | grep -iE '^(HTTP|retry-after|ratelimit)' | tr -d '\\r' | paste -sd' '; done"
+    );
     println!("Ctrl-C drains and stops.");
     sup.run()?;
     Ok(())

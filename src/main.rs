@@ -61,6 +61,9 @@ enum Cmd {
         /// Gateway port.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Redis `host:port` for the demo's rate limit (without it: local limits only).
+        #[arg(long)]
+        redis: Option<String>,
     },
 }
 
@@ -83,7 +86,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Check { config } => return serve::check(&config),
         Cmd::Run { config } => serve::run_file(&config),
-        Cmd::Demo { port } => demo::run(port),
+        Cmd::Demo { port, redis } => demo::run(port, redis.as_deref()),
         Cmd::Doctor { config } => return doctor::run(config.as_deref()),
     };
     match result {

@@ -9,7 +9,7 @@ use portcullis_core::config::{self, Config};
 use portcullis_core::runtime::{Supervisor, notify};
 use portcullis_core::telemetry::Telemetry;
 use portcullis_http::{BuildChain, Compiled, serve_shard};
-use portcullis_policies::{Chain, ChainEnv};
+use portcullis_policies::{Chain, ChainEnv, RateLimitService};
 
 /// `portcullis check`: prints every error (file:line) and exits 1 when invalid.
 pub fn check(path: &Path) -> ExitCode {
@@ -69,7 +69,9 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<(Supervisor<Com
         }
         None => None,
     };
-    let env = ChainEnv { telemetry: Some(telemetry.clone()), shard: 0 };
+    let ratelimit =
+        RateLimitService::start(&cfg.ratelimit).context("cannot start the rate-limit sync thread")?;
+    let env = ChainEnv { telemetry: Some(telemetry.clone()), shard: 0, ratelimit };
     let sup =
         Supervisor::start(path.map(Path::to_path_buf), cfg, Box::new(portcullis_http::compile), move |ctx| {
             let env = ChainEnv { shard: ctx.id, ..env.clone() };

@@ -13,7 +13,7 @@ use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRent;
 use portcullis_core::LocalReply;
 use portcullis_core::config::RequestIdConfig;
-use portcullis_core::pipeline::Filter;
+use portcullis_core::pipeline::{ClientCert, Filter};
 
 use crate::h1::encode::{ConnHeader, Framing, encode_response, local_reply_head};
 use crate::h1::request::{HeadLimits, ParsedRequest, parse_request};
@@ -32,6 +32,8 @@ pub struct ClientMeta {
     pub addr: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The verified client certificate (mTLS), if the client presented one.
+    pub client_cert: Option<Rc<ClientCert>>,
 }
 
 /// Buffers one connection reuses for every request on it.
@@ -127,15 +129,24 @@ async fn write_bare_reply<S: AsyncWriteRent>(
 /// or the shard drains.
 pub async fn serve_conn<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     state: Rc<ShardState<F>>,
+    stream: S,
+    client: ClientMeta,
+) {
+    serve_conn_with(state, stream, client, BytesMut::with_capacity(CLIENT_READ_BUF)).await;
+}
+
+/// Like `serve_conn`, with bytes already read from the client (protocol detection).
+pub async fn serve_conn_with<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
+    state: Rc<ShardState<F>>,
     mut stream: S,
     client: ClientMeta,
+    rbuf: BytesMut,
 ) {
     state.connections.set(state.connections.get() + 1);
     let _conn = ConnGuard(state.clone());
     // The write buffer is borrowed from the shard's spares for each exchange only, so an idle
     // connection holds just its read buffer.
-    let mut bufs =
-        ConnBufs { rbuf: BytesMut::with_capacity(CLIENT_READ_BUF), wbuf: Vec::new(), scratch: Vec::new() };
+    let mut bufs = ConnBufs { rbuf, wbuf: Vec::new(), scratch: Vec::new() };
     let mut served: u64 = 0;
     loop {
         // Limits and timeouts for reading the head come from the generation current now; the

@@ -69,6 +69,7 @@ pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
 ) -> (After, Headers) {
     let ParsedRequest { head, body, keep_alive, expect_continue } = req;
     let mut cx = Cx::new(meta.addr, meta.tls, head.version);
+    cx.client_cert.clone_from(&meta.client_cert);
     let ConnBufs { rbuf, wbuf, scratch } = bufs;
     let mut down =
         H1Down { stream: client, rbuf, version: head.version, is_head: head.method == Method::Head };

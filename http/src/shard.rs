@@ -17,6 +17,7 @@ use portcullis_core::runtime::{Control, Generation, ShardCtx, ShardEvent};
 use crate::compiled::Compiled;
 use crate::conn::{ClientMeta, serve_conn};
 use crate::h1::request::HeadLimits;
+use crate::h2::serve_h2c_or_h1;
 use crate::spare::Spares;
 use crate::tls_conn::serve_tls;
 use crate::upstream::{Pool, Upstream};
@@ -121,10 +122,18 @@ pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc
                         }
                         let _ = stream.set_nodelay(true);
                         // TLS settings come from the generation current at accept time.
-                        let tls = state.current().generation.shared.tls.get(index).cloned().flatten();
+                        let (tls, h2c) = {
+                            let sg = state.current();
+                            let h2c = sg.config().listeners.get(index).is_some_and(|l| l.h2c);
+                            (sg.generation.shared.tls.get(index).cloned().flatten(), h2c)
+                        };
                         match tls {
+                            None if h2c => {
+                                let client = ClientMeta { addr: peer, tls: false, client_cert: None };
+                                monoio::spawn(serve_h2c_or_h1(state.clone(), stream, client));
+                            }
                             None => {
-                                let client = ClientMeta { addr: peer, tls: false };
+                                let client = ClientMeta { addr: peer, tls: false, client_cert: None };
                                 monoio::spawn(serve_conn(state.clone(), stream, client));
                             }
                             Some(tls) => {

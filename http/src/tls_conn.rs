@@ -1,5 +1,5 @@
 //! One accepted TLS client connection: the handshake (bounded by the listener's handshake
-//! timeout), then the HTTP engine over the decrypted stream, chosen by ALPN.
+//! timeout), then HTTP/2 (ALPN `h2`) or HTTP/1.1 over the decrypted stream.
 //!
 //! Owns: the step from a TCP socket to a protocol engine on a TLS listener. Must not: parse
 //! HTTP or hold TLS settings (they come from the generation current at accept time, so a reload
@@ -9,14 +9,23 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use monoio::net::TcpStream;
-use portcullis_core::pipeline::Filter;
+use portcullis_core::pipeline::{ClientCert, Filter};
 
 use crate::conn::{ClientMeta, serve_conn};
+use crate::h2::serve_h2;
 use crate::shard::ShardState;
-use crate::tls::{ListenerTls, TlsStream};
+use crate::tls::{ListenerTls, TlsStream, x509};
+
+/// The identity in the client's verified certificate (rustls verified the chain already).
+fn client_cert(stream: &TlsStream<TcpStream>) -> Option<Rc<ClientCert>> {
+    let leaf = stream.connection().peer_certificates()?.first()?;
+    let info = x509::parse(leaf).ok()?;
+    let spiffe_id = info.uris.iter().find(|u| u.starts_with("spiffe://")).cloned();
+    Some(Rc::new(ClientCert { subject: info.subject, dns_names: info.dns_names, uris: info.uris, spiffe_id }))
+}
 
 /// Completes the handshake and serves the connection.
-pub async fn serve_tls<F: Filter>(
+pub async fn serve_tls<F: Filter + 'static>(
     state: Rc<ShardState<F>>,
     stream: TcpStream,
     peer: SocketAddr,
@@ -34,5 +43,10 @@ pub async fn serve_tls<F: Filter>(
             return;
         }
     };
-    serve_conn(state, stream, ClientMeta { addr: peer, tls: true }).await;
+    let client = ClientMeta { addr: peer, tls: true, client_cert: client_cert(&stream) };
+    if tls.offers_h2 && stream.connection().alpn_protocol() == Some(b"h2") {
+        serve_h2(state, stream, client).await;
+    } else {
+        serve_conn(state, stream, client).await;
+    }
 }

@@ -1,14 +1,17 @@
 //! Portcullis policies: the request/response filters and the chain that runs them.
 //!
-//! Owns: one folder per filter (`observe`, `request_id`, `forwarded`, `transform`), each compiling its config
-//! once per shard per config generation, and `chain`, the closed-enum dispatch over them.
+//! Owns: one folder per filter (`observe`, `request_id`, `forwarded`, `mtls`, `ratelimit`, `transform`),
+//! each compiling its config once per shard per config generation, and `chain`, the closed-enum
+//! dispatch over them.
 //! Must not: open sockets or block on the request path, or speak any wire protocol.
 
 mod chain;
 mod error;
 mod forwarded;
 mod header_rules;
+mod mtls;
 mod observe;
+mod ratelimit;
 mod request_id;
 #[cfg(test)]
 mod testutil;
@@ -17,6 +20,8 @@ mod transform;
 pub use chain::{AnyFilter, Chain, ChainEnv};
 pub use error::BuildError;
 pub use forwarded::ForwardedFilter;
+pub use mtls::MtlsFilter;
 pub use observe::ObserveFilter;
+pub use ratelimit::{Decision, Gcra, Health, RateLimitFilter, RateLimitService, RateLimitStats};
 pub use request_id::RequestIdFilter;
 pub use transform::TransformFilter;

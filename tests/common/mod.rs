@@ -8,6 +8,8 @@
 pub mod admin;
 pub mod client;
 pub mod gateway;
+pub mod h2;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 pub mod wire;

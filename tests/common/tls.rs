@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use super::client::{IO_TIMEOUT, Response, read_response_from};
@@ -69,6 +69,43 @@ impl Pki {
         write_atomic(&crt, cert.pem().as_bytes());
         write_atomic(&keyf, key.serialize_pem().as_bytes());
         (crt, keyf)
+    }
+
+    /// Issues a client certificate (common name `cn`, optional SPIFFE URI); returns it and its key.
+    pub fn issue_client(
+        &self,
+        cn: &str,
+        spiffe: Option<&str>,
+    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if let Some(uri) = spiffe {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI(rcgen::string::Ia5String::try_from(uri).expect("uri")));
+        }
+        params.extended_key_usages.push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.ca).expect("sign");
+        let key_der = PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+        (cert.der().clone(), key_der)
+    }
+
+    /// A client config trusting this CA that presents `cert` (from `issue_client`).
+    pub fn client_config_with_cert(
+        &self,
+        cert: CertificateDer<'static>,
+        key: PrivateKeyDer<'static>,
+    ) -> ClientConfig {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).expect("add CA");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![cert], key)
+            .expect("client cert")
     }
 
     /// A client config trusting this CA, offering `alpn`.

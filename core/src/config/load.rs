@@ -418,6 +418,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[listeners]]\n[listeners.tls]\n",
             "[[listeners]]\n[listeners.tls]\n[[listeners.tls.certificates]]\n",
             "[http]\n",
+            "[http2]\n",
             "[request_id]\n",
             "[forwarded]\n",
             "[[upstreams]]\n",
@@ -429,6 +430,9 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[metrics]\n",
             "[access_log]\n",
             "[tracing]\n",
+            "[ratelimit]\n",
+            "[ratelimit.limits.x]\n",
+            "[ratelimit.limits.x.tiers.t]\n",
         ];
         let mut keys = 0;
         for table in tables {
@@ -441,30 +445,15 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             }
         }
         assert!(keys > 40, "only {keys} keys found");
-        let tls = "[[listeners]]
-bind = \"127.0.0.1:1\"
-[listeners.tls]
-certificates = []
-";
-        let enums = [
-            (
-                "[server]
-",
-                "driver",
-            ),
-            (
-                "[forwarded]
-",
-                "mode",
-            ),
+        let tls = "[[listeners]]\nbind = \"127.0.0.1:1\"\n[listeners.tls]\ncertificates = []\n";
+        for (table, key) in [
+            ("[server]\n", "driver"),
+            ("[forwarded]\n", "mode"),
             (tls, "min_version"),
-            (
-                "[access_log]
-",
-                "query",
-            ),
-        ];
-        for (table, key) in enums {
+            (tls, "client_auth"),
+            ("[ratelimit]\n", "fail_mode"),
+            ("[access_log]\n", "query"),
+        ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(
                     docs.contains(&format!("`\"{variant}\"`")),

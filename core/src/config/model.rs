@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::model_h2::Http2Config;
 use super::model_obs::{AccessLogConfig, AdminConfig, MetricsConfig, TracingConfig};
+use super::model_ratelimit::RateLimitConfig;
 use super::model_tls::ListenerTlsConfig;
 use super::units::{Dur, Size};
 
@@ -26,6 +28,9 @@ pub struct Config {
     /// Downstream HTTP limits and timeouts.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Downstream HTTP/2 limits and flood defences.
+    #[serde(default)]
+    pub http2: Http2Config,
     /// Request id filter.
     #[serde(default)]
     pub request_id: RequestIdConfig,
@@ -50,6 +55,9 @@ pub struct Config {
     /// W3C trace context.
     #[serde(default)]
     pub tracing: TracingConfig,
+    /// Rate limiting: named limits and Redis reconciliation.
+    #[serde(default)]
+    pub ratelimit: RateLimitConfig,
 }
 
 /// Which io driver a shard runs.
@@ -114,6 +122,9 @@ pub struct ListenerConfig {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// Accept cleartext HTTP/2 with prior knowledge (besides HTTP/1.1) on a plain listener.
+    #[serde(default)]
+    pub h2c: bool,
     /// Resolved bind address (filled by validation).
     #[serde(skip)]
     pub addr: Option<SocketAddr>,
@@ -317,6 +328,12 @@ pub struct RouteConfig {
     /// Header edits on the response toward the client.
     #[serde(default)]
     pub response_headers: HeaderOps,
+    /// Names of `[ratelimit.limits]` applied to this route (all must pass).
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
+    /// Answer 403 unless the client presented a verified certificate (mTLS listener).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 fn default_route_timeout() -> Dur {

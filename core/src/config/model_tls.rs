@@ -36,6 +36,19 @@ pub enum TlsVersion {
     Tls13,
 }
 
+/// Whether a listener asks clients for a certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// No client certificates.
+    #[default]
+    Off,
+    /// Ask; a presented certificate must verify, none is fine too.
+    Optional,
+    /// A verified client certificate is required to complete the handshake.
+    Required,
+}
+
 /// `[listeners.tls]`: terminate TLS on this listener.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +70,12 @@ pub struct ListenerTlsConfig {
     /// Time allowed for the handshake to complete.
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout: Dur,
+    /// Client certificate authentication (mTLS).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// PEM file with the CA certificates client certificates must chain to.
+    #[serde(default)]
+    pub client_ca: Option<String>,
 }
 
 fn default_alpn() -> Vec<String> {

@@ -6,9 +6,11 @@
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
 mod obs;
+mod ratelimit;
 mod routes;
 mod tls;
 
+pub use ratelimit::SCOPES as RATE_LIMIT_SCOPES;
 pub use routes::FRAMING_HEADERS;
 
 use std::collections::{HashMap, HashSet};
@@ -16,6 +18,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::cidr::Cidr;
 use super::model::{Config, HttpConfig, ListenerConfig, RequestIdConfig, ServerConfig, UpstreamConfig};
+use super::model_h2::Http2Config;
 use super::spans::KeyPath;
 use super::units::Dur;
 
@@ -47,6 +50,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     server(&config.server, &root.key("server"), &mut out);
     listeners(&mut config.listeners, &root.key("listeners"), &mut out);
     http(&config.http, &root.key("http"), &mut out);
+    http2(&config.http2, &root.key("http2"), &mut out);
     request_id(&config.request_id, &root.key("request_id"), &mut out);
     let proxies = root.key("forwarded").key("trusted_proxies");
     for (i, entry) in config.forwarded.trusted_proxies.iter().enumerate() {
@@ -57,6 +61,13 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     let names = upstreams(&mut config.upstreams, &root.key("upstreams"), &mut out);
     routes::check(&mut config.routes, &names, &root.key("routes"), &mut out);
     obs::check(config, &root, &mut out);
+    ratelimit::check(
+        &config.ratelimit,
+        &config.routes,
+        &root.key("ratelimit"),
+        &root.key("routes"),
+        &mut out,
+    );
     out.0
 }
 
@@ -89,6 +100,12 @@ fn listeners(list: &mut [ListenerConfig], path: &KeyPath, out: &mut Issues) {
         let here = path.index(i);
         if let Some(t) = l.tls.as_mut() {
             tls::check(t, &here.key("tls"), out);
+            if l.h2c {
+                out.push(
+                    here.key("h2c"),
+                    "h2c is for plain listeners; a TLS listener offers HTTP/2 with alpn = [\"h2\", \"http/1.1\"]",
+                );
+            }
         }
         if l.name.trim().is_empty() {
             out.push(here.key("name"), "listener name must not be empty");
@@ -145,6 +162,34 @@ fn http(h: &HttpConfig, path: &KeyPath, out: &mut Issues) {
     out.nonzero(path.key("header_timeout"), h.header_timeout);
     out.nonzero(path.key("idle_timeout"), h.idle_timeout);
     out.nonzero(path.key("body_timeout"), h.body_timeout);
+}
+
+/// `[http2]`: limits in the ranges HTTP/2 allows.
+fn http2(h: &Http2Config, path: &KeyPath, out: &mut Issues) {
+    if h.max_concurrent_streams == 0 {
+        out.push(path.key("max_concurrent_streams"), "max_concurrent_streams must be at least 1");
+    }
+    if !(1024..=1024 * 1024).contains(&h.max_header_list_size.0) {
+        out.push(path.key("max_header_list_size"), "max_header_list_size must be from 1KiB to 1MiB");
+    }
+    for (key, v) in [
+        ("initial_stream_window", h.initial_stream_window),
+        ("initial_connection_window", h.initial_connection_window),
+    ] {
+        if !(65_535..=(1 << 31) - 1).contains(&v.0) {
+            out.push(path.key(key), format!("{key} must be from 65535 bytes to 2GiB - 1"));
+        }
+    }
+    for (key, v) in [
+        ("max_resets_per_second", h.max_resets_per_second),
+        ("max_pings_per_second", h.max_pings_per_second),
+        ("max_settings_per_second", h.max_settings_per_second),
+        ("max_continuation_frames", h.max_continuation_frames),
+    ] {
+        if v == 0 {
+            out.push(path.key(key), format!("{key} must be at least 1"));
+        }
+    }
 }
 
 /// `[request_id]`: a token header name and a sane length limit.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::client_cert::ClientCert;
 use super::head::{Method, Version};
 use crate::telemetry::TraceContext;
 
@@ -45,6 +46,10 @@ pub struct Cx {
     pub consumer: Option<Bytes>,
     /// The consumer's tier (it picks per-tier rate limits), when authentication set one.
     pub tier: Option<Rc<str>>,
+    /// The tightest rate limit that applied, for the `RateLimit` response headers.
+    pub rate_limit: Option<RateLimitInfo>,
+    /// The verified client certificate, on mTLS connections that presented one.
+    pub client_cert: Option<Rc<ClientCert>>,
     /// Request method as received (set by the engine before the chain runs).
     pub method: Method,
     /// Request path as received, before any rewrite (set by the engine; a cheap `Bytes` clone).
@@ -57,6 +62,17 @@ pub struct Cx {
     pub trace: Option<TraceContext>,
     /// TLS protocol version of the client connection (e.g. `"TLSv1.3"`), when TLS.
     pub tls_version: Option<&'static str>,
+}
+
+/// What the rate-limit filter learned about a request, for its response phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    /// Index of the limit within the filter that set it.
+    pub policy: u32,
+    /// Requests still allowed right now.
+    pub remaining: u64,
+    /// Seconds until the limit is fully replenished.
+    pub reset_secs: u64,
 }
 
 impl Cx {
@@ -84,6 +100,8 @@ impl Cx {
             upstream_time: None,
             trace: None,
             tls_version: None,
+            rate_limit: None,
+            client_cert: None,
         }
     }
 }

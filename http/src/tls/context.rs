@@ -1,5 +1,5 @@
 //! Building a listener's rustls `ServerConfig` from `[listeners.tls]`: protocol versions, cipher
-//! suites, ALPN, certificates by SNI, and session tickets from the one process-wide ticket key
+//! suites, ALPN, certificates by SNI, client certificate verification (mTLS), and session tickets from the one process-wide ticket key
 //! rotator.
 //!
 //! Owns: the TLS context of one listener for one config generation, built once on the control
@@ -7,10 +7,12 @@
 
 use std::sync::{Arc, OnceLock};
 
-use portcullis_core::config::{ListenerTlsConfig, TlsVersion};
+use portcullis_core::config::{ClientAuth, ListenerTlsConfig, TlsVersion};
 use rustls::crypto::CryptoProvider;
-use rustls::server::{NoServerSessionStorage, ProducesTickets};
-use rustls::{ServerConfig, SupportedProtocolVersion};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::server::{NoServerSessionStorage, ProducesTickets, WebPkiClientVerifier};
+use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 
 use super::certs;
 use super::sni::SniResolver;
@@ -25,6 +27,26 @@ fn ticketer() -> Result<Arc<dyn ProducesTickets>, String> {
             rustls::crypto::ring::Ticketer::new().map_err(|e| format!("session ticket keys: {e}"))
         })
         .clone()
+}
+
+/// Verifies client certificates against the CA file; `Optional` also admits clients without one.
+fn client_verifier(
+    ca: &str,
+    mode: ClientAuth,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| format!("client_ca: cannot read {ca}: {e}"))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("client_ca: {ca} is not a PEM certificate file: {e}"))?;
+        roots.add(cert).map_err(|e| format!("client_ca: {ca}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("client_ca: {ca} holds no CERTIFICATE block"));
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if mode == ClientAuth::Optional { builder.allow_unauthenticated() } else { builder };
+    builder.build().map_err(|e| format!("client_ca: {ca}: {e}"))
 }
 
 fn now_secs() -> i64 {
@@ -73,11 +95,14 @@ pub fn build(tls: &ListenerTlsConfig) -> Result<ListenerTls, String> {
         }
     }
     let resolver = resolver.ok_or_else(|| "certificates: at least one certificate is required".to_owned())?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| format!("cipher_suites: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(|e| format!("cipher_suites: {e}"))?;
+    let builder = match (tls.client_auth, &tls.client_ca) {
+        (ClientAuth::Off, _) | (_, None) => builder.with_no_client_auth(),
+        (mode, Some(ca)) => builder.with_client_cert_verifier(client_verifier(ca, mode, provider)?),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = tls.alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
     // Resumption is stateless (tickets): a shared session-id cache would put a lock on every
     // handshake of every shard.

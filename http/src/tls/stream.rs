@@ -28,13 +28,18 @@ pub struct TlsStream<IO> {
     rpos: usize,
     wbuf: Vec<u8>,
     eof: bool,
+    /// A write to the socket is in progress. HTTP/2 (through `monoio_compat`) polls a read and a
+    /// write concurrently; records the read side wants to send (alerts, key-update answers) then
+    /// wait for the writer instead of interleaving with it on the socket.
+    writing: bool,
 }
 
 impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
     /// Runs the server handshake on `io` (the caller bounds it with a timeout).
     pub async fn accept(io: IO, config: Arc<ServerConfig>) -> io::Result<TlsStream<IO>> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
-        let mut s = TlsStream { io, conn, rbuf: Vec::new(), rpos: 0, wbuf: Vec::new(), eof: false };
+        let mut s =
+            TlsStream { io, conn, rbuf: Vec::new(), rpos: 0, wbuf: Vec::new(), eof: false, writing: false };
         while s.conn.is_handshaking() {
             s.flush_tls().await?;
             if !s.conn.is_handshaking() {
@@ -81,7 +86,9 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
         }
         if let Err(e) = self.conn.process_new_packets() {
             // Send the alert rustls queued, then fail.
-            let _ = self.flush_tls().await;
+            if !self.writing {
+                let _ = self.flush_tls().await;
+            }
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
         Ok(!self.eof || self.rpos < self.rbuf.len())
@@ -89,6 +96,13 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
 
     /// Writes every pending TLS record to the socket.
     async fn flush_tls(&mut self) -> io::Result<()> {
+        self.writing = true;
+        let res = self.flush_records().await;
+        self.writing = false;
+        res
+    }
+
+    async fn flush_records(&mut self) -> io::Result<()> {
         while self.conn.wants_write() {
             let mut buf = std::mem::take(&mut self.wbuf);
             buf.clear();
@@ -116,7 +130,7 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
                 return Ok(0);
             }
             // Post-handshake messages (key updates) may want an answer.
-            if self.conn.wants_write() {
+            if self.conn.wants_write() && !self.writing {
                 self.flush_tls().await?;
             }
         }

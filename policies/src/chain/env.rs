@@ -13,6 +13,8 @@ pub struct ChainEnv {
     pub telemetry: Option<portcullis_core::telemetry::Telemetry>,
     /// The shard this copy of the environment builds chains for (set per shard by the binary).
     pub shard: usize,
+    /// The rate-limit service (Redis sync thread); the default has none (local limits only).
+    pub ratelimit: crate::ratelimit::RateLimitService,
 }
 
 impl ChainEnv {

@@ -9,7 +9,9 @@ use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
 use super::env::ChainEnv;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
+use crate::mtls::MtlsFilter;
 use crate::observe::ObserveFilter;
+use crate::ratelimit::RateLimitFilter;
 use crate::request_id::RequestIdFilter;
 use crate::transform::TransformFilter;
 
@@ -22,8 +24,26 @@ pub enum AnyFilter {
     RequestId(RequestIdFilter),
     /// `[forwarded]`.
     Forwarded(ForwardedFilter),
+    /// `[ratelimit]` limits of the matched route.
+    RateLimit(RateLimitFilter),
+    /// Client certificate requirement and identity headers (mTLS).
+    Mtls(MtlsFilter),
     /// Per-route rewrite and header edits.
     Transform(TransformFilter),
+}
+
+impl AnyFilter {
+    /// The filter's name, as logs and tests refer to it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnyFilter::Observe(_) => "observe",
+            AnyFilter::RequestId(_) => "request_id",
+            AnyFilter::Forwarded(_) => "forwarded",
+            AnyFilter::Mtls(_) => "mtls",
+            AnyFilter::RateLimit(_) => "ratelimit",
+            AnyFilter::Transform(_) => "transform",
+        }
+    }
 }
 
 impl Filter for AnyFilter {
@@ -32,6 +52,8 @@ impl Filter for AnyFilter {
             AnyFilter::Observe(f) => f.on_request(req, cx).await,
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
+            AnyFilter::RateLimit(f) => f.on_request(req, cx).await,
+            AnyFilter::Mtls(f) => f.on_request(req, cx).await,
             AnyFilter::Transform(f) => f.on_request(req, cx).await,
         }
     }
@@ -41,6 +63,8 @@ impl Filter for AnyFilter {
             AnyFilter::Observe(f) => f.on_response(resp, cx),
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
+            AnyFilter::RateLimit(f) => f.on_response(resp, cx),
+            AnyFilter::Mtls(f) => f.on_response(resp, cx),
             AnyFilter::Transform(f) => f.on_response(resp, cx),
         }
     }
@@ -50,6 +74,8 @@ impl Filter for AnyFilter {
             AnyFilter::Observe(f) => f.on_log(cx),
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
+            AnyFilter::RateLimit(f) => f.on_log(cx),
+            AnyFilter::Mtls(f) => f.on_log(cx),
             AnyFilter::Transform(f) => f.on_log(cx),
         }
     }
@@ -63,13 +89,20 @@ pub struct Chain {
 
 impl Chain {
     /// Builds the chain for `cfg`: observe (trace context, metrics, access log), request id,
-    /// forwarding headers, then transform (only when some route has a rewrite or header edits).
-    /// Process-wide services come from `env`.
+    /// forwarding headers, mTLS (when a listener asks for client certificates or a route requires
+    /// one), rate limits (when some route has limits), then transform (when some route has a
+    /// rewrite or header edits). Process-wide services come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
-        let mut filters = Vec::with_capacity(4);
+        let mut filters = Vec::with_capacity(5);
         filters.push(AnyFilter::Observe(ObserveFilter::build(cfg, env.telemetry.as_ref(), env.shard)));
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
+        if MtlsFilter::is_needed(cfg) {
+            filters.push(AnyFilter::Mtls(MtlsFilter::build(cfg)));
+        }
+        if RateLimitFilter::is_needed(cfg) {
+            filters.push(AnyFilter::RateLimit(RateLimitFilter::build(cfg, &env.ratelimit)));
+        }
         if TransformFilter::is_needed(&cfg.routes) {
             filters.push(AnyFilter::Transform(TransformFilter::build(&cfg.routes)?));
         }

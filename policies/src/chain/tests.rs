@@ -129,15 +129,14 @@ fn build_order_with_transform() {
     let chain = Chain::build(&cfg, &ChainEnv::new()).expect("builds");
     let kinds: Vec<_> = chain.filters().iter().map(kind).collect();
     assert_eq!(kinds, vec!["observe", "request_id", "forwarded", "transform"]);
+    cfg.routes[0].require_client_cert = true;
+    let chain = Chain::build(&cfg, &ChainEnv::new()).expect("builds");
+    let kinds: Vec<_> = chain.filters().iter().map(kind).collect();
+    assert_eq!(kinds, vec!["observe", "request_id", "forwarded", "mtls", "transform"]);
 }
 
 fn kind(f: &AnyFilter) -> &'static str {
-    match f {
-        AnyFilter::Observe(_) => "observe",
-        AnyFilter::RequestId(_) => "request_id",
-        AnyFilter::Forwarded(_) => "forwarded",
-        AnyFilter::Transform(_) => "transform",
-    }
+    f.name()
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::Issues;
-use crate::config::model_tls::{ALPN_PROTOCOLS, CIPHER_SUITES, ListenerTlsConfig, TlsVersion};
+use crate::config::model_tls::{ALPN_PROTOCOLS, CIPHER_SUITES, ClientAuth, ListenerTlsConfig, TlsVersion};
 use crate::config::spans::KeyPath;
 
 /// Checks one listener's `tls` table and lowercases its server names.
@@ -83,6 +83,12 @@ pub(super) fn check(tls: &mut ListenerTlsConfig, path: &KeyPath, out: &mut Issue
         }
     }
     out.nonzero(path.key("handshake_timeout"), tls.handshake_timeout);
+    if tls.client_auth != ClientAuth::Off && tls.client_ca.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        out.push(
+            path.key("client_ca"),
+            "client_auth needs client_ca: a PEM file with the CA(s) client certificates chain to",
+        );
+    }
 }
 
 /// An exact DNS name or a `*.` wildcard, lowercased.

@@ -1,0 +1,17 @@
+//! HTTP/2 toward clients (h2 crate over monoio through `monoio_compat`): connections, streams
+//! through the shared proxy engine, body bridges, and the flood guard.
+//!
+//! Owns: HTTP/2 client-side framing and connection management. Must not: duplicate the engine
+//! (`crate::proxy` runs every stream) or know filters by name.
+
+mod body;
+mod conn;
+pub mod guard;
+mod prior;
+mod stream;
+
+pub use conn::serve_h2;
+pub use prior::serve_h2c_or_h1;
+
+/// The client connection preface of HTTP/2 (prior knowledge starts with it).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

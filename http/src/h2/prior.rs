@@ -1,0 +1,94 @@
+//! Cleartext listeners with `h2c = true`: the first bytes decide between HTTP/2 with prior
+//! knowledge (they are the HTTP/2 preface) and HTTP/1.1; the bytes already read are replayed to
+//! whichever engine takes the connection.
+//!
+//! Owns: protocol detection on plain connections. Must not: serve either protocol itself.
+
+use std::io;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use monoio::BufResult;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+use portcullis_core::pipeline::Filter;
+
+use super::{PREFACE, serve_h2};
+use crate::conn::{ClientMeta, serve_conn_with};
+use crate::io::read_more;
+use crate::shard::ShardState;
+
+/// A stream that first returns bytes read earlier.
+pub struct Prefixed<S> {
+    pre: BytesMut,
+    inner: S,
+}
+
+impl<S: AsyncReadRent> AsyncReadRent for Prefixed<S> {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        if self.pre.is_empty() {
+            return self.inner.read(buf).await;
+        }
+        let n = self.pre.len().min(buf.bytes_total());
+        // SAFETY: n bytes fit the buffer's writable region, which this call owns.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.pre.as_ptr(), buf.write_ptr(), n);
+            buf.set_init(n);
+        }
+        let _ = self.pre.split_to(n);
+        (Ok(n), buf)
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer points into `buf`, which outlives the read.
+        let res = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
+            Some(raw) => self.read(raw).await.0,
+            None => Ok(0),
+        };
+        if let Ok(n) = res {
+            // SAFETY: n bytes were written into the first iovec.
+            unsafe { buf.set_init(n) };
+        }
+        (res, buf)
+    }
+}
+
+impl<S: AsyncWriteRent> AsyncWriteRent for Prefixed<S> {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.inner.write(buf).await
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.inner.writev(buf).await
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
+    }
+}
+
+/// Serves a connection on an `h2c` listener: HTTP/2 if it starts with the preface, else HTTP/1.1.
+pub async fn serve_h2c_or_h1<F: Filter + 'static>(
+    state: Rc<ShardState<F>>,
+    mut stream: TcpStream,
+    client: ClientMeta,
+) {
+    let wait = state.current().config().http.header_timeout.0;
+    let mut buf = BytesMut::with_capacity(4096);
+    // Read until the bytes either are, or can no longer become, the preface.
+    while buf.len() < PREFACE.len() && PREFACE.starts_with(&buf) {
+        if read_more(&mut stream, &mut buf, 4096, wait).await.is_err() {
+            return;
+        }
+    }
+    if buf.starts_with(PREFACE) {
+        serve_h2(state, Prefixed { pre: buf, inner: stream }, client).await;
+    } else {
+        serve_conn_with(state, stream, client, buf).await;
+    }
+}

@@ -1,0 +1,216 @@
+//! One HTTP/2 stream through the shared engine: the request head converted from the h2 request
+//! (pseudo-headers, header limits), the `Downstream` implementation that sends responses as
+//! HEADERS and DATA frames, and the task that runs one exchange.
+//!
+//! Owns: HTTP/2 client-side framing for one stream. Must not: route, filter or talk to
+//! upstreams (that is the engine in `crate::proxy`).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use portcullis_core::LocalReply;
+use portcullis_core::pipeline::{Cx, Filter, Headers, Method, RequestHead, ResponseHead, Version};
+
+use super::body::{BodySink, BodySource};
+use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
+use crate::conn::ClientMeta;
+use crate::downstream::{Downstream, Sent, UpBody};
+use crate::h1::encode::local_reply_head;
+use crate::h1::path::normalize;
+use crate::h1::request::ReqBody;
+use crate::h1::response::RespBody;
+use crate::io::IoFail;
+use crate::proxy::{Incoming, handle};
+use crate::shard::ShardState;
+
+/// Connection-specific fields HTTP/2 forbids; never forwarded to an HTTP/2 client.
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"];
+
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Converts an h2 request head; a local reply when it breaks the limits.
+fn request_head(
+    parts: http::request::Parts,
+    max_headers: usize,
+    mut headers: Headers,
+) -> Result<RequestHead, LocalReply> {
+    if parts.headers.len() > max_headers {
+        return Err(LocalReply::header_too_large("too_many_headers", "too many header fields"));
+    }
+    let method = Method::from_bytes(parts.method.as_str().as_bytes(), || {
+        Bytes::copy_from_slice(parts.method.as_str().as_bytes())
+    });
+    let path = normalize(Bytes::copy_from_slice(parts.uri.path().as_bytes()))
+        .ok_or_else(|| LocalReply::bad_request("invalid request path"))?;
+    let query = parts.uri.query().map(|q| Bytes::copy_from_slice(q.as_bytes()));
+    let mut authority = parts.uri.authority().map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()));
+    for (name, value) in &parts.headers {
+        if is_hop_by_hop(name.as_str().as_bytes()) {
+            continue;
+        }
+        if name == http::header::HOST && authority.is_none() {
+            authority = Some(Bytes::copy_from_slice(value.as_bytes()));
+        }
+        headers.append(
+            Bytes::copy_from_slice(name.as_str().as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+        );
+    }
+    Ok(RequestHead { method, path, query, version: Version::H2, authority, headers })
+}
+
+fn response_of(head: &ResponseHead) -> http::Response<()> {
+    let mut resp = http::Response::new(());
+    *resp.status_mut() = http::StatusCode::from_u16(head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let map = resp.headers_mut();
+    for h in head.headers.iter() {
+        if is_hop_by_hop(&h.name) {
+            continue;
+        }
+        let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(&h.name), http::HeaderValue::from_maybe_shared(h.value.clone()))
+        else {
+            tracing::debug!(name = ?h.name, "header not representable in HTTP/2; dropped");
+            continue;
+        };
+        map.append(name, value);
+    }
+    resp
+}
+
+fn h2_err(e: h2::Error) -> RelayError {
+    RelayError::Dest(IoFail::Io(std::io::Error::other(e)))
+}
+
+/// The client side of one HTTP/2 stream.
+struct H2Down {
+    recv: RecvStream,
+    respond: SendResponse<Bytes>,
+    is_head: bool,
+}
+
+impl H2Down {
+    fn start(&mut self, head: &ResponseHead, end: bool) -> Result<SendStream<Bytes>, RelayError> {
+        self.respond.send_response(response_of(head), end).map_err(h2_err)
+    }
+}
+
+impl Downstream for H2Down {
+    fn buffered_body(&mut self, body: ReqBody) -> Option<Bytes> {
+        match body {
+            ReqBody::None => Some(Bytes::new()),
+            _ => None,
+        }
+    }
+
+    async fn relay_body<W: AsyncWriteRent>(
+        &mut self,
+        body: ReqBody,
+        _expect_continue: bool,
+        up: &mut W,
+        out: BodyOut,
+        limits: RelayLimits,
+        scratch: &mut Vec<u8>,
+    ) -> Result<u64, RelayError> {
+        // HTTP/2 ends a body with END_STREAM: without a length it is read to the end.
+        let kind = match body {
+            ReqBody::Length(n) => BodyIn::Length(n),
+            _ => BodyIn::UntilClose,
+        };
+        let mut src = BodySource { recv: &mut self.recv, pending: Bytes::new() };
+        let mut buf = BytesMut::new();
+        relay(&mut src, &mut buf, kind, up, out, limits, scratch).await
+    }
+
+    async fn send_response<R: AsyncReadRent>(
+        &mut self,
+        head: &ResponseHead,
+        body: UpBody<'_, R>,
+        _keep: bool,
+        limits: RelayLimits,
+        _wbuf: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Sent, RelayError> {
+        let kind = match body.kind {
+            RespBody::None => None,
+            RespBody::Length(0) => None,
+            RespBody::Length(n) => Some(BodyIn::Length(n)),
+            RespBody::Chunked => Some(BodyIn::Chunked),
+            RespBody::UntilClose => Some(BodyIn::UntilClose),
+        };
+        let Some(kind) = kind.filter(|_| !self.is_head) else {
+            self.start(head, true)?;
+            return Ok(Sent { bytes: 0, keep: true });
+        };
+        let mut send = self.start(head, false)?;
+        let mut sink = BodySink { send: &mut send };
+        let bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
+        send.send_data(Bytes::new(), true).map_err(h2_err)?;
+        Ok(Sent { bytes, keep: true })
+    }
+
+    async fn send_local(
+        &mut self,
+        head: &ResponseHead,
+        body: &[u8],
+        _keep: bool,
+        _wbuf: &mut Vec<u8>,
+        _idle: Duration,
+    ) -> bool {
+        let end = body.is_empty() || self.is_head;
+        let Ok(mut send) = self.start(head, end) else { return false };
+        end || send.send_data(Bytes::copy_from_slice(body), true).is_ok()
+    }
+}
+
+/// Runs one stream: convert, hand to the engine, log.
+pub async fn serve_stream<F: Filter>(
+    state: Rc<ShardState<F>>,
+    req: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    client: ClientMeta,
+) {
+    let sg = state.current();
+    state.inflight.set(state.inflight.get() + 1);
+    let (parts, recv) = req.into_parts();
+    let content_length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut cx = Cx::new(client.addr, client.tls, Version::H2);
+    cx.client_cert = client.client_cert;
+    let head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers()) {
+        Ok(h) => h,
+        Err(reply) => {
+            let (resp, body) = local_reply_head(&reply, b"");
+            if let Ok(mut send) = respond.send_response(response_of(&resp), false) {
+                let _ = send.send_data(Bytes::from(body), true);
+            }
+            state.inflight.set(state.inflight.get() - 1);
+            return;
+        }
+    };
+    let body = match content_length {
+        _ if recv.is_end_stream() => ReqBody::None,
+        Some(n) => ReqBody::Length(n),
+        None => ReqBody::Chunked,
+    };
+    let is_head = head.method == Method::Head;
+    let mut down = H2Down { recv, respond, is_head };
+    let mut wbuf = state.spares.wbuf();
+    let mut scratch = Vec::new();
+    let incoming = Incoming { head, body, expect_continue: false, keep: true };
+    let (_, head) = handle(&state, &sg, &mut down, &mut wbuf, &mut scratch, incoming, &mut cx).await;
+    sg.chain.on_log(&cx);
+    state.spares.give_headers(head.headers);
+    state.spares.give_wbuf(wbuf);
+    state.inflight.set(state.inflight.get() - 1);
+}
