@@ -8,8 +8,9 @@ use anyhow::Context;
 use portcullis_core::config::{self, Config};
 use portcullis_core::runtime::{Supervisor, notify};
 use portcullis_core::telemetry::Telemetry;
-use portcullis_http::{BuildChain, Compiled, serve_shard};
+use portcullis_http::{BuildChain, Compiled, serve_shard_with};
 use portcullis_policies::{Chain, ChainEnv, RateLimitService};
+use portcullis_quic::endpoint::SharedQuic;
 
 /// `portcullis check`: prints every error (file:line) and exits 1 when invalid.
 pub fn check(path: &Path) -> ExitCode {
@@ -72,12 +73,31 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<(Supervisor<Com
     let ratelimit =
         RateLimitService::start(&cfg.ratelimit).context("cannot start the rate-limit sync thread")?;
     let env = ChainEnv { telemetry: Some(telemetry.clone()), shard: 0, ratelimit };
+    let http3: Vec<bool> =
+        cfg.listeners.iter().map(|l| l.http3.as_ref().is_some_and(|h| h.enabled)).collect();
+    // Per HTTP/3 listener: keys and the steering table every shard's QUIC endpoint shares.
+    let shards = portcullis_core::runtime::shard_count(&cfg.server);
+    let quic: Vec<Option<SharedQuic>> = cfg
+        .listeners
+        .iter()
+        .map(|l| match l.http3.as_ref().filter(|h| h.enabled) {
+            Some(_) => SharedQuic::new(shards).map(Some),
+            None => Ok(None),
+        })
+        .collect::<Result<_, _>>()
+        .context("cannot create the QUIC keys")?;
     let sup =
         Supervisor::start(path.map(Path::to_path_buf), cfg, Box::new(portcullis_http::compile), move |ctx| {
             let env = ChainEnv { shard: ctx.id, ..env.clone() };
             let build: Rc<BuildChain<Chain>> =
                 Rc::new(move |cfg: &Config| Chain::build(cfg, &env).map_err(|e| e.to_string()));
-            serve_shard(ctx, build)
+            let quic = quic.clone();
+            serve_shard_with(ctx, build, move |state, udp| {
+                if udp.iter().any(Option::is_some) {
+                    let drain = portcullis_quic::shard::start(state, udp, &quic);
+                    state.on_drain.borrow_mut().push(Box::new(move || drain.fire()));
+                }
+            })
         })
         .context("cannot start the gateway")?;
     if let Some(listener) = admin {
@@ -86,8 +106,11 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<(Supervisor<Com
             .context("cannot start the admin API")?;
         println!("admin {addr}");
     }
-    for (name, addr) in names.iter().zip(&sup.bound) {
+    for ((name, addr), l) in names.iter().zip(&sup.bound).zip(&http3) {
         println!("listening {name} {addr}");
+        if *l {
+            tracing::info!(listener = %name, %addr, "HTTP/3 (QUIC) on the same port, UDP");
+        }
     }
     tracing::info!(
         shards = sup.shard_count(),

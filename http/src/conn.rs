@@ -34,6 +34,8 @@ pub struct ClientMeta {
     pub tls: bool,
     /// The verified client certificate (mTLS), if the client presented one.
     pub client_cert: Option<Rc<ClientCert>>,
+    /// `Alt-Svc` to put on every response (the listener advertises HTTP/3).
+    pub alt_svc: Option<Bytes>,
 }
 
 /// Buffers one connection reuses for every request on it.

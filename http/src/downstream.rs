@@ -37,7 +37,8 @@ pub struct Sent {
 }
 
 /// The client side of an exchange.
-pub(crate) trait Downstream {
+#[allow(async_fn_in_trait)]
+pub trait Downstream {
     /// The request body when it is already complete (sent with the head in one write, and the
     /// request can be retried on a fresh upstream connection). `ReqBody::None` gives an empty one.
     fn buffered_body(&mut self, body: ReqBody) -> Option<Bytes>;

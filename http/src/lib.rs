@@ -4,6 +4,7 @@
 pub mod body;
 pub mod compiled;
 pub mod conn;
+pub mod convert;
 pub mod downstream;
 pub mod h1;
 pub mod h2;
@@ -17,4 +18,4 @@ pub mod tls_conn;
 pub mod upstream;
 
 pub use compiled::{Compiled, compile};
-pub use shard::{BuildChain, ShardGen, ShardState, serve_shard};
+pub use shard::{BuildChain, ShardGen, ShardState, serve_shard, serve_shard_with};

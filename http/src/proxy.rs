@@ -44,7 +44,7 @@ enum Fail {
 const RELAY_CHUNK: usize = 16 * 1024;
 
 /// One request as the engine receives it from any client protocol.
-pub(crate) struct Incoming {
+pub struct Incoming {
     /// The head (filters may change it).
     pub head: RequestHead,
     /// Body framing.
@@ -70,6 +70,7 @@ pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     let ParsedRequest { head, body, keep_alive, expect_continue } = req;
     let mut cx = Cx::new(meta.addr, meta.tls, head.version);
     cx.client_cert.clone_from(&meta.client_cert);
+    cx.alt_svc.clone_from(&meta.alt_svc);
     let ConnBufs { rbuf, wbuf, scratch } = bufs;
     let mut down =
         H1Down { stream: client, rbuf, version: head.version, is_head: head.method == Method::Head };
@@ -82,7 +83,7 @@ pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
 
 /// The engine, the same for every client protocol: route, run the chain, forward (or answer
 /// locally). Returns what to do with the client connection and the head for reuse.
-pub(crate) async fn handle<F: Filter, D: Downstream>(
+pub async fn handle<F: Filter, D: Downstream>(
     state: &ShardState<F>,
     sg: &ShardGen<F>,
     down: &mut D,
@@ -137,6 +138,9 @@ async fn respond_local<F: Filter, D: Downstream>(
 ) -> After {
     let (mut resp, body) = local_reply_head(reply, &cx.request_id);
     sg.chain.on_response(&mut resp, cx);
+    if let Some(v) = &cx.alt_svc {
+        resp.headers.set("alt-svc", v.clone());
+    }
     cx.status = reply.status;
     cx.error_code = Some(reply.code);
     if !is_head {
@@ -332,6 +336,10 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         // Response toward the client.
         let ParsedResponse { head: mut resp_head, body: resp_body, reusable } = resp;
         sg.chain.on_response(&mut resp_head, self.cx);
+        if let Some(v) = &self.cx.alt_svc {
+            // The edge advertises its own HTTP/3 endpoint, never an upstream's.
+            resp_head.headers.set("alt-svc", v.clone());
+        }
         self.cx.status = resp_head.status;
         // A drain that began while the upstream was answering announces the close on this response.
         let keep = client_keep && !state.draining.get();

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use portcullis_core::config::Config;
 use portcullis_core::pipeline::Filter;
 use portcullis_core::runtime::{Control, Generation, ShardCtx, ShardEvent};
@@ -33,6 +34,8 @@ pub struct ShardGen<F> {
     pub upstreams: Vec<Upstream>,
     /// Head limits from `[http]`.
     pub head_limits: HeadLimits,
+    /// Per listener: the `Alt-Svc` value advertising its HTTP/3 endpoint, if it has one.
+    pub alt_svc: Vec<Option<Bytes>>,
 }
 
 impl<F> ShardGen<F> {
@@ -60,6 +63,8 @@ pub struct ShardState<F> {
     pub connections: Cell<usize>,
     /// Write buffers and header lists lent to connections for one exchange at a time.
     pub spares: Spares,
+    /// Called once when the shard starts draining (other protocols' listeners stop here).
+    pub on_drain: RefCell<Vec<Box<dyn FnOnce()>>>,
 }
 
 impl<F> ShardState<F> {
@@ -69,24 +74,51 @@ impl<F> ShardState<F> {
     }
 }
 
+/// `h3=":PORT"; ma=SECS` for listeners that serve and advertise HTTP/3.
+fn alt_svc_values(cfg: &Config, ports: &[u16]) -> Vec<Option<Bytes>> {
+    cfg.listeners
+        .iter()
+        .zip(ports)
+        .map(|(l, port)| {
+            let h3 = l.http3.as_ref().filter(|h| h.enabled && h.advertise)?;
+            Some(Bytes::from(format!("h3=\":{port}\"; ma={}", h3.alt_svc_max_age.0.as_secs())))
+        })
+        .collect()
+}
+
 fn build_gen<F>(
     shard: usize,
     generation: Arc<Generation<Compiled>>,
     build: &BuildChain<F>,
+    ports: &[u16],
 ) -> Result<ShardGen<F>, String> {
     let cfg = &generation.config;
+    let alt_svc = alt_svc_values(cfg, ports);
     let chain = build(cfg)?;
     let upstreams = cfg.upstreams.iter().map(|u| Upstream::new(u, shard)).collect();
     let head_limits = HeadLimits {
         max_header_bytes: cfg.http.max_header_bytes.0 as usize,
         max_headers: cfg.http.max_headers,
     };
-    Ok(ShardGen { generation, chain, upstreams, head_limits })
+    Ok(ShardGen { generation, chain, upstreams, head_limits, alt_svc })
 }
 
 /// Runs one shard: accepts on its listeners and serves until drained.
 pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc<BuildChain<F>>) {
-    let first = match build_gen(ctx.id, ctx.initial.clone(), &*build) {
+    serve_shard_with(ctx, build, |_, _| {}).await;
+}
+
+/// Like [`serve_shard`], and hands the shard's state and its UDP sockets (one per listener,
+/// `Some` where HTTP/3 is on) to `extend` before the shard reports ready, so other protocols
+/// (QUIC) serve through the same state and engine.
+pub async fn serve_shard_with<F: Filter + 'static>(
+    mut ctx: ShardCtx<Compiled>,
+    build: Rc<BuildChain<F>>,
+    extend: impl FnOnce(&Rc<ShardState<F>>, Vec<Option<std::net::UdpSocket>>),
+) {
+    let udp = std::mem::take(&mut ctx.udp);
+    let ports: Vec<u16> = ctx.listeners.iter().map(|l| l.local_addr().map_or(0, |a| a.port())).collect();
+    let first = match build_gen(ctx.id, ctx.initial.clone(), &*build, &ports) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!(shard = ctx.id, "cannot build the filter chain: {e}");
@@ -101,6 +133,7 @@ pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc
         inflight: Cell::new(0),
         connections: Cell::new(0),
         spares: Spares::default(),
+        on_drain: RefCell::new(Vec::new()),
     });
     let mut fds = Vec::new();
     for (index, std_listener) in ctx.listeners.into_iter().enumerate() {
@@ -122,22 +155,23 @@ pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc
                         }
                         let _ = stream.set_nodelay(true);
                         // TLS settings come from the generation current at accept time.
-                        let (tls, h2c) = {
+                        let (tls, h2c, alt_svc) = {
                             let sg = state.current();
                             let h2c = sg.config().listeners.get(index).is_some_and(|l| l.h2c);
-                            (sg.generation.shared.tls.get(index).cloned().flatten(), h2c)
+                            let alt_svc = sg.alt_svc.get(index).cloned().flatten();
+                            (sg.generation.shared.tls.get(index).cloned().flatten(), h2c, alt_svc)
                         };
+                        let client =
+                            ClientMeta { addr: peer, tls: tls.is_some(), client_cert: None, alt_svc };
                         match tls {
                             None if h2c => {
-                                let client = ClientMeta { addr: peer, tls: false, client_cert: None };
                                 monoio::spawn(serve_h2c_or_h1(state.clone(), stream, client));
                             }
                             None => {
-                                let client = ClientMeta { addr: peer, tls: false, client_cert: None };
                                 monoio::spawn(serve_conn(state.clone(), stream, client));
                             }
                             Some(tls) => {
-                                monoio::spawn(serve_tls(state.clone(), stream, peer, tls));
+                                monoio::spawn(serve_tls(state.clone(), stream, client, tls));
                             }
                         }
                     }
@@ -175,13 +209,14 @@ pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc
             }
         });
     }
+    extend(&state, udp);
     let _ = ctx.events.send(ShardEvent::Ready { shard: ctx.id });
 
     while let Ok(msg) = ctx.control.recv().await {
         match msg {
             Control::Apply(generation) => {
                 let id = generation.id;
-                let error = match build_gen(ctx.id, generation, &*build) {
+                let error = match build_gen(ctx.id, generation, &*build, &ports) {
                     Ok(g) => {
                         *state.current.borrow_mut() = Rc::new(g);
                         None
@@ -192,6 +227,10 @@ pub async fn serve_shard<F: Filter + 'static>(ctx: ShardCtx<Compiled>, build: Rc
             }
             Control::Drain(timeout) => {
                 state.draining.set(true);
+                let hooks = std::mem::take(&mut *state.on_drain.borrow_mut());
+                for hook in hooks {
+                    hook();
+                }
                 for fd in &fds {
                     // Wakes the pending accept with an error and makes the kernel refuse new
                     // connections to this shard's socket; the accept loop then exits.

@@ -5,7 +5,6 @@
 //! HTTP or hold TLS settings (they come from the generation current at accept time, so a reload
 //! with new certificates applies to new connections while old ones keep theirs).
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use monoio::net::TcpStream;
@@ -28,9 +27,10 @@ fn client_cert(stream: &TlsStream<TcpStream>) -> Option<Rc<ClientCert>> {
 pub async fn serve_tls<F: Filter + 'static>(
     state: Rc<ShardState<F>>,
     stream: TcpStream,
-    peer: SocketAddr,
+    client: ClientMeta,
     tls: ListenerTls,
 ) {
+    let peer = client.addr;
     let handshake = TlsStream::accept(stream, tls.config.clone());
     let stream = match monoio::time::timeout(tls.handshake_timeout, handshake).await {
         Ok(Ok(s)) => s,
@@ -43,7 +43,7 @@ pub async fn serve_tls<F: Filter + 'static>(
             return;
         }
     };
-    let client = ClientMeta { addr: peer, tls: true, client_cert: client_cert(&stream) };
+    let client = ClientMeta { client_cert: client_cert(&stream), ..client };
     if tls.offers_h2 && stream.connection().alpn_protocol() == Some(b"h2") {
         serve_h2(state, stream, client).await;
     } else {

@@ -34,7 +34,7 @@ pub struct Response {
     /// Status code.
     pub status: u16,
     /// Header fields.
-    pub headers: http1::HeaderMap,
+    pub headers: http::HeaderMap,
     /// The body.
     pub body: Bytes,
 }
@@ -93,7 +93,7 @@ impl H3Client {
     }
 
     /// Sends one request with `body` and reads the whole response.
-    pub async fn request(&mut self, req: http1::Request<()>, body: Bytes) -> Result<Response, ClientError> {
+    pub async fn request(&mut self, req: http::Request<()>, body: Bytes) -> Result<Response, ClientError> {
         let h3 = |e: h3::error::StreamError| ClientError::H3(e.to_string());
         let mut stream = self.send.send_request(req).await.map_err(h3)?;
         if !body.is_empty() {

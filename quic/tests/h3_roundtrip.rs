@@ -47,7 +47,7 @@ where
     build().block_on(async move {
         let mut client = H3Client::connect(addr, "localhost", roots).await.expect("connect");
         for i in 0..20 {
-            let req = http1::Request::builder()
+            let req = http::Request::builder()
                 .method("POST")
                 .uri(format!("https://localhost/echo/{i}"))
                 .body(())

@@ -58,7 +58,7 @@ fn a_migrating_client_keeps_its_connection_and_its_shard() {
     let ports = runtime().block_on(async move {
         let mut client = H3Client::connect(addr, "localhost", roots).await.expect("connect");
         let ask = |i: usize| {
-            http1::Request::builder()
+            http::Request::builder()
                 .method("POST")
                 .uri(format!("https://localhost/m/{i}"))
                 .body(())

@@ -417,6 +417,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[listeners]]\n",
             "[[listeners]]\n[listeners.tls]\n",
             "[[listeners]]\n[listeners.tls]\n[[listeners.tls.certificates]]\n",
+            "[[listeners]]\n[listeners.http3]\n",
             "[http]\n",
             "[http2]\n",
             "[request_id]\n",

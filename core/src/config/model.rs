@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::model_h2::Http2Config;
 use super::model_obs::{AccessLogConfig, AdminConfig, MetricsConfig, TracingConfig};
+use super::model_quic::ListenerHttp3Config;
 use super::model_ratelimit::RateLimitConfig;
 use super::model_tls::ListenerTlsConfig;
 use super::units::{Dur, Size};
@@ -122,6 +123,9 @@ pub struct ListenerConfig {
     /// Terminate TLS on this listener.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// Serve HTTP/3 over QUIC on the same port (UDP).
+    #[serde(default)]
+    pub http3: Option<ListenerHttp3Config>,
     /// Accept cleartext HTTP/2 with prior knowledge (besides HTTP/1.1) on a plain listener.
     #[serde(default)]
     pub h2c: bool,

@@ -6,6 +6,7 @@
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
 mod obs;
+mod quic;
 mod ratelimit;
 mod routes;
 mod tls;
@@ -107,6 +108,7 @@ fn listeners(list: &mut [ListenerConfig], path: &KeyPath, out: &mut Issues) {
                 );
             }
         }
+        quic::check(l, &here, out);
         if l.name.trim().is_empty() {
             out.push(here.key("name"), "listener name must not be empty");
         } else if let Some(&first) = names.get(&l.name) {

@@ -50,6 +50,8 @@ pub struct Cx {
     pub rate_limit: Option<RateLimitInfo>,
     /// The verified client certificate, on mTLS connections that presented one.
     pub client_cert: Option<Rc<ClientCert>>,
+    /// `Alt-Svc` the engine sets on the response (the listener advertises HTTP/3).
+    pub alt_svc: Option<Bytes>,
     /// Request method as received (set by the engine before the chain runs).
     pub method: Method,
     /// Request path as received, before any rewrite (set by the engine; a cheap `Bytes` clone).
@@ -102,6 +104,7 @@ impl Cx {
             tls_version: None,
             rate_limit: None,
             client_cert: None,
+            alt_svc: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! Owns: binding and socket options. Must not: accept or serve connections.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -50,6 +50,30 @@ pub fn bind_all(
     Ok((per_shard, bound))
 }
 
+/// Binds one reuse-port UDP socket (for QUIC).
+pub fn bind_udp_reuseport(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Binds one UDP socket per shard on `addr` (the TCP listener's actual address, so HTTP/3 is
+/// on the same port number as HTTP/1.1 and HTTP/2).
+pub fn bind_udp_all(addr: SocketAddr, shards: usize) -> io::Result<Vec<UdpSocket>> {
+    (0..shards)
+        .map(|_| {
+            bind_udp_reuseport(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind udp {addr}: {e}")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +87,7 @@ mod tests {
         for s in &socks {
             assert_eq!(s[0].local_addr().expect("local").port(), bound[0].port());
         }
+        let udp = bind_udp_all(bound[0], 3).expect("udp on the same port");
+        assert!(udp.iter().all(|u| u.local_addr().expect("local") == bound[0]));
     }
 }

@@ -70,6 +70,8 @@ pub struct ShardCtx<S> {
     pub cpu: Option<usize>,
     /// The shard's own listening sockets (SO_REUSEPORT), in listener order.
     pub listeners: Vec<TcpListener>,
+    /// The shard's own UDP socket per listener (same order) that serves HTTP/3, else `None`.
+    pub udp: Vec<Option<std::net::UdpSocket>>,
     /// The generation to start with.
     pub initial: Arc<Generation<S>>,
     /// Control mailbox (reloads, drain).

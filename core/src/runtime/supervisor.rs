@@ -96,6 +96,14 @@ pub enum StartError {
     Shard(usize, String),
 }
 
+/// How many shards `server` asks for: `shards`, or one per CPU this process may run on.
+pub fn shard_count(server: &crate::config::ServerConfig) -> usize {
+    match server.shards {
+        0 => shard::allowed_cpus().len().max(1),
+        n => n,
+    }
+}
+
 /// Turns a validated config into the immutable data shared by all shards for one generation.
 pub type CompileFn<S> = dyn Fn(&Arc<Config>) -> Result<S, String> + Send + Sync;
 
@@ -177,10 +185,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             );
         }
         let allowed = shard::allowed_cpus();
-        let n = match config.server.shards {
-            0 => allowed.len().max(1),
-            n => n,
-        };
+        let n = shard_count(&config.server);
         let cpus: Vec<Option<usize>> = (0..n)
             .map(|i| {
                 if config.server.pin_cpus && !allowed.is_empty() {
@@ -201,17 +206,28 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         let addrs: Vec<(SocketAddr, u32)> =
             config.listeners.iter().filter_map(|l| l.addr.map(|a| (a, l.backlog))).collect();
         let (per_shard, bound) = listener::bind_all(&addrs, n)?;
+        // HTTP/3 listeners get one UDP socket per shard on the TCP listener's actual port.
+        let mut udp_per_shard: Vec<Vec<Option<std::net::UdpSocket>>> =
+            (0..n).map(|_| Vec::with_capacity(bound.len())).collect();
+        for (l, addr) in config.listeners.iter().zip(&bound) {
+            let quic = l.http3.as_ref().is_some_and(|h| h.enabled);
+            let mut socks = if quic { listener::bind_udp_all(*addr, n)? } else { Vec::new() }.into_iter();
+            for slot in &mut udp_per_shard {
+                slot.push(socks.next());
+            }
+        }
 
         let (ev_tx, ev_rx) = mpsc::channel();
         let mut senders = Vec::with_capacity(n);
         let mut contexts = Vec::with_capacity(n);
-        for (id, listeners) in per_shard.into_iter().enumerate() {
+        for (id, (listeners, udp)) in per_shard.into_iter().zip(udp_per_shard).enumerate() {
             let (tx, rx) = async_channel::unbounded();
             senders.push(tx);
             contexts.push(ShardCtx {
                 id,
                 cpu: cpus[id],
                 listeners,
+                udp,
                 initial: current.clone(),
                 control: rx,
                 events: ev_tx.clone(),

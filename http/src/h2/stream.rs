@@ -12,78 +12,19 @@ use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use portcullis_core::LocalReply;
-use portcullis_core::pipeline::{Cx, Filter, Headers, Method, RequestHead, ResponseHead, Version};
+use portcullis_core::pipeline::{Cx, Filter, Method, ResponseHead, Version};
 
 use super::body::{BodySink, BodySource};
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
 use crate::conn::ClientMeta;
+use crate::convert::{request_head, response_of};
 use crate::downstream::{Downstream, Sent, UpBody};
 use crate::h1::encode::local_reply_head;
-use crate::h1::path::normalize;
 use crate::h1::request::ReqBody;
 use crate::h1::response::RespBody;
 use crate::io::IoFail;
 use crate::proxy::{Incoming, handle};
 use crate::shard::ShardState;
-
-/// Connection-specific fields HTTP/2 forbids; never forwarded to an HTTP/2 client.
-const HOP_BY_HOP: &[&str] =
-    &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"];
-
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
-}
-
-/// Converts an h2 request head; a local reply when it breaks the limits.
-fn request_head(
-    parts: http::request::Parts,
-    max_headers: usize,
-    mut headers: Headers,
-) -> Result<RequestHead, LocalReply> {
-    if parts.headers.len() > max_headers {
-        return Err(LocalReply::header_too_large("too_many_headers", "too many header fields"));
-    }
-    let method = Method::from_bytes(parts.method.as_str().as_bytes(), || {
-        Bytes::copy_from_slice(parts.method.as_str().as_bytes())
-    });
-    let path = normalize(Bytes::copy_from_slice(parts.uri.path().as_bytes()))
-        .ok_or_else(|| LocalReply::bad_request("invalid request path"))?;
-    let query = parts.uri.query().map(|q| Bytes::copy_from_slice(q.as_bytes()));
-    let mut authority = parts.uri.authority().map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()));
-    for (name, value) in &parts.headers {
-        if is_hop_by_hop(name.as_str().as_bytes()) {
-            continue;
-        }
-        if name == http::header::HOST && authority.is_none() {
-            authority = Some(Bytes::copy_from_slice(value.as_bytes()));
-        }
-        headers.append(
-            Bytes::copy_from_slice(name.as_str().as_bytes()),
-            Bytes::copy_from_slice(value.as_bytes()),
-        );
-    }
-    Ok(RequestHead { method, path, query, version: Version::H2, authority, headers })
-}
-
-fn response_of(head: &ResponseHead) -> http::Response<()> {
-    let mut resp = http::Response::new(());
-    *resp.status_mut() = http::StatusCode::from_u16(head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    let map = resp.headers_mut();
-    for h in head.headers.iter() {
-        if is_hop_by_hop(&h.name) {
-            continue;
-        }
-        let (Ok(name), Ok(value)) =
-            (http::HeaderName::from_bytes(&h.name), http::HeaderValue::from_maybe_shared(h.value.clone()))
-        else {
-            tracing::debug!(name = ?h.name, "header not representable in HTTP/2; dropped");
-            continue;
-        };
-        map.append(name, value);
-    }
-    resp
-}
 
 fn h2_err(e: h2::Error) -> RelayError {
     RelayError::Dest(IoFail::Io(std::io::Error::other(e)))
@@ -187,7 +128,8 @@ pub async fn serve_stream<F: Filter>(
         .and_then(|v| v.parse::<u64>().ok());
     let mut cx = Cx::new(client.addr, client.tls, Version::H2);
     cx.client_cert = client.client_cert;
-    let head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers()) {
+    cx.alt_svc = client.alt_svc;
+    let head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers(), Version::H2) {
         Ok(h) => h,
         Err(reply) => {
             let (resp, body) = local_reply_head(&reply, b"");

@@ -74,7 +74,7 @@ pub async fn echo_server(endpoint: quinn::Endpoint, shard: usize) {
                     }
                     let reply =
                         format!("{} {} {}", req.method(), req.uri().path(), String::from_utf8_lossy(&body));
-                    let resp = http1::Response::builder()
+                    let resp = http::Response::builder()
                         .status(200)
                         .header("x-echo", "1")
                         .header("x-shard", shard.to_string())
