@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use portcullis_core::config;
@@ -17,6 +18,16 @@ watch_config = false
 [[listeners]]
 name = "demo"
 bind = "127.0.0.1:{port}"
+
+[[listeners]]
+name = "demo-tls"
+bind = "127.0.0.1:{tls_port}"
+[listeners.tls]
+alpn = ["h2", "http/1.1"]
+[[listeners.tls.certificates]]
+cert = "{cert}"
+key = "{key}"
+[listeners.http3]
 
 [[upstreams]]
 name = "echo"
@@ -52,8 +63,30 @@ per = "2s"
 burst = 4
 "#;
 
+/// Makes a throwaway CA and a `localhost` certificate it signed in a fresh directory; returns
+/// the paths of the CA certificate, the server certificate and its key.
+fn demo_certificates() -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "Portcullis demo CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca)?;
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca.pem())?;
+    std::fs::write(&paths.1, cert.pem())?;
+    std::fs::write(&paths.2, key.serialize_pem())?;
+    Ok(paths)
+}
+
 /// Runs the demo until SIGINT/SIGTERM.
-pub fn run(port: u16, redis: Option<&str>) -> anyhow::Result<()> {
+pub fn run(port: u16, tls_port: u16, redis: Option<&str>) -> anyhow::Result<()> {
+    let (ca, cert, key) = demo_certificates().context("cannot make the demo certificate")?;
     let echo = TcpListener::bind("127.0.0.1:0").context("cannot bind the echo upstream")?;
     let echo_port = echo.local_addr()?.port();
     std::thread::Builder::new().name("echo-upstream".into()).spawn(move || serve_echo(echo))?;
@@ -61,7 +94,10 @@ pub fn run(port: u16, redis: Option<&str>) -> anyhow::Result<()> {
     let text = DEMO_CONFIG
         .replace("{port}", &port.to_string())
         .replace("{echo}", &echo_port.to_string())
-        .replace("{redis}", &redis_line);
+        .replace("{redis}", &redis_line)
+        .replace("{tls_port}", &tls_port.to_string())
+        .replace("{cert}", &cert.display().to_string())
+        .replace("{key}", &key.display().to_string());
     let cfg = config::load_str(&text, "<demo>").map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
     let (sup, _telemetry) = crate::serve::start(None, cfg)?;
     let base = format!("http://127.0.0.1:{port}");
@@ -72,6 +108,11 @@ pub fn run(port: u16, redis: Option<&str>) -> anyhow::Result<()> {
         "  curl -i -X POST {base}/api/orders?limit=5 -H 'x-request-id: demo-1' -d '{{\"item\":\"book\"}}'"
     );
     println!("  curl -i {base}/nowhere");
+    let tls = sup.bound.get(1).map_or(tls_port, |a| a.port());
+    println!("HTTP/2 over TLS (certificate for localhost, signed by a CA made at start: {}):", ca.display());
+    println!("  curl -i --http2 --cacert {} https://localhost:{tls}/users/42", ca.display());
+    println!("HTTP/3 on the same port over UDP (curl here has no HTTP/3; this is Portcullis' own client):");
+    println!("  cargo run --release -- h3 --cacert {} https://localhost:{tls}/users/42", ca.display());
     match redis {
         Some(r) => println!(
             "Rate limit on /limited (burst 4, then 1 per 2 s per client IP), reconciled through Redis at {r}:"

@@ -4,6 +4,7 @@
 mod admin;
 mod demo;
 mod doctor;
+mod h3get;
 mod serve;
 
 use std::path::PathBuf;
@@ -61,9 +62,26 @@ enum Cmd {
         /// Gateway port.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// TLS (HTTP/2 and HTTP/1.1) port, with a certificate generated at start; 0 = any free port.
+        #[arg(long, default_value_t = 8443)]
+        tls_port: u16,
         /// Redis `host:port` for the demo's rate limit (without it: local limits only).
         #[arg(long)]
         redis: Option<String>,
+    },
+    /// Fetch one URL over HTTP/3 with Portcullis' own client and print the response.
+    H3 {
+        /// `https://host:port/path`.
+        url: String,
+        /// PEM file with the CA certificate(s) to trust.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+        /// Request method.
+        #[arg(long, short = 'X', default_value = "GET")]
+        method: String,
+        /// Request body.
+        #[arg(long, short = 'd')]
+        data: Option<String>,
     },
 }
 
@@ -86,7 +104,10 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Check { config } => return serve::check(&config),
         Cmd::Run { config } => serve::run_file(&config),
-        Cmd::Demo { port, redis } => demo::run(port, redis.as_deref()),
+        Cmd::Demo { port, tls_port, redis } => demo::run(port, tls_port, redis.as_deref()),
+        Cmd::H3 { url, cacert, method, data } => {
+            h3get::run(&url, cacert.as_deref(), &method, data.as_deref())
+        }
         Cmd::Doctor { config } => return doctor::run(config.as_deref()),
     };
     match result {

@@ -187,3 +187,126 @@ fn http3_without_tls_is_refused_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listeners[0].http3") && err.contains("gateway.toml:3"), "{err}");
 }
+
+/// Resumes a session and sends a GET as 0-RTT early data when the ticket allows it; returns
+/// whether 0-RTT was attempted and accepted (`None`: the ticket did not allow early data) and the
+/// status of the request.
+fn zero_rtt_round(addr: SocketAddr, pki: &Pki) -> (Option<bool>, u16) {
+    let config = H3Client::config(roots(pki)).expect("client config");
+    runtime().block_on(async move {
+        let run = async move {
+            // First connection: a full handshake that leaves a session ticket behind.
+            let (mut first, _) =
+                H3Client::connect_with(addr, "localhost", config.clone(), false).await.expect("first");
+            assert_eq!(
+                first.request(request("GET", "/users/1"), Bytes::new()).await.expect("first GET").status,
+                200
+            );
+            first.close().await;
+            // Second: resumed, the request leaves before the handshake completes.
+            let (mut second, early) =
+                H3Client::connect_with(addr, "localhost", config, true).await.expect("resumed connect");
+            let status =
+                second.request(request("GET", "/users/2"), Bytes::new()).await.expect("0-RTT GET").status;
+            let accepted = match early {
+                Some(accepted) => Some(accepted.await),
+                None => None,
+            };
+            second.close().await;
+            (accepted, status)
+        };
+        monoio::time::timeout(LONG, run).await.expect("0-RTT exchange in time")
+    })
+}
+
+#[test]
+fn zero_rtt_is_refused_by_default_and_accepted_when_enabled() {
+    let pki = Pki::new();
+    let up = Upstream::echo("app");
+    let off = Gateway::start(&config(&pki, &up, ""));
+    let (accepted, status) = zero_rtt_round(off.addr, &pki);
+    assert_ne!(accepted, Some(true), "0-RTT is off by default: no early data is accepted");
+    assert_eq!(status, 200, "the request is resent after the handshake and succeeds");
+
+    let on = Gateway::start(&config(&pki, &up, "zero_rtt = true"));
+    let (accepted, status) = zero_rtt_round(on.addr, &pki);
+    assert_eq!(accepted, Some(true), "zero_rtt = true issues early-data tickets and accepts early data");
+    assert_eq!(status, 200, "a GET is safe to accept early");
+}
+
+#[test]
+fn retry_always_validates_addresses_and_still_serves() {
+    let pki = Pki::new();
+    let up = Upstream::echo("app");
+    let gw = Gateway::start(&config(&pki, &up, "retry = \"always\"\nmax_concurrent_streams = 2"));
+    let statuses = with_client(gw.addr, &pki, async |c| {
+        let mut out = Vec::new();
+        for i in 0..5 {
+            out.push(
+                c.request(request("GET", &format!("/users/{i}")), Bytes::new()).await.expect("GET").status,
+            );
+        }
+        out
+    });
+    assert_eq!(statuses, vec![200; 5]);
+}
+
+#[test]
+fn a_one_mebibyte_post_reaches_the_upstream_intact() {
+    let pki = Pki::new();
+    let up = Upstream::echo("app");
+    let gw = Gateway::start(&config(&pki, &up, ""));
+    let mut body = vec![0u8; 1024 * 1024];
+    Pattern::new(11).fill(&mut body);
+    let body = Bytes::from(body);
+    let sent = body.clone();
+    let resp = with_client(gw.addr, &pki, async move |c| {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("https://localhost/files/big-upload")
+            .header("content-length", sent.len().to_string())
+            .body(())
+            .expect("request");
+        c.request(req, sent).await.expect("POST")
+    });
+    assert_eq!(resp.status, 200);
+    let seen = json(&resp);
+    let mut digest = common::Digest::default();
+    digest.update(&body);
+    let want = digest.finish();
+    assert_eq!(seen["body_len"], want.0, "{seen}");
+    assert_eq!(seen["body_hash"], want.1.to_string(), "the upstream saw the same bytes");
+}
+
+#[test]
+fn the_demo_serves_http3_and_prints_a_working_command() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let mut child = Command::new(common::gateway::binary())
+        .args(["demo", "--port", &port.to_string(), "--tls-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let line = loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).expect("read demo output") == 0 {
+            panic!("the demo exited without printing its HTTP/3 command");
+        }
+        if line.contains(" h3 --cacert ") {
+            break line;
+        }
+    };
+    // "  cargo run --release -- h3 --cacert <ca> https://localhost:<port>/users/42"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let args = &words[words.iter().position(|w| *w == "h3").expect("h3")..];
+    let fetched = Command::new(common::gateway::binary()).args(args).output().expect("run portcullis h3");
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&fetched.stdout);
+    assert!(fetched.status.success(), "{stdout}{}", String::from_utf8_lossy(&fetched.stderr));
+    assert!(stdout.starts_with("HTTP/3 200"), "{stdout}");
+    assert!(stdout.contains("\"path\": \"/users/42\""), "the echo upstream answered: {stdout}");
+}

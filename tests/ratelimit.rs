@@ -229,7 +229,7 @@ fn demo_has_a_rate_limited_route_and_says_it_is_local() {
     use std::process::{Command, Stdio};
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
     let mut child = Command::new(common::gateway::binary())
-        .args(["demo", "--port", &port.to_string()])
+        .args(["demo", "--port", &port.to_string(), "--tls-port", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

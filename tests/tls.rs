@@ -289,3 +289,51 @@ fn certificate_files_reload_on_change_without_dropping_connections() {
     assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during the rotation");
     assert!(ok.load(Ordering::Relaxed) > 0);
 }
+
+#[test]
+fn demo_serves_http2_over_tls_with_a_generated_certificate() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let mut child = Command::new(common::gateway::binary())
+        .args(["demo", "--port", &port.to_string(), "--tls-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let deadline = std::time::Instant::now() + LONG;
+    let line = loop {
+        assert!(std::time::Instant::now() < deadline, "no TLS curl line in time");
+        let mut line = String::new();
+        if out.read_line(&mut line).expect("read demo output") == 0 {
+            panic!("demo exited");
+        }
+        if line.contains("--http2 --cacert") {
+            break line;
+        }
+    };
+    // "  curl -i --http2 --cacert <ca> https://localhost:<port>/users/42"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let ca = words[words.iter().position(|w| *w == "--cacert").expect("--cacert") + 1];
+    let url = words.last().expect("url");
+    let curl = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "--http2",
+            "--cacert",
+            ca,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "2 200", "{}", String::from_utf8_lossy(&curl.stderr));
+}

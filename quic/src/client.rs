@@ -52,13 +52,9 @@ impl std::fmt::Debug for H3Client {
 }
 
 impl H3Client {
-    /// Connects to `addr`, verifying the server as `server_name` against `roots`. Must run on a
-    /// monoio runtime with timers enabled.
-    pub async fn connect(
-        addr: SocketAddr,
-        server_name: &str,
-        roots: rustls::RootCertStore,
-    ) -> Result<H3Client, ClientError> {
+    /// A client TLS configuration trusting `roots`, ALPN `h3`, with session resumption and
+    /// early data enabled (reuse it across connections to resume and send 0-RTT).
+    pub fn config(roots: rustls::RootCertStore) -> Result<Arc<quinn::ClientConfig>, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -66,7 +62,32 @@ impl H3Client {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"h3".to_vec()];
+        tls.enable_early_data = true;
         let quic = QuicClientConfig::try_from(tls).map_err(|e| ClientError::Tls(e.to_string()))?;
+        Ok(Arc::new(quinn::ClientConfig::new(Arc::new(quic))))
+    }
+
+    /// Connects to `addr`, verifying the server as `server_name` against `roots`. Must run on a
+    /// monoio runtime with timers enabled.
+    pub async fn connect(
+        addr: SocketAddr,
+        server_name: &str,
+        roots: rustls::RootCertStore,
+    ) -> Result<H3Client, ClientError> {
+        let (client, _) = H3Client::connect_with(addr, server_name, H3Client::config(roots)?, false).await?;
+        Ok(client)
+    }
+
+    /// Connects with `config`. With `zero_rtt`, and a session ticket from an earlier connection
+    /// made with the same `config`, requests go out as 0-RTT early data before the handshake
+    /// completes; the second value then resolves to whether the server accepted the early data
+    /// (`None`: no 0-RTT was attempted).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        server_name: &str,
+        config: Arc<quinn::ClientConfig>,
+        zero_rtt: bool,
+    ) -> Result<(H3Client, Option<quinn::ZeroRttAccepted>), ClientError> {
         let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
             .parse()
             .map_err(|_| ClientError::Tls("bind address".into()))?;
@@ -77,19 +98,24 @@ impl H3Client {
             socket,
             Arc::new(MonoioRuntime::default()),
         )?;
-        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-        let conn = endpoint
-            .connect(addr, server_name)
-            .map_err(|e| ClientError::Connect(e.to_string()))?
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        endpoint.set_default_client_config((*config).clone());
+        let connecting =
+            endpoint.connect(addr, server_name).map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (conn, early) = if zero_rtt {
+            match connecting.into_0rtt() {
+                Ok((conn, accepted)) => (conn, Some(accepted)),
+                Err(connecting) => (connecting.await.map_err(|e| ClientError::Connect(e.to_string()))?, None),
+            }
+        } else {
+            (connecting.await.map_err(|e| ClientError::Connect(e.to_string()))?, None)
+        };
         let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
             .await
             .map_err(|e| ClientError::H3(e.to_string()))?;
         monoio::spawn(async move {
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
-        Ok(H3Client { send, endpoint })
+        Ok((H3Client { send, endpoint }, early))
     }
 
     /// Sends one request with `body` and reads the whole response.

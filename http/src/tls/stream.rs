@@ -150,7 +150,9 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
 impl<IO: AsyncReadRent + AsyncWriteRent> AsyncReadRent for TlsStream<IO> {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         // SAFETY: the pointer and length describe the buffer's writable region, which this call
-        // owns until it returns; rustls only writes plaintext into it.
+        // owns until it returns; rustls only writes plaintext into it and never reads it. The
+        // region may be uninitialised spare capacity (as in monoio-rustls); zeroing 16 KiB per
+        // read would cost more than the decryption of a small request.
         let out = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
         let res = self.read_plain(out).await;
         if let Ok(n) = res {

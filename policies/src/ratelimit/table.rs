@@ -30,6 +30,22 @@ pub(crate) struct Bucket {
     pub last_seen: u64,
 }
 
+/// Checks one request against `b` with `params` scaled by `share`, and records it.
+fn admit(b: &mut Bucket, dirty: &mut Vec<Rc<[u8]>>, params: Gcra, share: f64, now: u64) -> Decision {
+    let d = params.scaled(share).check(&mut b.tat, now);
+    b.params = params;
+    b.last_seen = now;
+    b.demand = b.demand.saturating_add(1);
+    if matches!(d, Decision::Allow { .. }) {
+        b.used = b.used.saturating_add(1);
+    }
+    if !b.dirty {
+        b.dirty = true;
+        dirty.push(b.key.clone());
+    }
+    d
+}
+
 /// The buckets of one limit on one shard.
 #[derive(Debug)]
 pub(crate) struct KeyTable {
@@ -68,40 +84,27 @@ impl KeyTable {
         use_default: bool,
         now: u64,
     ) -> Decision {
-        if !self.buckets.contains_key(key) {
-            if self.buckets.len() >= self.max_keys {
-                self.evict(now);
-            }
-            let key: Rc<[u8]> = Rc::from(key);
-            let bucket = Bucket {
-                tat: 0,
-                share: 0.0,
-                used: 0,
-                demand: 0,
-                params,
-                dirty: false,
-                key: key.clone(),
-                last_seen: now,
-            };
-            self.buckets.insert(key, bucket);
+        let share = |b: &Bucket| if use_default || b.share <= 0.0 { default_share } else { b.share };
+        // Known key: one lookup, no allocation.
+        if let Some(b) = self.buckets.get_mut(key) {
+            return admit(b, &mut self.dirty, params, share(b), now);
         }
-        let Some(b) = self.buckets.get_mut(key) else {
-            // Just inserted above; unreachable, but never a panic on the request path.
-            return Decision::Allow { remaining: 0, reset: 0 };
+        if self.buckets.len() >= self.max_keys {
+            self.evict(now);
+        }
+        let key: Rc<[u8]> = Rc::from(key);
+        let mut b = Bucket {
+            tat: 0,
+            share: 0.0,
+            used: 0,
+            demand: 0,
+            params,
+            dirty: false,
+            key: key.clone(),
+            last_seen: now,
         };
-        let share = if use_default || b.share <= 0.0 { default_share } else { b.share };
-        let local = params.scaled(share);
-        let d = local.check(&mut b.tat, now);
-        b.params = params;
-        b.last_seen = now;
-        b.demand = b.demand.saturating_add(1);
-        if matches!(d, Decision::Allow { .. }) {
-            b.used = b.used.saturating_add(1);
-        }
-        if !b.dirty {
-            b.dirty = true;
-            self.dirty.push(b.key.clone());
-        }
+        let d = admit(&mut b, &mut self.dirty, params, default_share, now);
+        self.buckets.insert(key, b);
         d
     }
 
