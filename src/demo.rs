@@ -1,14 +1,19 @@
 //! `portcullis demo`: the gateway on 127.0.0.1 with a built-in quick-start config in front of a
-//! built-in echo upstream that answers with the request it saw, as JSON.
+//! built-in echo upstream that answers with the request it saw, as JSON. The echo service also
+//! serves the JWKS of a key the demo generates, so the protected routes verify real tokens.
 //!
-//! Owns: the demo config and the echo service. Must not: be used by `run`.
+//! Owns: the demo config, the demo key and API key, and the echo service. Must not: be used by
+//! `run`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_core::config;
+use portcullis_policies::authn::signing::SigningKey;
+use portcullis_policies::authn::token_hash;
 
 /// The quick-start config; `{port}` and `{echo}` are filled in at start.
 const DEMO_CONFIG: &str = r#"
@@ -38,6 +43,7 @@ name = "user"
 path = "/users/{id}"
 methods = ["GET"]
 upstream = "echo"
+auth = "none"
 response_headers = { set = { "x-route" = "user" } }
 
 [[routes]]
@@ -45,13 +51,27 @@ name = "api"
 prefix = "/api"
 rewrite_prefix = "/v1"
 upstream = "echo"
+auth = "none"
 request_headers = { set = { "x-gateway" = "portcullis" }, remove = ["cookie"] }
 
 [[routes]]
 name = "limited"
 prefix = "/limited"
 upstream = "echo"
+auth = "none"
 rate_limits = ["demo"]
+
+[[routes]]
+name = "orders"
+prefix = "/orders"
+upstream = "echo"
+authz = { scopes = ["orders:read"] }
+
+[[routes]]
+name = "admin"
+prefix = "/admin"
+upstream = "echo"
+authz = { scopes = ["admin"] }
 
 [ratelimit]
 {redis}
@@ -61,6 +81,19 @@ key = ["client_ip"]
 rate = 1
 per = "2s"
 burst = 4
+
+[auth]
+identity_headers = { x-user-id = "subject", x-consumer = "consumer", x-auth-scopes = "scopes" }
+
+[[auth.jwt]]
+name = "demo"
+issuer = "https://demo.portcullis/"
+audiences = ["demo"]
+algorithms = ["ES256"]
+jwks_uri = "http://127.0.0.1:{echo}/.well-known/jwks.json"
+
+[auth.api_keys]
+keys = [{ sha256 = "{keyhash}", consumer = "demo-key", tier = "free", scopes = ["orders:read"] }]
 "#;
 
 /// Makes a throwaway CA and a `localhost` certificate it signed in a fresh directory; returns
@@ -87,9 +120,22 @@ fn demo_certificates() -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
 /// Runs the demo until SIGINT/SIGTERM.
 pub fn run(port: u16, tls_port: u16, redis: Option<&str>) -> anyhow::Result<()> {
     let (ca, cert, key) = demo_certificates().context("cannot make the demo certificate")?;
+    let signing = SigningKey::generate_es256("demo-1").map_err(anyhow::Error::msg)?;
+    let jwks = Arc::new(SigningKey::jwks(&[&signing]).map_err(anyhow::Error::msg)?);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let token = signing
+        .sign(&serde_json::json!({
+            "iss": "https://demo.portcullis/", "aud": "demo", "sub": "alice", "exp": now + 3600,
+            "scope": "orders:read"
+        }))
+        .map_err(anyhow::Error::msg)?;
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    // The token's ECDSA signature is random, so a key derived from it is unpredictable.
+    let api_key = format!("demo-{}", &hex(&token_hash(token.as_bytes()))[..24]);
+    let key_hash = hex(&token_hash(api_key.as_bytes()));
     let echo = TcpListener::bind("127.0.0.1:0").context("cannot bind the echo upstream")?;
     let echo_port = echo.local_addr()?.port();
-    std::thread::Builder::new().name("echo-upstream".into()).spawn(move || serve_echo(echo))?;
+    std::thread::Builder::new().name("echo-upstream".into()).spawn(move || serve_echo(echo, &jwks))?;
     let redis_line = redis.map(|r| format!("redis = {r:?}")).unwrap_or_default();
     let text = DEMO_CONFIG
         .replace("{port}", &port.to_string())
@@ -97,7 +143,8 @@ pub fn run(port: u16, tls_port: u16, redis: Option<&str>) -> anyhow::Result<()> 
         .replace("{redis}", &redis_line)
         .replace("{tls_port}", &tls_port.to_string())
         .replace("{cert}", &cert.display().to_string())
-        .replace("{key}", &key.display().to_string());
+        .replace("{key}", &key.display().to_string())
+        .replace("{keyhash}", &key_hash);
     let cfg = config::load_str(&text, "<demo>").map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
     let (sup, _telemetry) = crate::serve::start(None, cfg)?;
     let base = format!("http://127.0.0.1:{port}");
@@ -126,21 +173,31 @@ pub fn run(port: u16, tls_port: u16, redis: Option<&str>) -> anyhow::Result<()> 
     println!(
         "  for i in $(seq 8); do curl -s -o /dev/null -D - {base}/limited | grep -iE '^(HTTP|retry-after|ratelimit)' | tr -d '\\r' | paste -sd' '; done"
     );
+    println!("Authentication (a demo ES256 key served as JWKS by the echo upstream; token valid 1 h):");
+    println!("  TOKEN={token}");
+    println!(
+        "  curl -i {base}/orders/7 -H \"Authorization: Bearer $TOKEN\"   # 200, upstream sees x-user-id"
+    );
+    println!("  curl -i {base}/orders/7                                        # 401 + WWW-Authenticate");
+    println!("  curl -i {base}/admin -H \"Authorization: Bearer $TOKEN\"      # 403 insufficient_scope");
+    println!("  curl -i {base}/orders/7 -H 'X-API-Key: {api_key}'   # 200 as consumer demo-key");
     println!("Ctrl-C drains and stops.");
     sup.run()?;
     Ok(())
 }
 
-fn serve_echo(listener: TcpListener) {
+fn serve_echo(listener: TcpListener, jwks: &Arc<String>) {
     for stream in listener.incoming().flatten() {
+        let jwks = Arc::clone(jwks);
         let _ = std::thread::Builder::new().name("echo-conn".into()).spawn(move || {
-            let _ = echo_conn(stream);
+            let _ = echo_conn(stream, &jwks);
         });
     }
 }
 
-/// Serves keep-alive requests on one connection, answering each with a JSON description.
-fn echo_conn(stream: TcpStream) -> std::io::Result<()> {
+/// Serves keep-alive requests on one connection, answering each with a JSON description (or,
+/// for `/.well-known/jwks.json`, the demo key set).
+fn echo_conn(stream: TcpStream, jwks: &str) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     loop {
@@ -186,7 +243,11 @@ fn echo_conn(stream: TcpStream) -> std::io::Result<()> {
             "headers": headers,
             "body": String::from_utf8_lossy(&body),
         });
-        let text = serde_json::to_string_pretty(&out).unwrap_or_default() + "\n";
+        let text = if path == "/.well-known/jwks.json" {
+            jwks.to_owned()
+        } else {
+            serde_json::to_string_pretty(&out).unwrap_or_default() + "\n"
+        };
         write!(
             writer,
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",

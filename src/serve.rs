@@ -72,7 +72,12 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<(Supervisor<Com
     };
     let ratelimit =
         RateLimitService::start(&cfg.ratelimit).context("cannot start the rate-limit sync thread")?;
-    let env = ChainEnv { telemetry: Some(telemetry.clone()), shard: 0, ratelimit };
+    let env = ChainEnv {
+        telemetry: Some(telemetry.clone()),
+        shard: 0,
+        ratelimit,
+        auth: portcullis_policies::AuthService::new(),
+    };
     let http3: Vec<bool> =
         cfg.listeners.iter().map(|l| l.http3.as_ref().is_some_and(|h| h.enabled)).collect();
     // Per HTTP/3 listener: keys and the steering table every shard's QUIC endpoint shares.

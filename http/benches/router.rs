@@ -62,6 +62,8 @@ fn route(
         rewrite_prefix: None,
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
+        auth: None,
+        authz: Default::default(),
         rate_limits: Vec::new(),
         require_client_cert: false,
     }

@@ -50,4 +50,12 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An authentication setting cannot be applied (unreadable key file, bad key, ...).
+    #[error("{path}: {reason}")]
+    Auth {
+        /// Config path of the offending key.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

@@ -1,10 +1,12 @@
 //! Portcullis policies: the request/response filters and the chain that runs them.
 //!
-//! Owns: one folder per filter (`observe`, `request_id`, `forwarded`, `mtls`, `ratelimit`, `transform`),
-//! each compiling its config once per shard per config generation, and `chain`, the closed-enum
-//! dispatch over them.
+//! Owns: one folder per filter (`observe`, `request_id`, `forwarded`, `mtls`, `authn`, `authz`, `ratelimit`,
+//! `transform`), each compiling its config once per shard per config generation, and `chain`, the
+//! closed-enum dispatch over them.
 //! Must not: open sockets or block on the request path, or speak any wire protocol.
 
+pub mod authn;
+mod authz;
 mod chain;
 mod error;
 mod forwarded;
@@ -17,6 +19,8 @@ mod request_id;
 mod testutil;
 mod transform;
 
+pub use authn::{AuthService, AuthnFilter};
+pub use authz::AuthzFilter;
 pub use chain::{AnyFilter, Chain, ChainEnv};
 pub use error::BuildError;
 pub use forwarded::ForwardedFilter;

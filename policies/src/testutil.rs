@@ -53,3 +53,6 @@ pub(crate) fn response() -> ResponseHead {
 pub(crate) fn values(headers: &Headers, name: &str) -> Vec<String> {
     headers.get_all(name).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
 }
+
+/// A request and its context after a filter ran.
+pub(crate) type Req = (RequestHead, Cx);

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod client;
 pub mod gateway;
 pub mod h2;
+pub mod jwks;
 pub mod redis;
 pub mod tls;
 pub mod upstream;

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::model_auth::{AuthConfig, AuthMode, RouteAuthz};
 use super::model_h2::Http2Config;
 use super::model_obs::{AccessLogConfig, AdminConfig, MetricsConfig, TracingConfig};
 use super::model_quic::ListenerHttp3Config;
@@ -56,6 +57,9 @@ pub struct Config {
     /// W3C trace context.
     #[serde(default)]
     pub tracing: TracingConfig,
+    /// Authentication (JWT issuers, API keys) and identity hand-off.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// Rate limiting: named limits and Redis reconciliation.
     #[serde(default)]
     pub ratelimit: RateLimitConfig,
@@ -332,6 +336,12 @@ pub struct RouteConfig {
     /// Header edits on the response toward the client.
     #[serde(default)]
     pub response_headers: HeaderOps,
+    /// Whether a credential is needed; absent = `required` when `[auth]` configures any.
+    #[serde(default)]
+    pub auth: Option<AuthMode>,
+    /// What the authenticated identity needs (scopes, roles, claims).
+    #[serde(default)]
+    pub authz: RouteAuthz,
     /// Names of `[ratelimit.limits]` applied to this route (all must pass).
     #[serde(default)]
     pub rate_limits: Vec<String>,

@@ -5,12 +5,14 @@
 //! lowercased route hosts). Must not: read files, map paths to lines (that is `load`/`spans`), or
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
+mod auth;
 mod obs;
 mod quic;
 mod ratelimit;
 mod routes;
 mod tls;
 
+pub use auth::{IDENTITY_SOURCES, JWT_ALGORITHMS, is_sha256_hex};
 pub use ratelimit::SCOPES as RATE_LIMIT_SCOPES;
 pub use routes::FRAMING_HEADERS;
 
@@ -62,6 +64,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     let names = upstreams(&mut config.upstreams, &root.key("upstreams"), &mut out);
     routes::check(&mut config.routes, &names, &root.key("routes"), &mut out);
     obs::check(config, &root, &mut out);
+    auth::check(&config.auth, &config.routes, &root, &mut out);
     ratelimit::check(
         &config.ratelimit,
         &config.routes,

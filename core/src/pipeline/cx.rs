@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::client_cert::ClientCert;
 use super::head::{Method, Version};
+use super::identity::Identity;
 use crate::telemetry::TraceContext;
 
 /// The context of one request, created by the engine and passed to every filter phase.
@@ -46,6 +47,8 @@ pub struct Cx {
     pub consumer: Option<Bytes>,
     /// The consumer's tier (it picks per-tier rate limits), when authentication set one.
     pub tier: Option<Rc<str>>,
+    /// The authenticated identity, when an authentication filter accepted a credential.
+    pub identity: Option<Rc<Identity>>,
     /// The tightest rate limit that applied, for the `RateLimit` response headers.
     pub rate_limit: Option<RateLimitInfo>,
     /// The verified client certificate, on mTLS connections that presented one.
@@ -102,6 +105,7 @@ impl Cx {
             upstream_time: None,
             trace: None,
             tls_version: None,
+            identity: None,
             rate_limit: None,
             client_cert: None,
             alt_svc: None,

@@ -29,6 +29,8 @@ impl R {
             rewrite_prefix: None,
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
+            auth: None,
+            authz: Default::default(),
             rate_limits: Vec::new(),
             require_client_cert: false,
         })

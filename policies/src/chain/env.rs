@@ -5,6 +5,8 @@
 //! Owns: the handles only (each `Send + Sync`, cheap to clone). Must not: be touched on the
 //! request path except through shard-local state a filter derived from it at build time.
 
+use crate::authn::AuthService;
+
 /// Shared services handed to [`Chain::build`](super::Chain::build). Each capability adds one
 /// field here (an `Arc`-backed handle) and reads it when its filter is built.
 #[derive(Clone, Debug, Default)]
@@ -13,6 +15,8 @@ pub struct ChainEnv {
     pub telemetry: Option<portcullis_core::telemetry::Telemetry>,
     /// The shard this copy of the environment builds chains for (set per shard by the binary).
     pub shard: usize,
+    /// JWKS fetching and API key files (one background thread, started on first use).
+    pub auth: AuthService,
     /// The rate-limit service (Redis sync thread); the default has none (local limits only).
     pub ratelimit: crate::ratelimit::RateLimitService,
 }

@@ -7,6 +7,8 @@ use portcullis_core::config::Config;
 use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
 
 use super::env::ChainEnv;
+use crate::authn::AuthnFilter;
+use crate::authz::AuthzFilter;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
 use crate::mtls::MtlsFilter;
@@ -24,6 +26,10 @@ pub enum AnyFilter {
     RequestId(RequestIdFilter),
     /// `[forwarded]`.
     Forwarded(ForwardedFilter),
+    /// `[auth]`: credentials, identity hand-off.
+    Authn(Box<AuthnFilter>),
+    /// Per-route `authz`.
+    Authz(AuthzFilter),
     /// `[ratelimit]` limits of the matched route.
     RateLimit(RateLimitFilter),
     /// Client certificate requirement and identity headers (mTLS).
@@ -40,6 +46,8 @@ impl AnyFilter {
             AnyFilter::RequestId(_) => "request_id",
             AnyFilter::Forwarded(_) => "forwarded",
             AnyFilter::Mtls(_) => "mtls",
+            AnyFilter::Authn(_) => "authn",
+            AnyFilter::Authz(_) => "authz",
             AnyFilter::RateLimit(_) => "ratelimit",
             AnyFilter::Transform(_) => "transform",
         }
@@ -52,6 +60,8 @@ impl Filter for AnyFilter {
             AnyFilter::Observe(f) => f.on_request(req, cx).await,
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
+            AnyFilter::Authn(f) => f.on_request(req, cx).await,
+            AnyFilter::Authz(f) => f.on_request(req, cx).await,
             AnyFilter::RateLimit(f) => f.on_request(req, cx).await,
             AnyFilter::Mtls(f) => f.on_request(req, cx).await,
             AnyFilter::Transform(f) => f.on_request(req, cx).await,
@@ -63,6 +73,8 @@ impl Filter for AnyFilter {
             AnyFilter::Observe(f) => f.on_response(resp, cx),
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
+            AnyFilter::Authn(f) => f.on_response(resp, cx),
+            AnyFilter::Authz(f) => f.on_response(resp, cx),
             AnyFilter::RateLimit(f) => f.on_response(resp, cx),
             AnyFilter::Mtls(f) => f.on_response(resp, cx),
             AnyFilter::Transform(f) => f.on_response(resp, cx),
@@ -74,6 +86,8 @@ impl Filter for AnyFilter {
             AnyFilter::Observe(f) => f.on_log(cx),
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
+            AnyFilter::Authn(f) => f.on_log(cx),
+            AnyFilter::Authz(f) => f.on_log(cx),
             AnyFilter::RateLimit(f) => f.on_log(cx),
             AnyFilter::Mtls(f) => f.on_log(cx),
             AnyFilter::Transform(f) => f.on_log(cx),
@@ -88,17 +102,24 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds the chain for `cfg`: observe (trace context, metrics, access log), request id,
-    /// forwarding headers, mTLS (when a listener asks for client certificates or a route requires
-    /// one), rate limits (when some route has limits), then transform (when some route has a
-    /// rewrite or header edits). Process-wide services come from `env`.
+    /// Builds the chain for `cfg`: observe (trace context, metrics, access log), request id, forwarding headers, mTLS (when a listener asks for
+    /// client certificates or a route requires one), authentication (when `[auth]` configures
+    /// credentials), authorisation (when some route has `authz`), rate limits (when some route
+    /// has limits; after authentication, so they can key on the consumer), then transform (when
+    /// some route has a rewrite or header edits). Process-wide services come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
-        let mut filters = Vec::with_capacity(5);
+        let mut filters = Vec::with_capacity(6);
         filters.push(AnyFilter::Observe(ObserveFilter::build(cfg, env.telemetry.as_ref(), env.shard)));
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
         if MtlsFilter::is_needed(cfg) {
             filters.push(AnyFilter::Mtls(MtlsFilter::build(cfg)));
+        }
+        if let Some(f) = AuthnFilter::build(cfg, env)? {
+            filters.push(AnyFilter::Authn(Box::new(f)));
+        }
+        if let Some(f) = AuthzFilter::build(cfg) {
+            filters.push(AnyFilter::Authz(f));
         }
         if RateLimitFilter::is_needed(cfg) {
             filters.push(AnyFilter::RateLimit(RateLimitFilter::build(cfg, &env.ratelimit)));

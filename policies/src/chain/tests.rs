@@ -206,3 +206,29 @@ fn local_reply_after_partial_chain_still_echoes_id() {
     assert_eq!(resp.headers.get("x-request-id"), Some(&c.request_id));
     assert_eq!(c.request_id.len(), 32);
 }
+
+#[test]
+fn build_order_with_auth() {
+    let mut cfg = Config::default();
+    cfg.auth.api_keys = Some(portcullis_core::config::ApiKeysConfig {
+        from: vec![portcullis_core::config::TokenSource {
+            header: Some("x-api-key".to_owned()),
+            ..Default::default()
+        }],
+        keys: vec![portcullis_core::config::ApiKeyEntry {
+            sha256: "a".repeat(64),
+            consumer: "c".to_owned(),
+            tier: None,
+            scopes: vec![],
+            roles: vec![],
+        }],
+        keys_file: None,
+        watch_interval: portcullis_core::config::Dur::secs(1),
+    });
+    let mut r = route(Some("/api"), Some("/v1"));
+    r.authz.scopes = vec!["read".to_owned()];
+    cfg.routes.push(r);
+    let chain = Chain::build(&cfg, &ChainEnv::new()).expect("builds");
+    let kinds: Vec<_> = chain.filters().iter().map(kind).collect();
+    assert_eq!(kinds, vec!["observe", "request_id", "forwarded", "authn", "authz", "transform"]);
+}

@@ -20,6 +20,8 @@ pub(crate) fn route(prefix: Option<&str>, rewrite: Option<&str>) -> RouteConfig 
         rewrite_prefix: rewrite.map(str::to_owned),
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
+        auth: None,
+        authz: Default::default(),
         rate_limits: Vec::new(),
         require_client_cert: false,
     }

@@ -1,0 +1,26 @@
+//! Authentication: JWT (per-issuer rules, static keys and JWKS kept fresh by a background
+//! thread, ring-backed verification), API keys (SHA-256 hashes, hot-reloaded file), a per-shard
+//! verification cache, and the identity hand-off toward upstreams.
+//!
+//! Owns: everything between "the request carries a credential" and "`cx.identity` is set".
+//! Must not: authorise (see `authz`), open sockets on a shard, or log credentials.
+
+mod accept;
+mod apikey;
+mod cache;
+mod fetch;
+mod filter;
+mod jwt;
+mod keys;
+pub mod ring_provider;
+mod service;
+pub mod signing;
+#[cfg(test)]
+mod tests;
+mod token;
+
+pub use cache::{CacheStats, token_hash};
+pub use filter::{AuthnFilter, REASONS};
+pub use jwt::{JwtError, JwtIssuer, Verdict};
+pub use keys::{KeySet, VerifyKey};
+pub use service::{AuthService, RemoteKeys};
