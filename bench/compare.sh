@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# compare.sh: one command, one markdown table comparing the reference upstream hit directly,
-# Portcullis (1 shard) and NGINX (1 worker) in the same run with the same pinning:
-#   proxy alone on PROXY_CPU (1); wrk and the upstream on LOAD_CPU (0).
-# Gateways are interleaved round by round; /dev/cpu_dma_latency is held at 0 during the runs.
-#
+# compare.sh: one command, one report comparing the reference upstream hit directly, Portcullis
+# (1 shard), NGINX (1 worker), HAProxy (1 thread) and Envoy (1 worker, when a binary is given)
+# in the same run with the same pinning: proxy alone on PROXY_CPU (1); the load generator and
+# the upstream on LOAD_CPU (0). Gateways are interleaved round by round; /dev/cpu_dma_latency is
+# held at 0 for the whole run.
+#   1. closed loop (wrk): req/s, p50/p99, proxy CPU-us/request
+#   2. open loop (portcullis-bench load --rate): at RATE_PCT % of the slowest gateway's req/s,
+#      p50..max and the latency each gateway adds over direct-to-upstream
+#   3. generator ceiling: wrk and portcullis-bench load against a second upstream on PROXY_CPU
 # Usage: bench/compare.sh [--syscalls] [--idle] [--no-build] [--only "direct nginx"]
-# Env:   DURATION=10s CONNS=32 THREADS=1 ROUNDS=3 WARMUP=2s PROXY_CPU=1 LOAD_CPU=0
-#        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10
-#        GATEWAYS="direct portcullis nginx" NO_BUILD=0 KEEP=0 BODY_SIZE=13
+#                         [--envoy PATH] [--rate N] [--no-latency] [--no-ceiling] [--keep]
+# Env:   DURATION=10s CONNS=32 THREADS=1 ROUNDS=3 WARMUP=2s PROXY_CPU=1 LOAD_CPU=0 BODY_SIZE=13
+#        LATENCY=1 RATE_PCT=50 RATE= LAT_CONNS=64 LAT_DURATION=DURATION LAT_WARMUP=2s CEILING=1
+#        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10 HAPROXY_MAXCONN=9000
+#        GATEWAYS="direct portcullis nginx haproxy envoy" SCENARIOS=plain NO_BUILD=0 KEEP=0
 #        WAIT_QUIET=0 (seconds to wait for a busy machine to go below 10% before starting)
 #        PORTCULLIS_BIN=target/release/portcullis PORTCULLIS_CONFIG=bench/peers/portcullis.toml
-# Output: the report on stdout and in bench/results/latest.md (plus a timestamped copy).
+#        ENVOY_BIN=(envoy on PATH)
+# Output: the report on stdout and in bench/results/latest.md, latest.json and latest.svg (open
+# loop latency percentiles per gateway), plus timestamped copies.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,15 +27,39 @@ DURATION=${DURATION:-10s} CONNS=${CONNS:-32} THREADS=${THREADS:-1} ROUNDS=${ROUN
 WARMUP=${WARMUP:-2s} PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} BODY_SIZE=${BODY_SIZE:-13}
 SYSCALLS=${SYSCALLS:-0} SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
 IDLE=${IDLE:-0} IDLE_CONNS=${IDLE_CONNS:-10000} IDLE_HOLD=${IDLE_HOLD:-10}
-GATEWAYS=${GATEWAYS:-direct portcullis nginx} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
-WAIT_QUIET=${WAIT_QUIET:-0}
+GATEWAYS=${GATEWAYS:-direct portcullis nginx haproxy envoy} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
+WAIT_QUIET=${WAIT_QUIET:-0} SCENARIOS=${SCENARIOS:-plain}
+LATENCY=${LATENCY:-1} RATE_PCT=${RATE_PCT:-50} RATE=${RATE:-} LAT_CONNS=${LAT_CONNS:-64}
+LAT_DURATION=${LAT_DURATION:-$DURATION} LAT_WARMUP=${LAT_WARMUP:-2s} CEILING=${CEILING:-1}
+HAPROXY_MAXCONN=${HAPROXY_MAXCONN:-9000} ENVOY_BIN=${ENVOY_BIN:-}
 PORTCULLIS_BIN=${PORTCULLIS_BIN:-}
 PORTCULLIS_CONFIG=${PORTCULLIS_CONFIG:-$ROOT/bench/peers/portcullis.toml}
 NGINX_TEMPLATE=$ROOT/bench/peers/nginx.conf
+HAPROXY_TEMPLATE=$ROOT/bench/peers/haproxy.cfg
+ENVOY_TEMPLATE=$ROOT/bench/peers/envoy.yaml
 BENCH=$TARGET_DIR/release/portcullis-bench
-UP_PORT=19000
-declare -A PORT=([direct]=19000 [portcullis]=18080 [nginx]=18081)
-declare -A LABEL=([direct]="direct to upstream" [portcullis]="Portcullis (1 shard)" [nginx]="NGINX (1 worker)")
+UP_PORT=19000 CEIL_PORT=19001
+declare -A PORT=([direct]=19000 [portcullis]=18080 [nginx]=18081 [haproxy]=18082 [envoy]=18083)
+declare -A LABEL=([direct]="direct to upstream" [portcullis]="Portcullis (1 shard)" [nginx]="NGINX (1 worker)"
+    [haproxy]="HAProxy (1 thread)" [envoy]="Envoy (1 worker)")
+# Scenarios: only `plain` is implemented by this harness today. The others are extension points:
+# CAN[scenario:gateway] says whether the peer can do it at all (the table prints the reason when
+# it cannot); a scenario runs once its peer templates (bench/peers/GW.SCENARIO.*) and generator
+# support exist. See docs/benchmarking.md, "Adding a scenario".
+KNOWN_SCENARIOS="plain tls h2 h3 routes jwt ratelimit"
+declare -A SCENARIO_LABEL=([plain]="plain HTTP/1.1 proxy" [tls]="TLS termination (HTTP/1.1)" [h2]="HTTP/2 (h2c and TLS)"
+    [h3]="HTTP/3 (QUIC)" [routes]="many routes (1,000 prefixes)" [jwt]="JWT auth on" [ratelimit]="rate limit on (never tripping)")
+declare -A CAN=(
+    [plain:portcullis]=yes [plain:nginx]=yes [plain:haproxy]=yes [plain:envoy]=yes
+    [tls:portcullis]="yes ([listeners.tls]; scenario not in the harness yet)" [tls:nginx]=yes [tls:haproxy]=yes [tls:envoy]=yes
+    [h2:portcullis]="yes (TLS ALPN h2 and h2c; the generator speaks HTTP/1.1 only so far)" [h2:nginx]="yes (TLS; h2c only without HTTP/1.1 on the port)" [h2:haproxy]=yes [h2:envoy]=yes
+    [h3:portcullis]="yes (quic/; the generator has no HTTP/3 yet)" [h3:nginx]="no: nginx-light 1.22 has no QUIC (1.25+)"
+    [h3:haproxy]="no: Debian's 2.6 build has no QUIC" [h3:envoy]="yes (alpha)"
+    [routes:portcullis]=yes [routes:nginx]=yes [routes:haproxy]=yes [routes:envoy]=yes
+    [jwt:portcullis]="yes ([auth]; see also bench/auth_wrk.sh)" [jwt:nginx]="no: JWT validation is NGINX Plus only (auth_jwt)" [jwt:haproxy]="yes (jwt_verify, 2.5+)" [jwt:envoy]="yes (jwt_authn)"
+    [ratelimit:portcullis]="yes ([ratelimit]; see also bench/ratelimit.sh)" [ratelimit:nginx]="yes (limit_req)" [ratelimit:haproxy]="yes (stick tables)" [ratelimit:envoy]="yes (local_ratelimit)"
+)
+HARNESS_SCENARIOS="plain" # scenarios this version of the harness can run
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -36,7 +68,11 @@ while [ $# -gt 0 ]; do
         --no-build) NO_BUILD=1 ;;
         --keep) KEEP=1 ;;
         --only) shift; GATEWAYS=$1 ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --envoy) shift; ENVOY_BIN=$1 ;;
+        --rate) shift; RATE=$1 ;;
+        --no-latency) LATENCY=0 ;;
+        --no-ceiling) CEILING=0 ;;
+        -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -65,6 +101,21 @@ trap 'exit 130' INT TERM
 
 NOTES=()
 note() { NOTES+=("$*"); log "$*"; }
+declare -A SKIP # gateway -> why it has no row
+
+for sc in $SCENARIOS; do
+    [[ " $KNOWN_SCENARIOS " == *" $sc "* ]] || die "unknown scenario '$sc' (known: $KNOWN_SCENARIOS)"
+    [[ " $HARNESS_SCENARIOS " == *" $sc "* ]] ||
+        note "scenario '$sc' (${SCENARIO_LABEL[$sc]}) is not implemented by this harness yet: skipped (see the coverage table)"
+done
+if [[ " $GATEWAYS " == *" envoy "* ]]; then
+    ENVOY_BIN=${ENVOY_BIN:-$(command -v envoy || true)}
+    if [ -z "$ENVOY_BIN" ] || [ ! -x "$ENVOY_BIN" ]; then
+        SKIP[envoy]="no envoy binary: put one on PATH or pass --envoy PATH (ENVOY_BIN); Debian does not package Envoy, see https://www.envoyproxy.io/docs/envoy/latest/start/install"
+        log "Envoy skipped: ${SKIP[envoy]}"
+        ENVOY_BIN=""
+    fi
+fi
 
 # ---------------------------------------------------------------- tools
 ensure_pkgs() { # ensure_pkgs BINARY:PACKAGE...
@@ -87,6 +138,7 @@ ensure_pkgs() { # ensure_pkgs BINARY:PACKAGE...
 }
 need=(wrk:wrk taskset:util-linux pgrep:procps)
 [[ " $GATEWAYS " == *" nginx "* ]] && need+=(nginx:nginx-light)
+[[ " $GATEWAYS " == *" haproxy "* ]] && need+=(haproxy:haproxy)
 [ "$SYSCALLS" = 1 ] && need+=(strace:strace)
 ensure_pkgs "${need[@]}"
 CLK_TCK=$(getconf CLK_TCK)
@@ -162,6 +214,19 @@ wrk_errors() { # non-2xx/3xx responses + socket errors
 run_wrk() { # run_wrk PORT DURATION OUTFILE
     taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$2" --latency "http://127.0.0.1:$1/" >"$3" 2>&1 || true
 }
+med() { if [ -s "$WORK/$1-$2" ]; then median <"$WORK/$1-$2"; else echo "—"; fi; }
+fmt() { if [ "$1" = "—" ] || [ -z "$1" ]; then echo "—"; else awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; fi; }
+sub_or_dash() { # sub_or_dash A B -> A - B with 1 decimal, or — when either is missing
+    if [ "$1" = "—" ] || [ "$2" = "—" ] || [ -z "$1" ] || [ -z "$2" ]; then echo "—"; else awk -v a="$1" -v b="$2" 'BEGIN {printf "%+.1f", a - b}'; fi
+}
+json_num() { # json_num FILE KEY [SECTION]: a number from portcullis-bench's pretty JSON, empty if absent
+    awk -v k="\"$2\":" -v sec="${3:+\"$3\": {}" '
+        sec != "" && !in_sec { if (index($0, sec)) in_sec = 1; next }
+        index($0, k) { v = $0; sub(/.*": */, "", v); sub(/,$/, "", v); print v; exit }' "$1"
+}
+child_ticks() { # cutime+cstime of this shell: CPU of its finished, waited-for children
+    sed 's/.*) //' "/proc/$$/stat" | awk '{print $14 + $15}'
+}
 machine_busy_pct() { # share of all CPUs busy over one second, before anything starts
     local a b
     read -r -a a </proc/stat; sleep 1; read -r -a b </proc/stat
@@ -172,11 +237,12 @@ machine_busy_pct() { # share of all CPUs busy over one second, before anything s
 
 # ---------------------------------------------------------------- environment checks
 for gw in $GATEWAYS; do
-    [ -n "${PORT[$gw]:-}" ] || die "unknown gateway '$gw' (known: direct portcullis nginx)"
+    [ -n "${PORT[$gw]:-}" ] || die "unknown gateway '$gw' (known: direct portcullis nginx haproxy envoy)"
     # A just-killed io_uring process keeps its listener until the ring's async teardown ends.
     for ((i = 0; i < 50; i++)); do port_open "${PORT[$gw]}" || break; sleep 0.1; done
     port_open "${PORT[$gw]}" && die "port ${PORT[$gw]} is already in use: stop whatever listens there"
 done
+[ "$CEILING" = 1 ] && port_open "$CEIL_PORT" && die "port $CEIL_PORT is already in use: stop whatever listens there"
 busy=$(machine_busy_pct)
 for ((waited = 0; busy > 10 && waited < WAIT_QUIET; waited += 5)); do # shared machines: wait for quiet
     log "machine ${busy}% busy; waiting for it to quiet down ($waited/$WAIT_QUIET s)"
@@ -249,23 +315,57 @@ start_nginx() {
     sed -e "s#@WORK@#$WORK#g" -e "s/@PORT@/${PORT[nginx]}/g" -e "s/@UP_PORT@/$UP_PORT/g" \
         "$NGINX_TEMPLATE" >"$WORK/nginx/nginx.conf"
     if ! nginx -t -q -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/test.log" 2>&1; then
-        note "NGINX skipped: config test failed: $(tr '\n' ' ' <"$WORK/nginx/test.log")"
+        SKIP[nginx]="config test failed: $(tr '\n' ' ' <"$WORK/nginx/test.log")"
         return 1
     fi
     taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx/out.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
-    wait_port "${PORT[nginx]}" "$pid" 10 || { note "NGINX skipped: it did not start"; return 1; }
+    wait_port "${PORT[nginx]}" "$pid" 10 || { SKIP[nginx]="it did not start"; return 1; }
     GPID[nginx]=$pid
+}
+
+start_haproxy() {
+    sed -e "s/@PORT@/${PORT[haproxy]}/g" -e "s/@UP_PORT@/$UP_PORT/g" -e "s/@MAXCONN@/$HAPROXY_MAXCONN/g" \
+        "$HAPROXY_TEMPLATE" >"$WORK/haproxy.cfg"
+    if ! haproxy -c -q -f "$WORK/haproxy.cfg" >"$WORK/haproxy-test.log" 2>&1; then
+        SKIP[haproxy]="config check failed: $(tr '\n' ' ' <"$WORK/haproxy-test.log" | cut -c1-300)"
+        return 1
+    fi
+    taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_port "${PORT[haproxy]}" "$pid" 10 || {
+        SKIP[haproxy]="it did not start: $(tail -c 300 "$WORK/haproxy.log" | tr '\n' ' ')"
+        return 1
+    }
+    GPID[haproxy]=$pid
+}
+start_envoy() {
+    [ -n "$ENVOY_BIN" ] || return 1 # SKIP[envoy] already says why
+    sed -e "s/@PORT@/${PORT[envoy]}/g" -e "s/@UP_PORT@/$UP_PORT/g" "$ENVOY_TEMPLATE" >"$WORK/envoy.yaml"
+    taskset -c "$PROXY_CPU" "$ENVOY_BIN" -c "$WORK/envoy.yaml" --concurrency 1 --disable-hot-restart -l warn \
+        >"$WORK/envoy.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_port "${PORT[envoy]}" "$pid" 30 || {
+        SKIP[envoy]="$ENVOY_BIN did not start: $(tail -c 300 "$WORK/envoy.log" | tr '\n' ' ')"
+        return 1
+    }
+    GPID[envoy]=$pid
 }
 
 ACTIVE=()
 for gw in $GATEWAYS; do
+    [ -n "${SKIP[$gw]:-}" ] && continue
     case $gw in
         direct) ACTIVE+=(direct) ;;
-        portcullis) if start_portcullis; then ACTIVE+=(portcullis); else note "Portcullis skipped: $portcullis_skip"; fi ;;
+        portcullis) if start_portcullis; then ACTIVE+=(portcullis); else SKIP[portcullis]=$portcullis_skip; fi ;;
         nginx) start_nginx && ACTIVE+=(nginx) ;;
+        haproxy) start_haproxy && ACTIVE+=(haproxy) ;;
+        envoy) start_envoy && ACTIVE+=(envoy) ;;
     esac
+    [ -n "${SKIP[$gw]:-}" ] && log "${LABEL[$gw]} skipped: ${SKIP[$gw]}"
 done
 [ ${#ACTIVE[@]} -gt 0 ] || die "nothing to measure"
 
@@ -313,6 +413,47 @@ done
 worst=$(cat "$WORK"/foreign-* 2>/dev/null | sort -n | tail -1)
 [ "${worst:-0}" -gt 5 ] &&
     note "other processes (or steal) used up to ${worst}% of CPU $PROXY_CPU during a measured run: those rows are contaminated, rerun on a quiet machine"
+
+declare -A LATFILES # gateway -> comma-separated open-loop reports
+# ---------------------------------------------------------------- open loop: added latency at a fixed rate
+RATE_WHY=""
+if [ "$LATENCY" = 1 ]; then
+    if [ -z "$RATE" ]; then
+        slowest="" slowest_gw=""
+        for gw in "${ACTIVE[@]}"; do
+            [ "$gw" = direct ] && [ ${#ACTIVE[@]} -gt 1 ] && continue
+            m=$(med rps "$gw")
+            [ "$m" = "—" ] && continue
+            if [ -z "$slowest" ] || awk -v a="$m" -v b="$slowest" 'BEGIN {exit !(a < b)}'; then slowest=$m slowest_gw=$gw; fi
+        done
+        if [ -n "$slowest" ]; then
+            RATE=$(awk -v s="$slowest" -v p="$RATE_PCT" 'BEGIN {r = int(s * p / 100 / 100) * 100; print r < 100 ? 100 : r}')
+            RATE_WHY="$RATE_PCT % of the slowest target's median closed-loop req/s (${LABEL[$slowest_gw]}: $(fmt "$slowest" %.0f))"
+        fi
+    else
+        RATE_WHY="fixed with --rate / RATE"
+    fi
+fi
+if [ "$LATENCY" = 1 ] && [ -n "$RATE" ]; then
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for ((i = 0; i < n; i++)); do
+            gw=${ACTIVE[$(((i + r - 1) % n))]}
+            out="$WORK/lat-$gw-$r.json"
+            taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:${PORT[$gw]}/" --rate "$RATE" -c "$LAT_CONNS" \
+                -w "$LAT_WARMUP" -d "$LAT_DURATION" -o "$out" 2>>"$WORK/lat-$gw.err" || true
+            if [ ! -s "$out" ]; then
+                note "open loop round $r $gw failed: $(tail -2 "$WORK/lat-$gw.err" | tr '\n' ' ')"
+                continue
+            fi
+            LATFILES[$gw]="${LATFILES[$gw]:-}${LATFILES[$gw]:+,}$out"
+            for k in p50 p90 p99 p99.9 max; do json_num "$out" "$k" latency_us >>"$WORK/l$k-$gw"; done
+            json_num "$out" rps >>"$WORK/lrps-$gw"
+            json_num "$out" errors_total >>"$WORK/lerr-$gw"
+            json_num "$out" p99 send_lag_us >>"$WORK/llag-$gw"
+            log "open loop round $r/$ROUNDS $gw at $RATE req/s: p50 $(json_num "$out" p50 latency_us) µs, p99 $(json_num "$out" p99 latency_us) µs"
+        done
+    done
+fi
 
 # ---------------------------------------------------------------- optional: syscalls per request
 declare -A SYSC SYSTOP
@@ -364,60 +505,49 @@ if [ "$IDLE" = 1 ]; then
     done
 fi
 
-# ---------------------------------------------------------------- report
-med() { if [ -s "$WORK/$1-$2" ]; then median <"$WORK/$1-$2"; else echo "—"; fi; }
-fmt() { if [ "$1" = "—" ]; then echo "—"; else awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; fi; }
-REPORT="$WORK/report.md"
-{
-    echo "# Portcullis side-by-side: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo
-    echo "- host: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), load before: $(cut -d' ' -f1-3 /proc/loadavg), ${busy}% busy"
-    echo "- load: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency\` on CPU $LOAD_CPU; reference upstream (\`portcullis-bench upstream\`, ${BODY_SIZE}-byte body) on CPU $LOAD_CPU; proxy alone on CPU $PROXY_CPU"
-    echo "- $ROUNDS interleaved round(s) after a $WARMUP warm-up each; medians over rounds; /dev/cpu_dma_latency: $DMA"
-    echo "- CPU-µs/req = (utime+stime of all the process's threads and children) / wrk's completed requests; errors = non-2xx/3xx + socket errors (all rounds)"
-    echo "- other load on CPU $PROXY_CPU = its busy time (user+system+steal) not spent by the proxy: should be ~0; more means another process or the hypervisor took the proxy's core"
-    echo "- reconnects = host TCP passive opens during the runs minus wrk's $CONNS per run: upstream connections the proxy (re)opened plus wrk reconnects; ~0 means keep-alive held on both sides"
-    echo "- versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), upstream ring: $(grep -o 'ring: [^,]*' "$WORK/upstream.log" | head -1 | cut -d' ' -f2)"
-    echo
-    echo "| target | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU-µs/req | upstream CPU-µs/req | errors | reconnects | other load on CPU $PROXY_CPU % |"
-    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
-    for gw in "${ACTIVE[@]}"; do
-        per=$(awk '{printf "%s%.0f", sep, $1; sep = ", "}' "$WORK/rps-$gw" 2>/dev/null || true)
-        errs=$(awk '{s += $1} END {print s + 0}' "$WORK/err-$gw" 2>/dev/null || echo 0)
-        tws=$(awk '{s += $1} END {print s + 0}' "$WORK/reconn-$gw" 2>/dev/null || echo 0)
-        echo "| ${LABEL[$gw]} | $(fmt "$(med rps "$gw")" %.0f) | ${per:-—} | $(fmt "$(med p50 "$gw")" %.3f) | $(fmt "$(med p99 "$gw")" %.3f) | $(fmt "$(med cpu "$gw")" %.1f) | $(fmt "$(med upcpu "$gw")" %.1f) | $errs | $tws | $(fmt "$(med foreign "$gw")" %.0f) |"
-    done
-    for gw in $GATEWAYS; do
-        [[ " ${ACTIVE[*]} " == *" $gw "* ]] || echo "| ${LABEL[$gw]} | skipped | | | | | | | | |"
-    done
-    if [ "$SYSCALLS" = 1 ]; then
-        echo
-        echo "Syscalls per request (\`strace -c -f\`, $SYSCALL_DURATION wrk run; strace slows the process, counts stay valid; io_uring SQEs are not syscalls):"
-        echo
-        echo "| target | syscalls/req | top syscalls per request |"
-        echo "|---|---:|---|"
-        for gw in "${ACTIVE[@]}"; do echo "| ${LABEL[$gw]} | ${SYSC[$gw]:-n/a} | ${SYSTOP[$gw]:-} |"; done
-    fi
-    if [ "$IDLE" = 1 ]; then
-        echo
-        echo "Idle keep-alive connections (\`portcullis-bench idle --conns $IDLE_CONNS --hold-secs $IDLE_HOLD\`; VmRSS summed over the process tree):"
-        echo
-        echo "| target | VmRSS before MiB | VmRSS holding MiB | KiB per idle conn | alive after hold / opened |"
-        echo "|---|---:|---:|---:|---|"
-        for gw in "${ACTIVE[@]}"; do
-            [ "$gw" = direct ] && continue
-            awk -v a="${RSS0[$gw]}" -v b="${RSS1[$gw]}" -v n="$IDLE_CONNS" -v l="${LABEL[$gw]}" -v al="${ALIVE[$gw]}" \
-                'BEGIN {printf "| %s | %.1f | %.1f | %.2f | %s |\n", l, a / 1024, b / 1024, (b - a) / n, al}'
+# ---------------------------------------------------------------- generator ceiling vs a trivial server
+# A second reference upstream takes the proxy's place on PROXY_CPU; wrk and portcullis-bench
+# load drive it from LOAD_CPU with the closed-loop settings, interleaved over ROUNDS rounds.
+# Server CPU near 100 % means the server, not the generator, was the limit.
+CEIL_KEYS=(wrk p1 p16)
+declare -A CEIL_NAME=([wrk]="wrk -t$THREADS -c$CONNS" [p1]="portcullis-bench load -t$THREADS -c$CONNS"
+    [p16]="portcullis-bench load -t$THREADS -c$CONNS -p16")
+CEIL_DONE=0
+if [ "$CEILING" = 1 ]; then
+    taskset -c "$PROXY_CPU" "$BENCH" upstream --listen "127.0.0.1:$CEIL_PORT" --body-size "$BODY_SIZE" \
+        >"$WORK/ceil-upstream.log" 2>&1 &
+    CPID=$!
+    PIDS+=("$CPID")
+    if wait_port "$CEIL_PORT" "$CPID" 10; then
+        CEIL_DONE=1
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for key in "${CEIL_KEYS[@]}"; do
+                s0=$(cpu_ticks "$CPID") c0=$(child_ticks) t0=$(date +%s.%N)
+                if [ "$key" = wrk ]; then
+                    taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$CEIL_PORT/" \
+                        >"$WORK/ceil-wrk-$r.txt" 2>&1 || true
+                else
+                    taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:$CEIL_PORT/" -c "$CONNS" -p "${key#p}" \
+                        -t "$THREADS" -w 1s -d "$DURATION" -o "$WORK/ceil-$key-$r.json" 2>>"$WORK/ceil-load.err" || true
+                fi
+                s1=$(cpu_ticks "$CPID") c1=$(child_ticks) t1=$(date +%s.%N)
+                awk -v t=$((s1 - s0)) -v h="$CLK_TCK" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f\n", 100 * t / h / (b - a)}' >>"$WORK/cs-$key"
+                if [ "$key" = wrk ]; then
+                    reqs=$(wrk_requests "$WORK/ceil-wrk-$r.txt")
+                    [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || continue
+                    awk '/Requests\/sec/ {print $2}' "$WORK/ceil-wrk-$r.txt" >>"$WORK/cr-$key"
+                    awk -v t=$((c1 - c0)) -v h="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f\n", t * 1e6 / h / n}' >>"$WORK/cg-$key"
+                elif [ -s "$WORK/ceil-$key-$r.json" ]; then
+                    json_num "$WORK/ceil-$key-$r.json" rps >>"$WORK/cr-$key"
+                    json_num "$WORK/ceil-$key-$r.json" generator_cpu_us_per_req >>"$WORK/cg-$key"
+                fi
+            done
         done
+    else
+        note "generator ceiling skipped: the second upstream did not start on :$CEIL_PORT"
     fi
-    if [ ${#NOTES[@]} -gt 0 ]; then
-        echo
-        echo "Notes:"
-        for n in "${NOTES[@]}"; do echo "- $n"; done
-    fi
-} >"$REPORT"
+fi
 
-mkdir -p "$ROOT/bench/results"
-cp "$REPORT" "$ROOT/bench/results/latest.md"
-cp "$REPORT" "$ROOT/bench/results/$(date -u +%Y%m%d-%H%M%S).md"
-cat "$REPORT"
+# ---------------------------------------------------------------- report (markdown, JSON, SVG)
+# shellcheck source=compare-report.sh
+source "$ROOT/bench/compare-report.sh"

@@ -45,9 +45,9 @@ impl Canned {
     }
 }
 
-/// Where the framer is inside a chunked body.
+/// Where a framer is inside a chunked body (shared with the load generator's response framer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
+pub(crate) enum Chunk {
     Size,
     Data(u64),
     DataEnd,
@@ -225,7 +225,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, HeadInfo)>, &'static [u8]> {
     Ok(Some((n, info)))
 }
 
-fn parse_length(value: &[u8]) -> Option<u64> {
+/// Parses a `Content-Length` value (digits only, no sign, no overflow).
+pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     let value = value.trim_ascii();
     if value.is_empty() {
         return None;
@@ -236,13 +237,14 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 }
 
 /// Progress through a chunked body: bytes used and the next state (`None` = body done).
-enum ChunkStep {
+pub(crate) enum ChunkStep {
     Advance(usize, Option<Chunk>),
     NeedMore,
     Invalid,
 }
 
-fn step_chunked(state: Chunk, rest: &[u8]) -> ChunkStep {
+/// Advances over one piece of a chunked body (size line, data, CRLF or trailer line).
+pub(crate) fn step_chunked(state: Chunk, rest: &[u8]) -> ChunkStep {
     match state {
         Chunk::Size => match httparse::parse_chunk_size(rest) {
             Ok(Status::Complete((n, 0))) => ChunkStep::Advance(n, Some(Chunk::Trailer)),

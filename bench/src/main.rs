@@ -1,13 +1,16 @@
 //! `portcullis-bench`: the benchmark tools' CLI. Owns argument parsing and dispatch to the
-//! reference upstream (`upstream`) and the idle-connection holder (`idle`).
+//! load generator (`load`), the reference upstream (`upstream`), the idle-connection holder
+//! (`idle`) and the latency chart (`chart`).
 
+mod chart;
 mod h1;
 mod idle;
+mod load;
 mod ring;
 mod sys;
 mod upstream;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -39,6 +42,60 @@ enum Cmd {
         /// Listen backlog.
         #[arg(long, default_value_t = 4096)]
         backlog: i32,
+        /// Wait this long before answering (`2ms`; 1 ms timer resolution).
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        delay: Duration,
+        /// With `--delay`: pick each delay uniformly in [delay, delay-max] instead.
+        #[arg(long, value_parser = parse_duration)]
+        delay_max: Option<Duration>,
+    },
+    /// HTTP/1.1 load: closed loop (max throughput) or open loop (`--rate`, constant arrival
+    /// rate, latency from the intended send time); prints a JSON report on stdout.
+    Load {
+        /// Target URL (`http://host:port/path`).
+        url: String,
+        /// Connections.
+        #[arg(short = 'c', long, default_value_t = 32)]
+        conns: usize,
+        /// Closed loop: requests in flight per connection (HTTP/1.1 pipelining).
+        #[arg(short = 'p', long, default_value_t = 1)]
+        pipeline: usize,
+        /// Open loop: requests per second over all connections (omit for a closed loop).
+        #[arg(short = 'r', long)]
+        rate: Option<f64>,
+        /// Generator threads, one io_uring runtime each.
+        #[arg(short = 't', long, default_value_t = 1)]
+        threads: usize,
+        /// Pin thread i to CPU `cpus[i % n]` (comma-separated list).
+        #[arg(long, value_delimiter = ',')]
+        cpus: Vec<usize>,
+        /// Warm-up, excluded from every figure (`2s`, `500ms`).
+        #[arg(short = 'w', long, default_value = "2s", value_parser = parse_duration)]
+        warmup: Duration,
+        /// Measured window (`10s`).
+        #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Connect and response timeout (`5s`).
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Extra request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Write the JSON report to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        out: Option<PathBuf>,
+    },
+    /// Draw an SVG chart of latency percentiles from `load` JSON reports.
+    Chart {
+        /// Output SVG file.
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+        /// Chart title.
+        #[arg(long, default_value = "Latency percentiles")]
+        title: String,
+        /// Series as `LABEL=report.json` (one per gateway, drawn in this order).
+        #[arg(required = true)]
+        series: Vec<String>,
     },
     /// Open N keep-alive connections, one request each, then hold them idle.
     Idle {
@@ -60,13 +117,60 @@ enum Cmd {
     },
 }
 
+/// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?} (try 10s, 500ms)"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Upstream { listen, body_size, cpu, ring, backlog } => {
-            upstream::run(&upstream::UpstreamOpts { listen, body_size, cpu, ring, backlog })
+        Cmd::Load { url, conns, pipeline, rate, threads, cpus, warmup, duration, timeout, headers, out } => {
+            let opts = load::LoadOpts {
+                url,
+                conns,
+                pipeline,
+                rate,
+                threads,
+                cpus,
+                warmup,
+                duration,
+                timeout,
+                headers,
+                out,
+            };
+            load::run(&opts).map(|_| ())
+        }
+        Cmd::Chart { out, title, series } => chart::run(&out, &title, &series),
+        Cmd::Upstream { listen, body_size, cpu, ring, backlog, delay, delay_max } => {
+            let delay = upstream::Delay { min: delay, max: delay_max.unwrap_or(delay) };
+            upstream::run(&upstream::UpstreamOpts { listen, body_size, cpu, ring, backlog, delay })
         }
         Cmd::Idle { target, conns, hold_secs, threads, path } => {
             idle::run(&idle::IdleOpts { target, conns, hold_secs, threads, path })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3h").is_err());
     }
 }

@@ -32,6 +32,32 @@ pub struct UpstreamOpts {
     pub ring: RingMode,
     /// Listen backlog.
     pub backlog: i32,
+    /// Delay before each batch of responses (monoio timer: 1 ms resolution).
+    pub delay: Delay,
+}
+
+/// How long the upstream waits before answering: fixed, or uniform in `[min, max]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Delay {
+    /// Shortest delay (zero = answer at once).
+    pub min: Duration,
+    /// Longest delay; equal to `min` (or below it) for a fixed delay.
+    pub max: Duration,
+}
+
+impl Delay {
+    /// The delay for the next response batch (`None` when there is none).
+    fn pick(&self, rng: &mut u64) -> Option<Duration> {
+        if self.max <= self.min {
+            return (!self.min.is_zero()).then_some(self.min);
+        }
+        // xorshift64: no dependency, good enough to spread delays uniformly.
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        let span = (self.max - self.min).as_nanos() as u64;
+        Some(self.min + Duration::from_nanos(*rng % (span + 1)))
+    }
 }
 
 /// Runs the upstream until the process is killed.
@@ -48,22 +74,26 @@ pub fn run(opts: &UpstreamOpts) -> Result<()> {
         let listener = TcpListener::bind_with_config(opts.listen, &lopts)
             .with_context(|| format!("binding {}", opts.listen))?;
         eprintln!(
-            "portcullis-bench upstream listening on {} (ring: {flags}, body: {} B, cpu: {}, nofile: {nofile})",
+            "portcullis-bench upstream listening on {} (ring: {flags}, body: {} B, cpu: {}, nofile: {nofile}, delay: {:?}..{:?})",
             opts.listen,
             opts.body_size,
             opts.cpu.map_or_else(|| "any".to_owned(), |c| c.to_string()),
+            opts.delay.min,
+            opts.delay.max.max(opts.delay.min),
         );
-        accept_loop(listener, canned).await
+        accept_loop(listener, canned, opts.delay).await
     })
 }
 
-async fn accept_loop(listener: TcpListener, canned: Rc<Canned>) -> Result<()> {
+async fn accept_loop(listener: TcpListener, canned: Rc<Canned>, delay: Delay) -> Result<()> {
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
                 // Responses leave in one write per batch: Nagle would only add delay.
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(serve(stream, canned.clone()));
+                seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                monoio::spawn(serve(stream, canned.clone(), delay, seed | 1));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning on the error.
@@ -75,7 +105,7 @@ async fn accept_loop(listener: TcpListener, canned: Rc<Canned>) -> Result<()> {
 }
 
 /// Serves one connection until the peer closes it, sends garbage or asks to close.
-async fn serve(mut stream: TcpStream, canned: Rc<Canned>) {
+async fn serve(mut stream: TcpStream, canned: Rc<Canned>, delay: Delay, mut rng: u64) {
     let mut buf: Vec<u8> = Vec::with_capacity(INITIAL_BUF);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut framer = Framer::default();
@@ -95,6 +125,9 @@ async fn serve(mut stream: TcpStream, canned: Rc<Canned>) {
         let feed = framer.feed(&buf, &canned, &mut out);
         buf.drain(..feed.consumed);
         if !out.is_empty() {
+            if let Some(d) = delay.pick(&mut rng) {
+                monoio::time::sleep(d).await; // one delay per batch of pipelined responses
+            }
             let (res, sent) = stream.write_all(out).await;
             out = sent;
             if res.is_err() {
@@ -106,5 +139,25 @@ async fn serve(mut stream: TcpStream, canned: Rc<Canned>) {
             let _ = stream.shutdown().await;
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_are_fixed_or_within_the_range() {
+        let mut rng = 0x1234_5678_u64;
+        assert_eq!(Delay::default().pick(&mut rng), None);
+        let fixed = Delay { min: Duration::from_millis(3), max: Duration::ZERO };
+        assert_eq!(fixed.pick(&mut rng), Some(Duration::from_millis(3)));
+        let range = Delay { min: Duration::from_millis(1), max: Duration::from_millis(5) };
+        let picks: Vec<Duration> = (0..1000).filter_map(|_| range.pick(&mut rng)).collect();
+        assert_eq!(picks.len(), 1000);
+        assert!(picks.iter().all(|d| (range.min..=range.max).contains(d)));
+        // Spread out, not stuck at one value.
+        assert!(picks.iter().any(|d| *d < Duration::from_millis(2)));
+        assert!(picks.iter().any(|d| *d > Duration::from_millis(4)));
     }
 }
