@@ -146,7 +146,7 @@ pub fn run(port: u16, tls_port: u16, redis: Option<&str>) -> anyhow::Result<()> 
         .replace("{key}", &key.display().to_string())
         .replace("{keyhash}", &key_hash);
     let cfg = config::load_str(&text, "<demo>").map_err(|e| anyhow::anyhow!("built-in demo config: {e}"))?;
-    let sup = crate::serve::start(None, cfg)?;
+    let (sup, _telemetry) = crate::serve::start(None, cfg)?;
     let base = format!("http://127.0.0.1:{port}");
     println!();
     println!("Portcullis demo: gateway on {base}, echo upstream on 127.0.0.1:{echo_port}. Try:");

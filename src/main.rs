@@ -1,7 +1,9 @@
 //! The `portcullis` binary: a thin CLI that loads the config and composes the core runtime, the
 //! HTTP engine and the policy chain. Holds no logic a library should own.
 
+mod admin;
 mod demo;
+mod doctor;
 mod h3get;
 mod serve;
 
@@ -46,6 +48,13 @@ enum Cmd {
         /// Path to the TOML config.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Check this host for what the gateway needs (io_uring, memlock and nofile limits, somaxconn,
+    /// CPUs vs shards, UDP buffers, port range) and print what to change, each with why.
+    Doctor {
+        /// Config to check against (shards, backlogs).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Run the gateway on 127.0.0.1:8080 with a built-in config in front of a built-in echo
     /// upstream, and print requests to try.
@@ -99,6 +108,7 @@ fn main() -> ExitCode {
         Cmd::H3 { url, cacert, method, data } => {
             h3get::run(&url, cacert.as_deref(), &method, data.as_deref())
         }
+        Cmd::Doctor { config } => return doctor::run(config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

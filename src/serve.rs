@@ -6,7 +6,8 @@ use std::rc::Rc;
 
 use anyhow::Context;
 use portcullis_core::config::{self, Config};
-use portcullis_core::runtime::Supervisor;
+use portcullis_core::runtime::{Supervisor, notify};
+use portcullis_core::telemetry::Telemetry;
 use portcullis_http::{BuildChain, Compiled, serve_shard_with};
 use portcullis_policies::{Chain, ChainEnv, RateLimitService};
 use portcullis_quic::endpoint::SharedQuic;
@@ -51,17 +52,32 @@ pub fn run_file(path: &Path) -> anyhow::Result<()> {
             anyhow::bail!("{}: invalid config ({} error(s))", path.display(), errors.0.len());
         }
     };
-    let sup = start(Some(path), cfg)?;
+    let (sup, telemetry) = start(Some(path), cfg)?;
     sup.run().context("control loop failed")?;
+    telemetry.log.flush(std::time::Duration::from_secs(2));
     Ok(())
 }
 
-/// Starts the shards and prints one `listening <name> <addr>` line per listener on stdout.
-pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<Supervisor<Compiled>> {
+/// Starts the telemetry, the admin API (when `[admin]` is set) and the shards; prints
+/// `admin <addr>` (when enabled) and then one `listening <name> <addr>` line per listener on
+/// stdout, and tells systemd `READY=1`.
+pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<(Supervisor<Compiled>, Telemetry)> {
     let names: Vec<String> = cfg.listeners.iter().map(|l| l.name.clone()).collect();
+    let telemetry = Telemetry::start(cfg.access_log.queue).context("cannot start the access log writer")?;
+    let admin = match cfg.admin.as_ref().and_then(|a| a.addr) {
+        Some(addr) => {
+            Some(crate::admin::bind(addr).with_context(|| format!("cannot bind the admin API on {addr}"))?)
+        }
+        None => None,
+    };
     let ratelimit =
         RateLimitService::start(&cfg.ratelimit).context("cannot start the rate-limit sync thread")?;
-    let env = ChainEnv { ratelimit, auth: portcullis_policies::AuthService::new() };
+    let env = ChainEnv {
+        telemetry: Some(telemetry.clone()),
+        shard: 0,
+        ratelimit,
+        auth: portcullis_policies::AuthService::new(),
+    };
     let http3: Vec<bool> =
         cfg.listeners.iter().map(|l| l.http3.as_ref().is_some_and(|h| h.enabled)).collect();
     // Per HTTP/3 listener: keys and the steering table every shard's QUIC endpoint shares.
@@ -77,7 +93,7 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<Supervisor<Comp
         .context("cannot create the QUIC keys")?;
     let sup =
         Supervisor::start(path.map(Path::to_path_buf), cfg, Box::new(portcullis_http::compile), move |ctx| {
-            let env = env.clone();
+            let env = ChainEnv { shard: ctx.id, ..env.clone() };
             let build: Rc<BuildChain<Chain>> =
                 Rc::new(move |cfg: &Config| Chain::build(cfg, &env).map_err(|e| e.to_string()));
             let quic = quic.clone();
@@ -89,6 +105,12 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<Supervisor<Comp
             })
         })
         .context("cannot start the gateway")?;
+    if let Some(listener) = admin {
+        let addr = listener.local_addr()?;
+        crate::admin::spawn(listener, sup.handle(), telemetry.clone())
+            .context("cannot start the admin API")?;
+        println!("admin {addr}");
+    }
     for ((name, addr), l) in names.iter().zip(&sup.bound).zip(&http3) {
         println!("listening {name} {addr}");
         if *l {
@@ -101,5 +123,6 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<Supervisor<Comp
         generation = sup.generation(),
         "portcullis ready"
     );
-    Ok(sup)
+    notify::notify_or_log("READY=1");
+    Ok((sup, telemetry))
 }

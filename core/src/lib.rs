@@ -5,5 +5,6 @@ pub mod config;
 pub mod error;
 pub mod pipeline;
 pub mod runtime;
+pub mod telemetry;
 
 pub use error::{LocalReply, Source};

@@ -93,6 +93,7 @@ pub async fn handle<F: Filter, D: Downstream>(
     cx: &mut Cx,
 ) -> (After, RequestHead) {
     let Incoming { mut head, body, expect_continue, keep: client_keep } = req;
+    (cx.method, cx.path, cx.query) = (head.method.clone(), head.path.clone(), head.query.clone());
     cx.route = sg.generation.shared.router.find(&head);
     let is_head = head.method == Method::Head;
 
@@ -270,7 +271,10 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             }};
         }
 
+        // Upstream time: request sent until response head, per attempt.
+        let mut sent_at;
         let (mut conn, resp, ep) = loop {
+            sent_at = Instant::now();
             let picked = match stale_on.take() {
                 Some(ep) => Some((ep, true)),
                 None => upstream.pick(key, exclude).map(|ep| (ep, false)),
@@ -367,6 +371,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                         monoio::time::sleep(upstream.backoff(retry.backoff.0, retries_done).min(left)).await;
                         continue;
                     }
+                    self.cx.upstream_time = Some(sent_at.elapsed());
                     break (conn, resp, ep);
                 }
                 Err((IoFail::Timeout, _)) => {

@@ -189,6 +189,17 @@ pub async fn serve_shard_with<F: Filter + 'static>(
         });
     }
     {
+        // Publishes the shard's gauges for the admin API (only this shard writes them).
+        let (state, status) = (state.clone(), ctx.status.clone());
+        monoio::spawn(async move {
+            while let Some(g) = status.shard(state.id) {
+                g.connections.store(state.connections.get() as u64, std::sync::atomic::Ordering::Relaxed);
+                g.inflight.store(state.inflight.get() as u64, std::sync::atomic::Ordering::Relaxed);
+                monoio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+    {
         let state = state.clone();
         monoio::spawn(async move {
             loop {

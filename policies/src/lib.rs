@@ -1,6 +1,6 @@
 //! Portcullis policies: the request/response filters and the chain that runs them.
 //!
-//! Owns: one folder per filter (`request_id`, `forwarded`, `mtls`, `authn`, `authz`, `ratelimit`,
+//! Owns: one folder per filter (`observe`, `request_id`, `forwarded`, `mtls`, `authn`, `authz`, `ratelimit`,
 //! `transform`), each compiling its config once per shard per config generation, and `chain`, the
 //! closed-enum dispatch over them.
 //! Must not: open sockets or block on the request path, or speak any wire protocol.
@@ -12,6 +12,7 @@ mod error;
 mod forwarded;
 mod header_rules;
 mod mtls;
+mod observe;
 mod ratelimit;
 mod request_id;
 #[cfg(test)]
@@ -24,6 +25,7 @@ pub use chain::{AnyFilter, Chain, ChainEnv};
 pub use error::BuildError;
 pub use forwarded::ForwardedFilter;
 pub use mtls::MtlsFilter;
+pub use observe::ObserveFilter;
 pub use ratelimit::{Decision, Gcra, Health, RateLimitFilter, RateLimitService, RateLimitStats};
 pub use request_id::RequestIdFilter;
 pub use transform::TransformFilter;

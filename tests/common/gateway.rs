@@ -47,6 +47,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// Every listener, by name, in config order.
     pub listeners: Vec<(String, SocketAddr)>,
+    /// The admin API address, when the config has `[admin]` (printed as `admin <addr>`).
+    pub admin: Option<SocketAddr>,
     config_path: PathBuf,
     _dir: tempfile::TempDir,
     logs: Arc<Logs>,
@@ -75,6 +77,11 @@ impl Gateway {
     /// Writes `toml` to a temporary file, starts `portcullis run` on it and waits until it prints
     /// one `listening` line per `[[listeners]]` table.
     pub fn start(toml: &str) -> Gateway {
+        Gateway::start_with_env(toml, &[])
+    }
+
+    /// Like [`Gateway::start`] with extra environment variables for the process.
+    pub fn start_with_env(toml: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("gateway.toml");
         std::fs::write(&config_path, toml).expect("write the config");
@@ -83,6 +90,8 @@ impl Gateway {
             .arg(&config_path)
             .env("NO_COLOR", "1")
             .env_remove("PORTCULLIS_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -121,6 +130,7 @@ impl Gateway {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             listeners: Vec::new(),
+            admin: None,
             config_path,
             _dir: dir,
             logs,
@@ -131,7 +141,11 @@ impl Gateway {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     let mut parts = line.split_whitespace();
-                    if parts.next() == Some("listening") {
+                    let first = parts.next();
+                    if first == Some("admin") {
+                        gw.admin = parts.next().and_then(|a| a.parse().ok());
+                    }
+                    if first == Some("listening") {
                         let name = parts.next().expect("listener name").to_owned();
                         let addr = parts.next().expect("listener address").parse().expect("address");
                         listeners.push((name, addr));

@@ -5,6 +5,7 @@
 //! Each test file compiles this module separately and uses a different part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod client;
 pub mod gateway;
 pub mod h2;
@@ -14,6 +15,7 @@ pub mod tls;
 pub mod upstream;
 pub mod wire;
 
+pub use admin::{Metrics, admin};
 pub use client::{Client, Response, get, request};
 pub use gateway::{Gateway, config};
 pub use upstream::{Reply, Req, Upstream, closed_port, echo_reply, response};

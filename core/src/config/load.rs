@@ -430,6 +430,10 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
             "[[routes]]\n[routes.retry]\n",
+            "[admin]\n",
+            "[metrics]\n",
+            "[access_log]\n",
+            "[tracing]\n",
             "[[routes]]\n[routes.authz]\n",
             "[[routes]]\n[[routes.authz.claims]]\n",
             "[auth]\n",
@@ -464,6 +468,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             (tls, "client_auth"),
             ("[ratelimit]\n", "fail_mode"),
             ("[[upstreams]]\n", "lb"),
+            ("[access_log]\n", "query"),
         ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {
                 assert!(

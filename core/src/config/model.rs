@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::model_auth::{AuthConfig, AuthMode, RouteAuthz};
 use super::model_h2::Http2Config;
+use super::model_obs::{AccessLogConfig, AdminConfig, MetricsConfig, TracingConfig};
 use super::model_quic::ListenerHttp3Config;
 use super::model_ratelimit::RateLimitConfig;
 use super::model_tls::ListenerTlsConfig;
@@ -44,6 +45,18 @@ pub struct Config {
     /// Routes, matched by host, path, method and headers.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Admin API listener; absent = no admin API.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Request metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Access log.
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+    /// W3C trace context.
+    #[serde(default)]
+    pub tracing: TracingConfig,
     /// Authentication (JWT issuers, API keys) and identity hand-off.
     #[serde(default)]
     pub auth: AuthConfig,

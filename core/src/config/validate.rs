@@ -6,6 +6,7 @@
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
 mod auth;
+mod obs;
 mod quic;
 mod ratelimit;
 mod routes;
@@ -66,6 +67,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     for (i, r) in config.routes.iter().enumerate() {
         upstream::check_retry(&r.retry, &root.key("routes").index(i).key("retry"), &mut out);
     }
+    obs::check(config, &root, &mut out);
     auth::check(&config.auth, &config.routes, &root, &mut out);
     ratelimit::check(
         &config.ratelimit,

@@ -5,13 +5,14 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::client_cert::ClientCert;
-use super::head::Version;
+use super::head::{Method, Version};
 use super::identity::Identity;
+use crate::telemetry::TraceContext;
 
 /// The context of one request, created by the engine and passed to every filter phase.
 #[derive(Debug)]
@@ -54,6 +55,18 @@ pub struct Cx {
     pub client_cert: Option<Rc<ClientCert>>,
     /// `Alt-Svc` the engine sets on the response (the listener advertises HTTP/3).
     pub alt_svc: Option<Bytes>,
+    /// Request method as received (set by the engine before the chain runs).
+    pub method: Method,
+    /// Request path as received, before any rewrite (set by the engine; a cheap `Bytes` clone).
+    pub path: Bytes,
+    /// Query as received, without the `?` (set by the engine).
+    pub query: Option<Bytes>,
+    /// How long the upstream took from the request being sent to its response head arriving.
+    pub upstream_time: Option<Duration>,
+    /// W3C trace ids, when the tracing filter ran.
+    pub trace: Option<TraceContext>,
+    /// TLS protocol version of the client connection (e.g. `"TLSv1.3"`), when TLS.
+    pub tls_version: Option<&'static str>,
 }
 
 /// What the rate-limit filter learned about a request, for its response phase.
@@ -86,6 +99,12 @@ impl Cx {
             bytes_out: 0,
             consumer: None,
             tier: None,
+            method: Method::Get,
+            path: Bytes::new(),
+            query: None,
+            upstream_time: None,
+            trace: None,
+            tls_version: None,
             identity: None,
             rate_limit: None,
             client_cert: None,

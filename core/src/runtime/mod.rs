@@ -2,11 +2,14 @@
 //! listeners, and the supervisor that reloads and drains them.
 
 mod listener;
+pub mod notify;
 mod ring;
 mod shard;
+mod status;
 mod supervisor;
 
 pub use listener::{bind_all, bind_reuseport, bind_udp_all, bind_udp_reuseport};
 pub use ring::{Driver, RingFlags, UringUnavailable, block_on, choose_driver};
 pub use shard::{Control, Generation, ShardCtx, ShardEvent, allowed_cpus};
-pub use supervisor::{CompileFn, StartError, Supervisor, shard_count};
+pub use status::{ReloadResult, RunningConfig, ShardGauges, Status, unix_now};
+pub use supervisor::{Command, CompileFn, StartError, Supervisor, SupervisorHandle, shard_count};

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use crate::config::Config;
 
 use super::ring::{self, Driver};
+use super::status::Status;
 
 /// One config generation: the validated config plus whatever the caller compiled from it once
 /// (e.g. the route table). Shared read-only by all shards.
@@ -77,6 +78,8 @@ pub struct ShardCtx<S> {
     pub control: async_channel::Receiver<Control<S>>,
     /// Where to report readiness, reload results and drain completion.
     pub events: mpsc::Sender<ShardEvent>,
+    /// Shared operational state; the shard publishes its own gauges (`status.shard(id)`).
+    pub status: Arc<Status>,
 }
 
 /// Spawns one thread per shard; thread `i` runs `main(ctx_i)` on a runtime of `driver`.

@@ -2,6 +2,10 @@
 //! reloads the config on SIGHUP or a file change (validate fully here, then hand the new
 //! generation to every shard; an invalid file changes nothing), and drains on SIGTERM/SIGINT.
 //!
+//! Commands also arrive from the admin API (`POST /config`, `POST /drain`) through a
+//! [`SupervisorHandle`]; they take the same path as the signals. The service manager is told
+//! about readiness, reloads and stopping (`sd_notify`), and pinged when it set a watchdog.
+//!
 //! Owns: process lifecycle and config hot swap. Must not: serve requests or block a shard.
 
 use std::future::Future;
@@ -17,8 +21,63 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::config::{self, Config};
 
 use super::listener;
+use super::notify;
 use super::ring::{self, Driver};
 use super::shard::{self, Control, Generation, ShardCtx, ShardEvent};
+use super::status::{RunningConfig, Status};
+
+/// Something the control loop is asked to do.
+#[derive(Debug)]
+pub enum Command {
+    /// A signal arrived (SIGHUP reloads; SIGINT/SIGTERM drain and exit).
+    Signal(i32),
+    /// Validate this config text and apply it like a reload; the answer is the new generation or
+    /// every error (as `portcullis check` prints them).
+    Apply {
+        /// The TOML text.
+        text: String,
+        /// Where the answer goes.
+        reply: mpsc::Sender<Result<u64, config::ConfigErrors>>,
+    },
+    /// Drain and exit, like SIGTERM.
+    Drain,
+}
+
+/// A handle other threads (the admin API) use to reach the control loop and read the status.
+#[derive(Clone, Debug)]
+pub struct SupervisorHandle {
+    commands: mpsc::Sender<Command>,
+    /// Shared operational state.
+    pub status: Arc<Status>,
+}
+
+impl SupervisorHandle {
+    /// Applies `text` as the new config (waits up to `timeout` for the control loop's answer).
+    pub fn apply(
+        &self,
+        text: String,
+        timeout: Duration,
+    ) -> Result<Result<u64, config::ConfigErrors>, String> {
+        let (tx, rx) = mpsc::channel();
+        self.commands
+            .send(Command::Apply { text, reply: tx })
+            .map_err(|_| "the gateway is stopping".to_owned())?;
+        rx.recv_timeout(timeout).map_err(|_| "no answer from the control loop".to_owned())
+    }
+
+    /// Starts draining (the process exits when done).
+    pub fn drain(&self) -> bool {
+        self.commands.send(Command::Drain).is_ok()
+    }
+}
+
+/// The `MONOTONIC_USEC=` value systemd wants with `RELOADING=1`.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the valid timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1000
+}
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +116,13 @@ pub struct Supervisor<S> {
     events: mpsc::Receiver<ShardEvent>,
     handles: Vec<JoinHandle<()>>,
     file_stamp: Option<FileStamp>,
+    commands: mpsc::Receiver<Command>,
+    commands_tx: mpsc::Sender<Command>,
     /// Certificate and key files named by the config, with their last seen stamps.
     extra_stamps: Vec<(PathBuf, Option<FileStamp>)>,
-    signals: mpsc::Receiver<i32>,
     signals_handle: signal_hook::iterator::Handle,
+    status: Arc<Status>,
+    watchdog: Option<Duration>,
     /// Addresses actually bound, in listener order.
     pub bound: Vec<SocketAddr>,
     /// The driver the shards run.
@@ -103,12 +165,13 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
     {
         // Signal handlers go in before anything can announce readiness: a SIGHUP sent the moment
         // `listening` is printed must reload, not kill the process with the default action.
-        let (sig_tx, sig_rx) = mpsc::channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel();
         let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGINT, SIGTERM])?;
         let signals_handle = signals.handle();
+        let sig_tx = cmd_tx.clone();
         std::thread::Builder::new().name("signals".into()).spawn(move || {
             for s in signals.forever() {
-                if sig_tx.send(s).is_err() {
+                if sig_tx.send(Command::Signal(s)).is_err() {
                     break;
                 }
             }
@@ -134,6 +197,11 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             .collect();
         let shared = compile(&config).map_err(StartError::Compile)?;
         let current = Arc::new(Generation { id: 1, config: config.clone(), shared });
+        let text = config_path.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).map(Arc::from);
+        let source: Arc<str> =
+            config_path.as_deref().map_or_else(|| "built-in".into(), |p| p.display().to_string().into());
+        let status =
+            Arc::new(Status::new(n, RunningConfig { generation: 1, config: config.clone(), text, source }));
 
         let addrs: Vec<(SocketAddr, u32)> =
             config.listeners.iter().filter_map(|l| l.addr.map(|a| (a, l.backlog))).collect();
@@ -163,6 +231,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
                 initial: current.clone(),
                 control: rx,
                 events: ev_tx.clone(),
+                status: status.clone(),
             });
         }
         drop(ev_tx);
@@ -177,9 +246,12 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             events: ev_rx,
             handles,
             file_stamp,
+            commands: cmd_rx,
+            commands_tx: cmd_tx,
             extra_stamps,
-            signals: sig_rx,
             signals_handle,
+            status,
+            watchdog: notify::watchdog_interval(),
             bound,
             driver,
         };
@@ -187,7 +259,12 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         let mut ready = 0;
         while ready < n {
             match sup.events.recv_timeout(Duration::from_secs(10)) {
-                Ok(ShardEvent::Ready { .. }) => ready += 1,
+                Ok(ShardEvent::Ready { shard }) => {
+                    if let Some(g) = sup.status.shard(shard) {
+                        g.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    ready += 1;
+                }
                 Ok(_) => {}
                 Err(_) => {
                     let dead = sup.handles.iter().position(|h| h.is_finished()).unwrap_or(ready);
@@ -209,6 +286,16 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         self.current.id
     }
 
+    /// The shared operational state.
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+
+    /// A handle for other threads (the admin API).
+    pub fn handle(&self) -> SupervisorHandle {
+        SupervisorHandle { commands: self.commands_tx.clone(), status: self.status.clone() }
+    }
+
     /// Re-reads the config file; applies it if valid, otherwise logs every error and keeps the
     /// running config. Returns whether a new generation was applied.
     pub fn reload(&mut self) -> bool {
@@ -217,24 +304,59 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             return false;
         };
         self.file_stamp = stamp(&path);
-        let mut cfg = match config::load_file(&path) {
-            Ok(cfg) => {
+        let name = path.display().to_string();
+        let loaded = match std::fs::read_to_string(&path) {
+            Ok(text) => config::load_str(&text, &name).map(|cfg| (cfg, Some(Arc::from(text)))),
+            Err(_) => config::load_file(&path).map(|cfg| (cfg, None)),
+        };
+        notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        let applied = match loaded {
+            Ok((cfg, text)) => {
                 self.extra_stamps = stamps(&cfg);
-                cfg
+                self.apply(cfg, text, name.into())
             }
             Err(errors) => {
                 self.extra_stamps = stamps(&self.current.config);
-                for e in &errors.0 {
-                    tracing::error!("config reload refused: {e}");
-                }
-                tracing::error!(
-                    generation = self.current.id,
-                    "config reload refused ({} errors); the running config stays",
-                    errors.0.len()
-                );
-                return false;
+                self.refuse(&errors);
+                false
             }
         };
+        notify::notify_or_log("READY=1");
+        applied
+    }
+
+    /// Validates `text` (named `POST /config` in errors) and applies it like a reload.
+    pub fn apply_text(&mut self, text: String) -> Result<u64, config::ConfigErrors> {
+        notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        let result = match config::load_str(&text, "POST /config") {
+            Ok(cfg) => {
+                self.extra_stamps = stamps(&cfg);
+                self.apply(cfg, Some(Arc::from(text)), "POST /config".into());
+                Ok(self.current.id)
+            }
+            Err(errors) => {
+                self.refuse(&errors);
+                Err(errors)
+            }
+        };
+        notify::notify_or_log("READY=1");
+        result
+    }
+
+    fn refuse(&self, errors: &config::ConfigErrors) {
+        for e in &errors.0 {
+            tracing::error!("config reload refused: {e}");
+        }
+        tracing::error!(
+            generation = self.current.id,
+            "config reload refused ({} errors); the running config stays",
+            errors.0.len()
+        );
+        self.status.refused(errors.0.iter().map(|e| e.to_string()).collect());
+    }
+
+    /// Hands a validated config to every shard as the next generation.
+    fn apply(&mut self, mut cfg: Config, text: Option<Arc<str>>, source: Arc<str>) -> bool {
         let old = &self.current.config;
         let same_listeners = cfg.listeners.len() == old.listeners.len()
             && cfg.listeners.iter().zip(&old.listeners).all(|(a, b)| a.bind == b.bind && a.name == b.name);
@@ -245,11 +367,19 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         if cfg.server.shards != old.server.shards || cfg.server.driver != old.server.driver {
             tracing::warn!("server.shards and server.driver changes need a restart");
         }
+        let admin_bind = |c: &Config| c.admin.as_ref().map(|a| a.bind.clone());
+        if admin_bind(&cfg) != admin_bind(old) {
+            tracing::warn!("[admin] bind changes need a restart; the admin listener stays where it is");
+        }
+        if cfg.access_log.queue != old.access_log.queue {
+            tracing::warn!("access_log.queue changes need a restart");
+        }
         let cfg = Arc::new(cfg);
         let shared = match (self.compile)(&cfg) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("config reload refused: {e}; the running config stays");
+                self.status.refused(vec![e]);
                 return false;
             }
         };
@@ -277,6 +407,12 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             }
         }
         self.current = next;
+        self.status.applied(RunningConfig {
+            generation: self.current.id,
+            config: self.current.config.clone(),
+            text,
+            source,
+        });
         tracing::info!(
             generation = self.current.id,
             "config generation {} applied on {applied}/{} shards",
@@ -298,17 +434,29 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
     pub fn run(mut self) -> std::io::Result<usize> {
         loop {
             let server = &self.current.config.server;
-            let tick = if server.watch_config && self.config_path.is_some() {
+            let mut tick = if server.watch_config && self.config_path.is_some() {
                 server.watch_interval.0
             } else {
                 Duration::from_secs(3600)
             };
-            match self.signals.recv_timeout(tick) {
-                Ok(SIGHUP) => {
+            if let Some(w) = self.watchdog {
+                tick = tick.min(w / 3);
+                notify::notify_or_log("WATCHDOG=1");
+            }
+            match self.commands.recv_timeout(tick) {
+                Ok(Command::Signal(SIGHUP)) => {
                     tracing::info!("SIGHUP: reloading config");
                     self.reload();
                 }
-                Ok(_) => break,
+                Ok(Command::Signal(_)) => break,
+                Ok(Command::Apply { text, reply }) => {
+                    tracing::info!("admin API: applying a posted config");
+                    let _ = reply.send(self.apply_text(text));
+                }
+                Ok(Command::Drain) => {
+                    tracing::info!("admin API: drain requested");
+                    break;
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if self.current.config.server.watch_config && self.file_changed() {
                         tracing::info!("config file changed: reloading");
@@ -328,6 +476,8 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
     /// and joins their threads.
     pub fn shutdown(self) -> usize {
         let timeout = self.current.config.server.drain_timeout.0;
+        self.status.set_draining();
+        notify::notify_or_log("STOPPING=1");
         tracing::info!(?timeout, "draining");
         for tx in &self.senders {
             let _ = tx.try_send(Control::Drain(timeout));

@@ -11,6 +11,10 @@ use crate::authn::AuthService;
 /// field here (an `Arc`-backed handle) and reads it when its filter is built.
 #[derive(Clone, Debug, Default)]
 pub struct ChainEnv {
+    /// Metrics registry and access log; `None` in tests and tools (then only trace context runs).
+    pub telemetry: Option<portcullis_core::telemetry::Telemetry>,
+    /// The shard this copy of the environment builds chains for (set per shard by the binary).
+    pub shard: usize,
     /// JWKS fetching and API key files (one background thread, started on first use).
     pub auth: AuthService,
     /// The rate-limit service (Redis sync thread); the default has none (local limits only).

@@ -12,6 +12,7 @@ use crate::authz::AuthzFilter;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
 use crate::mtls::MtlsFilter;
+use crate::observe::ObserveFilter;
 use crate::ratelimit::RateLimitFilter;
 use crate::request_id::RequestIdFilter;
 use crate::transform::TransformFilter;
@@ -19,6 +20,8 @@ use crate::transform::TransformFilter;
 /// Every concrete filter, dispatched by `match` so no future is boxed.
 #[derive(Debug)]
 pub enum AnyFilter {
+    /// Trace context, metrics and access log (always first, so every request is observed).
+    Observe(ObserveFilter),
     /// `[request_id]`.
     RequestId(RequestIdFilter),
     /// `[forwarded]`.
@@ -39,6 +42,7 @@ impl AnyFilter {
     /// The filter's name, as logs and tests refer to it.
     pub fn name(&self) -> &'static str {
         match self {
+            AnyFilter::Observe(_) => "observe",
             AnyFilter::RequestId(_) => "request_id",
             AnyFilter::Forwarded(_) => "forwarded",
             AnyFilter::Mtls(_) => "mtls",
@@ -53,6 +57,7 @@ impl AnyFilter {
 impl Filter for AnyFilter {
     async fn on_request(&self, req: &mut RequestHead, cx: &mut Cx) -> Flow {
         match self {
+            AnyFilter::Observe(f) => f.on_request(req, cx).await,
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
             AnyFilter::Authn(f) => f.on_request(req, cx).await,
@@ -65,6 +70,7 @@ impl Filter for AnyFilter {
 
     fn on_response(&self, resp: &mut ResponseHead, cx: &mut Cx) {
         match self {
+            AnyFilter::Observe(f) => f.on_response(resp, cx),
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
             AnyFilter::Authn(f) => f.on_response(resp, cx),
@@ -77,6 +83,7 @@ impl Filter for AnyFilter {
 
     fn on_log(&self, cx: &Cx) {
         match self {
+            AnyFilter::Observe(f) => f.on_log(cx),
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
             AnyFilter::Authn(f) => f.on_log(cx),
@@ -95,13 +102,14 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds the chain for `cfg`: request id, forwarding headers, mTLS (when a listener asks for
+    /// Builds the chain for `cfg`: observe (trace context, metrics, access log), request id, forwarding headers, mTLS (when a listener asks for
     /// client certificates or a route requires one), authentication (when `[auth]` configures
     /// credentials), authorisation (when some route has `authz`), rate limits (when some route
     /// has limits; after authentication, so they can key on the consumer), then transform (when
     /// some route has a rewrite or header edits). Process-wide services come from `env`.
     pub fn build(cfg: &Config, env: &ChainEnv) -> Result<Chain, BuildError> {
         let mut filters = Vec::with_capacity(6);
+        filters.push(AnyFilter::Observe(ObserveFilter::build(cfg, env.telemetry.as_ref(), env.shard)));
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
         if MtlsFilter::is_needed(cfg) {

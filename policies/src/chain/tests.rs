@@ -112,12 +112,12 @@ fn entered_beyond_len_is_clamped() {
 fn build_order_without_transform() {
     let chain = Chain::build(&Config::default(), &ChainEnv::new()).expect("default config builds");
     let kinds: Vec<_> = chain.filters().iter().map(kind).collect();
-    assert_eq!(kinds, vec!["request_id", "forwarded"]);
+    assert_eq!(kinds, vec!["observe", "request_id", "forwarded"]);
     let mut cfg = Config::default();
     cfg.routes.push(route(Some("/api"), None));
     assert_eq!(
         Chain::build(&cfg, &ChainEnv::new()).expect("builds").len(),
-        2,
+        3,
         "routes without edits need no transform"
     );
 }
@@ -128,11 +128,11 @@ fn build_order_with_transform() {
     cfg.routes.push(route(Some("/api"), Some("/v1")));
     let chain = Chain::build(&cfg, &ChainEnv::new()).expect("builds");
     let kinds: Vec<_> = chain.filters().iter().map(kind).collect();
-    assert_eq!(kinds, vec!["request_id", "forwarded", "transform"]);
+    assert_eq!(kinds, vec!["observe", "request_id", "forwarded", "transform"]);
     cfg.routes[0].require_client_cert = true;
     let chain = Chain::build(&cfg, &ChainEnv::new()).expect("builds");
     let kinds: Vec<_> = chain.filters().iter().map(kind).collect();
-    assert_eq!(kinds, vec!["request_id", "forwarded", "mtls", "transform"]);
+    assert_eq!(kinds, vec!["observe", "request_id", "forwarded", "mtls", "transform"]);
 }
 
 fn kind(f: &AnyFilter) -> &'static str {
@@ -177,7 +177,7 @@ fn whole_chain_end_to_end() {
     let mut c = cx("203.0.113.7:1000");
     c.route = Some(0);
     assert!(matches!(block_on(chain.on_request(&mut req, &mut c)), Flow::Continue));
-    assert_eq!(c.entered, 3);
+    assert_eq!(c.entered, 4);
     assert_eq!(&c.request_id[..], b"req-42");
     assert_eq!(c.client_ip.to_string(), "203.0.113.7");
     assert_eq!(&req.path[..], b"/users");
@@ -200,7 +200,7 @@ fn local_reply_after_partial_chain_still_echoes_id() {
     let mut req = request("/", None, &[]);
     let mut c = cx("203.0.113.7:1000");
     block_on(chain.on_request(&mut req, &mut c));
-    c.entered = 1;
+    c.entered = 2;
     let mut resp = ResponseHead::new(404);
     chain.on_response(&mut resp, &mut c);
     assert_eq!(resp.headers.get("x-request-id"), Some(&c.request_id));
@@ -230,5 +230,5 @@ fn build_order_with_auth() {
     cfg.routes.push(r);
     let chain = Chain::build(&cfg, &ChainEnv::new()).expect("builds");
     let kinds: Vec<_> = chain.filters().iter().map(kind).collect();
-    assert_eq!(kinds, vec!["request_id", "forwarded", "authn", "authz", "transform"]);
+    assert_eq!(kinds, vec!["observe", "request_id", "forwarded", "authn", "authz", "transform"]);
 }

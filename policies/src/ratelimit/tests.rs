@@ -208,6 +208,6 @@ fn build_order_places_ratelimit_before_transform() {
     cfg.routes[1].rewrite_prefix = Some("/".to_owned());
     let chain = Chain::build(&cfg, &ChainEnv::new()).expect("builds");
     let kinds: Vec<&str> = chain.filters().iter().map(|f| f.name()).collect();
-    assert_eq!(kinds, ["request_id", "forwarded", "ratelimit", "transform"]);
+    assert_eq!(kinds, ["observe", "request_id", "forwarded", "ratelimit", "transform"]);
     let _ = Bytes::new();
 }

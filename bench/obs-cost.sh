@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# obs-cost.sh: what observability costs. Two Portcullis processes (1 shard each, same pinned
+# CPU) in front of the reference upstream, measured in interleaved rounds in the same run:
+#   off: [metrics] enabled = false, [access_log] off, [tracing] enabled = false
+#   on:  per-route metrics + JSON access log to a file + W3C trace context
+# Reports req/s, p99 and the gateway's CPU-µs per request (utime+stime of the whole process,
+# access log writer thread included, divided by requests).
+# VARIANTS="off on" by default; also "metrics" (metrics only), "tracing" (trace context only)
+# and "log" (access log only) to see what each part costs.
+# Usage: bench/obs-cost.sh   Env: DURATION=8s CONNS=32 ROUNDS=3 PROXY_CPU=1 LOAD_CPU=0 VARIANTS
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+VARIANTS=${VARIANTS:-off on}
+DURATION=${DURATION:-8s} CONNS=${CONNS:-32} ROUNDS=${ROUNDS:-3} PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
+BIN=$TARGET_DIR/release/portcullis BENCH=$TARGET_DIR/release/portcullis-bench
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release -p portcullis -p portcullis-bench" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
+WORK=$(mktemp -d /tmp/portcullis-obs-cost.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+UP=19100
+declare -A PORT=([off]=19101 [on]=19102 [metrics]=19103 [tracing]=19104 [log]=19105)
+
+taskset -c "$LOAD_CPU" "$BENCH" upstream --listen "127.0.0.1:$UP" --cpu "$LOAD_CPU" 2>"$WORK/up.log" &
+PIDS+=($!)
+M_OFF=$'[metrics]\nenabled = false\n' T_OFF=$'[tracing]\nenabled = false\n'
+for v in $VARIANTS; do
+    LOG=$(printf '[access_log]\nenabled = true\npath = "%s"\n' "$WORK/access-$v.log")
+    case $v in
+        off) extra="$M_OFF$T_OFF" ;;
+        metrics) extra="$T_OFF" ;;
+        tracing) extra="$M_OFF" ;;
+        log) extra="$M_OFF$T_OFF$LOG" ;;
+        on) extra="$LOG" ;;
+        *) echo "unknown variant $v" >&2; exit 2 ;;
+    esac
+    cat >"$WORK/$v.toml" <<TOML
+[server]
+shards = 1
+watch_config = false
+[[listeners]]
+bind = "127.0.0.1:${PORT[$v]}"
+$extra
+[[upstreams]]
+name = "up"
+endpoints = ["127.0.0.1:$UP"]
+[[routes]]
+name = "all"
+prefix = "/"
+upstream = "up"
+TOML
+    taskset -c "$PROXY_CPU" "$BIN" run --config "$WORK/$v.toml" >"$WORK/$v.out" 2>"$WORK/$v.err" &
+    PIDS+=($!)
+    eval "PID_$v=$!"
+done
+for v in $VARIANTS; do
+    for _ in $(seq 100); do grep -q '^listening' "$WORK/$v.out" && break; sleep 0.1; done
+    grep -q '^listening' "$WORK/$v.out" || { cat "$WORK/$v.err" >&2; exit 1; }
+done
+if [ -w /dev/cpu_dma_latency ]; then
+    (exec 3>/dev/cpu_dma_latency && printf '\x00\x00\x00\x00' >&3 && exec sleep 100000) &
+    PIDS+=($!)
+    echo "holding /dev/cpu_dma_latency at 0" >&2
+fi
+ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+HZ=$(getconf CLK_TCK)
+for v in $VARIANTS; do taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:${PORT[$v]}/" >/dev/null; done
+echo "| round | variant | req/s | p99 | CPU-µs/req |"
+echo "|---|---|---|---|---|"
+declare -A SUMREQ SUMT
+for ((r = 1; r <= ROUNDS; r++)); do
+    for v in $VARIANTS; do
+        pid_var=PID_$v; pid=${!pid_var}
+        t0=$(ticks "$pid")
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:${PORT[$v]}/" >"$WORK/wrk.txt"
+        t1=$(ticks "$pid")
+        reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+        rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt")
+        p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.txt")
+        us=$(awk -v a="$t0" -v b="$t1" -v n="$reqs" -v hz="$HZ" 'BEGIN {printf "%.2f", (b - a) * 1e6 / hz / n}')
+        SUMREQ[$v]=$(( ${SUMREQ[$v]:-0} + reqs )); SUMT[$v]=$(( ${SUMT[$v]:-0} + t1 - t0 ))
+        echo "| $r | $v | $rps | $p99 | $us |"
+    done
+done
+for v in $VARIANTS; do
+    awk -v t="${SUMT[$v]}" -v n="${SUMREQ[$v]}" -v hz="$HZ" -v v="$v" 'BEGIN {printf "| all | %s | | | %.2f |\n", v, t * 1e6 / hz / n}'
+done
+echo
+for v in $VARIANTS; do
+    [ -f "$WORK/access-$v.log" ] && echo "access log lines written by '$v': $(wc -l <"$WORK/access-$v.log")"
+done

@@ -1,0 +1,146 @@
+//! `ObserveFilter`: built once per shard per config generation with this shard's own metric
+//! cells and the access log handle.
+//!
+//! Owns: the trace header edits and the log-phase recording. Must not: hold a `RefCell` borrow
+//! across `.await` (no phase here awaits anything).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use portcullis_core::config::{Config, QueryLogMode};
+use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead};
+use portcullis_core::telemetry::{
+    AccessLog, CodeTable, RouteSeries, Sample, TRACEPARENT_LEN, Telemetry, TraceContext, UNMATCHED,
+    class_index, method_index, protocol_index,
+};
+
+use super::line::{path_for_log, write_line};
+
+/// `traceparent` values are carved out of one buffer this many at a time.
+const TRACEPARENTS_PER_CHUNK: usize = 64;
+
+/// This shard's metric cells for one generation, indexed by route.
+#[derive(Debug)]
+struct Cells {
+    routes: Vec<Arc<RouteSeries>>,
+    unmatched: Arc<RouteSeries>,
+    codes: Arc<CodeTable>,
+}
+
+#[derive(Debug)]
+struct Log {
+    log: AccessLog,
+    query: QueryLogMode,
+    names: Vec<Arc<str>>,
+    path: RefCell<String>,
+}
+
+#[derive(Debug)]
+struct Tracing {
+    sample_ratio: f64,
+    rng: RefCell<fastrand::Rng>,
+    chunk: RefCell<BytesMut>,
+}
+
+/// Trace context, metrics and access log (`[tracing]`, `[metrics]`, `[access_log]`).
+#[derive(Debug)]
+pub struct ObserveFilter {
+    tracing: Option<Tracing>,
+    cells: Option<Cells>,
+    log: Option<Log>,
+}
+
+impl ObserveFilter {
+    /// Builds the filter for `shard` from `cfg`; without `telemetry` (tests, tools) only the
+    /// trace context is handled. Also points the access log at the configured destination.
+    pub fn build(cfg: &Config, telemetry: Option<&Telemetry>, shard: usize) -> ObserveFilter {
+        let tracing = cfg.tracing.enabled.then(|| Tracing {
+            sample_ratio: cfg.tracing.sample_ratio,
+            rng: RefCell::new(fastrand::Rng::new()),
+            chunk: RefCell::new(BytesMut::new()),
+        });
+        let upstream_of = |i: usize| cfg.routes[i].upstream.as_str();
+        let names: Vec<Arc<str>> =
+            cfg.routes.iter().enumerate().map(|(i, r)| r.display_name(i).into()).collect();
+        let cells = telemetry.filter(|_| cfg.metrics.enabled).map(|t| Cells {
+            routes: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| t.metrics.series(shard, n, upstream_of(i)))
+                .collect(),
+            unmatched: t.metrics.series(shard, UNMATCHED, ""),
+            codes: t.metrics.codes(shard),
+        });
+        let log = telemetry.and_then(|t| {
+            t.log.set_destination(cfg.access_log.enabled.then_some(cfg.access_log.path.as_str()));
+            cfg.access_log.enabled.then(|| Log {
+                log: t.log.clone(),
+                query: cfg.access_log.query,
+                names,
+                path: RefCell::new(String::with_capacity(256)),
+            })
+        });
+        ObserveFilter { tracing, cells, log }
+    }
+
+    fn traceparent(t: &Tracing, ctx: &TraceContext) -> Bytes {
+        let mut chunk = t.chunk.borrow_mut();
+        if chunk.capacity() < TRACEPARENT_LEN {
+            *chunk = BytesMut::with_capacity(TRACEPARENT_LEN * TRACEPARENTS_PER_CHUNK);
+        }
+        chunk.extend_from_slice(&ctx.traceparent());
+        chunk.split().freeze()
+    }
+}
+
+impl Filter for ObserveFilter {
+    async fn on_request(&self, req: &mut RequestHead, cx: &mut Cx) -> Flow {
+        if let Some(t) = &self.tracing {
+            let (incoming, several) = {
+                let mut all = req.headers.get_all("traceparent");
+                (all.next().cloned(), all.next().is_some())
+            };
+            let incoming = incoming.filter(|_| !several);
+            let ctx = {
+                let mut rng = t.rng.borrow_mut();
+                let sampled = t.sample_ratio >= 1.0 || rng.f64() < t.sample_ratio;
+                TraceContext::continue_or_start(incoming.as_deref(), sampled, &mut rng)
+            };
+            if ctx.parent_id.is_none() {
+                // A restarted trace carries no vendor state from a trace we could not read.
+                req.headers.remove("tracestate");
+            }
+            req.headers.set(Bytes::from_static(b"traceparent"), Self::traceparent(t, &ctx));
+            cx.trace = Some(ctx);
+        }
+        Flow::Continue
+    }
+
+    fn on_log(&self, cx: &Cx) {
+        let total = cx.started.elapsed();
+        if let Some(c) = &self.cells {
+            let series = cx.route.and_then(|i| c.routes.get(i)).unwrap_or(&c.unmatched);
+            series.record(&Sample {
+                method: method_index(&cx.method),
+                class: class_index(cx.status),
+                protocol: protocol_index(cx.version),
+                bytes_in: cx.bytes_in,
+                bytes_out: cx.bytes_out,
+                total_us: total.as_micros() as u64,
+                upstream_us: cx.upstream_time.map(|d| d.as_micros() as u64),
+            });
+            if let Some(code) = cx.error_code {
+                c.codes.record(code);
+            }
+        }
+        if let Some(l) = &self.log {
+            let mut path = l.path.borrow_mut();
+            path_for_log(cx, l.query, &mut path);
+            let route = cx.route.and_then(|i| l.names.get(i)).map(|n| &**n);
+            let mut line = l.log.buffer();
+            write_line(cx, route, &path, total, &mut line);
+            l.log.submit(line);
+        }
+    }
+}
