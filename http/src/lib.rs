@@ -12,6 +12,7 @@ pub mod io;
 pub mod proxy;
 pub mod router;
 pub mod shard;
+pub mod slice_io;
 pub mod spare;
 pub mod tls;
 pub mod tls_conn;

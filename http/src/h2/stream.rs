@@ -25,6 +25,7 @@ use crate::h1::response::RespBody;
 use crate::io::IoFail;
 use crate::proxy::{Incoming, handle};
 use crate::shard::ShardState;
+use crate::slice_io::SliceIo;
 
 fn h2_err(e: h2::Error) -> RelayError {
     RelayError::Dest(IoFail::Io(std::io::Error::other(e)))
@@ -65,7 +66,7 @@ impl Downstream for H2Down {
             ReqBody::Length(n) => BodyIn::Length(n),
             _ => BodyIn::UntilClose,
         };
-        let mut src = BodySource { recv: &mut self.recv, pending: Bytes::new() };
+        let mut src = SliceIo(BodySource { recv: &mut self.recv, pending: Bytes::new() });
         let mut buf = BytesMut::new();
         relay(&mut src, &mut buf, kind, up, out, limits, scratch).await
     }
@@ -91,7 +92,7 @@ impl Downstream for H2Down {
             return Ok(Sent { bytes: 0, keep: true });
         };
         let mut send = self.start(head, false)?;
-        let mut sink = BodySink { send: &mut send };
+        let mut sink = SliceIo(BodySink { send: &mut send });
         let bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
         send.send_data(Bytes::new(), true).map_err(h2_err)?;
         Ok(Sent { bytes, keep: true })

@@ -10,9 +10,7 @@ use std::io;
 
 use bytes::{Buf, Bytes};
 use h3::server::RequestStream;
-use monoio::BufResult;
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use portcullis_http::slice_io::{SliceRead, SliceWrite};
 
 /// The receive half of a request stream.
 pub type RecvHalf = RequestStream<h3_quinn::RecvStream, Bytes>;
@@ -31,7 +29,7 @@ pub struct BodySource<'a> {
     pub pending: Bytes,
 }
 
-impl BodySource<'_> {
+impl SliceRead for BodySource<'_> {
     async fn read_into(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pending.is_empty() {
             match self.recv.recv_data().await.map_err(h3_io)? {
@@ -49,66 +47,14 @@ impl BodySource<'_> {
     }
 }
 
-impl AsyncReadRent for BodySource<'_> {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        let len = buf.bytes_total();
-        // SAFETY: the writable region of `buf`, owned by this call until it returns. It is
-        // zeroed first so no uninitialised byte is ever viewed as a slice.
-        let out = unsafe {
-            std::ptr::write_bytes(buf.write_ptr(), 0, len);
-            std::slice::from_raw_parts_mut(buf.write_ptr(), len)
-        };
-        let res = self.read_into(out).await;
-        if let Ok(n) = res {
-            // SAFETY: n bytes were written.
-            unsafe { buf.set_init(n) };
-        }
-        (res, buf)
-    }
-
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives the read.
-        let res = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
-            Some(raw) => self.read(raw).await.0,
-            None => Ok(0),
-        };
-        if let Ok(n) = res {
-            // SAFETY: n bytes were written into the first iovec.
-            unsafe { buf.set_init(n) };
-        }
-        (res, buf)
-    }
-}
-
 /// Writes a response body into an HTTP/3 stream as DATA frames.
 pub struct BodySink<'a> {
     /// The stream's send half.
     pub send: &'a mut SendHalf,
 }
 
-impl AsyncWriteRent for BodySink<'_> {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the initialised bytes of `buf`, owned by this call until it returns.
-        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let n = data.len();
-        let res = self.send.send_data(Bytes::copy_from_slice(data)).await.map(|()| n).map_err(h3_io);
-        (res, buf)
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives the write.
-        let res = match unsafe { RawBuf::new_from_iovec(&buf) } {
-            Some(raw) => self.write(raw).await.0,
-            None => Ok(0),
-        };
-        (res, buf)
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        Ok(())
+impl SliceWrite for BodySink<'_> {
+    async fn write_all_from(&mut self, data: &[u8]) -> io::Result<()> {
+        self.send.send_data(Bytes::copy_from_slice(data)).await.map_err(h3_io)
     }
 }

@@ -23,6 +23,7 @@ use portcullis_http::h1::response::RespBody;
 use portcullis_http::io::IoFail;
 use portcullis_http::proxy::{Incoming, handle};
 use portcullis_http::shard::ShardState;
+use portcullis_http::slice_io::SliceIo;
 
 use super::body::{BodySink, BodySource, RecvHalf, SendHalf};
 
@@ -59,7 +60,7 @@ impl Downstream for H3Down {
             ReqBody::Length(n) => BodyIn::Length(n),
             _ => BodyIn::UntilClose,
         };
-        let mut src = BodySource { recv: &mut self.recv, pending: Bytes::new() };
+        let mut src = SliceIo(BodySource { recv: &mut self.recv, pending: Bytes::new() });
         let mut buf = BytesMut::new();
         relay(&mut src, &mut buf, kind, up, out, limits, scratch).await
     }
@@ -82,7 +83,7 @@ impl Downstream for H3Down {
         };
         let mut bytes = 0;
         if let Some(kind) = kind.filter(|_| !self.is_head) {
-            let mut sink = BodySink { send: &mut self.send };
+            let mut sink = SliceIo(BodySink { send: &mut self.send });
             bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
         }
         self.send.finish().await.map_err(h3_err)?;
