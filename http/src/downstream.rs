@@ -90,6 +90,17 @@ pub struct H1Down<'a, S> {
     pub is_head: bool,
 }
 
+/// How a framed-by-end-of-stream client (HTTP/2, HTTP/3) reads an upstream response body:
+/// `None` when there is no body to relay.
+pub fn stream_body_in(kind: RespBody) -> Option<BodyIn> {
+    match kind {
+        RespBody::None | RespBody::Length(0) => None,
+        RespBody::Length(n) => Some(BodyIn::Length(n)),
+        RespBody::Chunked => Some(BodyIn::Chunked),
+        RespBody::UntilClose => Some(BodyIn::UntilClose),
+    }
+}
+
 /// The `Connection` header for a response.
 pub fn connection_header(keep: bool, version: Version) -> ConnHeader {
     match (keep, version) {

@@ -18,10 +18,9 @@ use super::body::{BodySink, BodySource};
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
 use crate::conn::ClientMeta;
 use crate::convert::{request_head, response_of};
-use crate::downstream::{Downstream, Sent, UpBody};
+use crate::downstream::{Downstream, Sent, UpBody, stream_body_in};
 use crate::h1::encode::local_reply_head;
 use crate::h1::request::ReqBody;
-use crate::h1::response::RespBody;
 use crate::io::IoFail;
 use crate::proxy::{Incoming, handle};
 use crate::shard::ShardState;
@@ -80,13 +79,7 @@ impl Downstream for H2Down {
         _wbuf: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
     ) -> Result<Sent, RelayError> {
-        let kind = match body.kind {
-            RespBody::None => None,
-            RespBody::Length(0) => None,
-            RespBody::Length(n) => Some(BodyIn::Length(n)),
-            RespBody::Chunked => Some(BodyIn::Chunked),
-            RespBody::UntilClose => Some(BodyIn::UntilClose),
-        };
+        let kind = stream_body_in(body.kind);
         let Some(kind) = kind.filter(|_| !self.is_head) else {
             self.start(head, true)?;
             return Ok(Sent { bytes: 0, keep: true });

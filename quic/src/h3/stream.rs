@@ -16,10 +16,9 @@ use portcullis_core::pipeline::{Cx, Filter, Method, ResponseHead, Version};
 use portcullis_http::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
 use portcullis_http::conn::ClientMeta;
 use portcullis_http::convert::{request_head, response_of};
-use portcullis_http::downstream::{Downstream, Sent, UpBody};
+use portcullis_http::downstream::{Downstream, Sent, UpBody, stream_body_in};
 use portcullis_http::h1::encode::local_reply_head;
 use portcullis_http::h1::request::ReqBody;
-use portcullis_http::h1::response::RespBody;
 use portcullis_http::io::IoFail;
 use portcullis_http::proxy::{Incoming, handle};
 use portcullis_http::shard::ShardState;
@@ -75,12 +74,7 @@ impl Downstream for H3Down {
         scratch: &mut Vec<u8>,
     ) -> Result<Sent, RelayError> {
         self.send.send_response(response_of(head)).await.map_err(h3_err)?;
-        let kind = match body.kind {
-            RespBody::None | RespBody::Length(0) => None,
-            RespBody::Length(n) => Some(BodyIn::Length(n)),
-            RespBody::Chunked => Some(BodyIn::Chunked),
-            RespBody::UntilClose => Some(BodyIn::UntilClose),
-        };
+        let kind = stream_body_in(body.kind);
         let mut bytes = 0;
         if let Some(kind) = kind.filter(|_| !self.is_head) {
             let mut sink = SliceIo(BodySink { send: &mut self.send });
