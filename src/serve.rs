@@ -91,20 +91,24 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<(Supervisor<Com
         })
         .collect::<Result<_, _>>()
         .context("cannot create the QUIC keys")?;
-    let sup =
-        Supervisor::start(path.map(Path::to_path_buf), cfg, Box::new(portcullis_http::compile), move |ctx| {
-            let env = ChainEnv { shard: ctx.id, ..env.clone() };
-            let build: Rc<BuildChain<Chain>> =
-                Rc::new(move |cfg: &Config| Chain::build(cfg, &env).map_err(|e| e.to_string()));
-            let quic = quic.clone();
-            serve_shard_with(ctx, build, move |state, udp| {
-                if udp.iter().any(Option::is_some) {
-                    let drain = portcullis_quic::shard::start(state, udp, &quic);
-                    state.on_drain.borrow_mut().push(Box::new(move || drain.fire()));
-                }
-            })
+    // Health checks and endpoint discovery: one thread for the process, shared by every generation.
+    let upstreams = portcullis_http::upstream::UpstreamService::start(Some(telemetry.metrics.clone()))
+        .context("cannot start the upstream service thread")?;
+    let compile =
+        Box::new(move |cfg: &std::sync::Arc<Config>| portcullis_http::compile_with(cfg, &upstreams));
+    let sup = Supervisor::start(path.map(Path::to_path_buf), cfg, compile, move |ctx| {
+        let env = ChainEnv { shard: ctx.id, ..env.clone() };
+        let build: Rc<BuildChain<Chain>> =
+            Rc::new(move |cfg: &Config| Chain::build(cfg, &env).map_err(|e| e.to_string()));
+        let quic = quic.clone();
+        serve_shard_with(ctx, build, move |state, udp| {
+            if udp.iter().any(Option::is_some) {
+                let drain = portcullis_quic::shard::start(state, udp, &quic);
+                state.on_drain.borrow_mut().push(Box::new(move || drain.fire()));
+            }
         })
-        .context("cannot start the gateway")?;
+    })
+    .context("cannot start the gateway")?;
     if let Some(listener) = admin {
         let addr = listener.local_addr()?;
         crate::admin::spawn(listener, sup.handle(), telemetry.clone())

@@ -58,6 +58,7 @@ fn route(
         priority: 0,
         upstream: "up".to_owned(),
         timeout: Dur::secs(30),
+        try_timeout: None,
         max_body_bytes: None,
         retry: Default::default(),
         rewrite_prefix: None,

@@ -1,13 +1,17 @@
 //! What is compiled once per config generation and shared read-only by every shard.
 //!
-//! Owns: the route table, the route-to-upstream index and the listeners' TLS contexts. Must not: hold shard-local state.
+//! Owns: the route table, the route-to-upstream index, the listeners' TLS contexts and the handles
+//! of the upstreams' live endpoint lists. Must not: hold shard-local state.
 
 use std::sync::Arc;
 
 use portcullis_core::config::Config;
 
+use portcullis_core::telemetry::Metrics;
+
 use crate::router::Router;
 use crate::tls::{self, ListenerTls};
+use crate::upstream::{LiveUpstream, UpstreamService, fixed_endpoints};
 
 /// Immutable, `Send + Sync` data of one generation.
 #[derive(Debug)]
@@ -18,10 +22,33 @@ pub struct Compiled {
     pub route_upstream: Vec<usize>,
     /// For each listener (config order), its TLS context when it terminates TLS.
     pub tls: Vec<Option<ListenerTls>>,
+    /// For each upstream (config order), its endpoints as discovery and health checks publish them.
+    pub upstreams: Vec<Arc<LiveUpstream>>,
+    /// Where shards register their upstream event counters.
+    pub metrics: Option<Metrics>,
 }
 
-/// Compiles a validated config.
+/// Compiles a validated config with static endpoints and no health checks (`check`, tools, tests).
 pub fn compile(cfg: &Arc<Config>) -> Result<Compiled, String> {
+    let upstreams = cfg
+        .upstreams
+        .iter()
+        .map(|u| Arc::new(LiveUpstream::new(&u.name, &fixed_endpoints(u), &u.file_addrs)))
+        .collect();
+    compile_parts(cfg, upstreams, None)
+}
+
+/// Compiles a validated config whose upstreams the process-wide `service` keeps live.
+pub fn compile_with(cfg: &Arc<Config>, service: &UpstreamService) -> Result<Compiled, String> {
+    let compiled = compile_parts(cfg, Vec::new(), service.metrics().cloned())?;
+    Ok(Compiled { upstreams: service.register(cfg), ..compiled })
+}
+
+fn compile_parts(
+    cfg: &Arc<Config>,
+    upstreams: Vec<Arc<LiveUpstream>>,
+    metrics: Option<Metrics>,
+) -> Result<Compiled, String> {
     let router = Router::compile(&cfg.routes).map_err(|e| e.to_string())?;
     let mut route_upstream = Vec::with_capacity(cfg.routes.len());
     for (i, r) in cfg.routes.iter().enumerate() {
@@ -39,5 +66,5 @@ pub fn compile(cfg: &Arc<Config>) -> Result<Compiled, String> {
             None => None,
         });
     }
-    Ok(Compiled { router, route_upstream, tls })
+    Ok(Compiled { router, route_upstream, tls, upstreams, metrics })
 }

@@ -18,5 +18,5 @@ pub mod tls;
 pub mod tls_conn;
 pub mod upstream;
 
-pub use compiled::{Compiled, compile};
+pub use compiled::{Compiled, compile, compile_with};
 pub use shard::{BuildChain, ShardGen, ShardState, serve_shard, serve_shard_with};

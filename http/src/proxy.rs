@@ -21,7 +21,7 @@ use crate::h1::request::{ParsedRequest, ReqBody};
 use crate::h1::response::{ParsedResponse, RespBody, parse_response};
 use crate::io::{IoFail, read_more, write_all};
 use crate::shard::{ShardGen, ShardState};
-use crate::upstream::{ConnectError, Outcome, UpConn};
+use crate::upstream::{ConnectError, Outcome, UpConn, stamp_deadline};
 
 /// What happens to the client connection after an exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,6 +243,8 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         };
         let key = upstream.hash_key(&head.headers, self.cx.client_ip);
         upstream.note_request();
+        // The endpoint set this request works on, whatever discovery publishes meanwhile.
+        let set = upstream.endpoints(&state.pool);
         let retry = &route.retry;
         // Retries need the whole body in hand (to send it again) and a method safe to repeat.
         let replayable = buffered.is_some() && (retry.any_method || head.method.is_idempotent());
@@ -277,7 +279,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             sent_at = Instant::now();
             let picked = match stale_on.take() {
                 Some(ep) => Some((ep, true)),
-                None => upstream.pick(key, exclude).map(|ep| (ep, false)),
+                None => upstream.pick(&set, key, exclude).map(|ep| (ep, false)),
             };
             let Some((ep, after_stale)) = picked else {
                 return Err(Fail::Reply(LocalReply::unavailable(
@@ -285,26 +287,33 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     "upstream has no endpoints",
                 )));
             };
-            let addr = upstream.eps[ep].addr;
-            tracked = Some(upstream.track(ep));
+            let addr = set.eps[ep].addr;
+            tracked = Some(set.track(ep));
             self.cx.upstream_addr = Some(addr);
             let pooled = if after_stale { None } else { state.pool.checkout(addr, upstream.idle_timeout) };
             let (mut conn, reused) = match pooled {
                 Some(c) => (c, true),
                 None => {
-                    let Some(_pending) = upstream.begin_connect() else {
+                    let Some(_pending) = upstream.begin_connect(&set, &state.pool) else {
                         return Err(Fail::Reply(circuit_open(&upstream.name)));
                     };
                     match state.pool.connect(addr, upstream.connect_timeout).await {
                         Ok(c) => (c, false),
                         Err(e) => {
-                            upstream.report(ep, Outcome::Failure);
+                            upstream.report(&set, ep, Outcome::Failure);
                             retry_or_fail!(ep, connect_reply(e));
                         }
                     }
                 }
             };
             let retry_ok = reused && buffered.is_some();
+            // This attempt's deadline; the upstream is told what is left of it.
+            let try_deadline = match route.try_timeout {
+                Some(t) => deadline.min(Instant::now() + t.0),
+                None => deadline,
+            };
+            let left = try_deadline.saturating_duration_since(Instant::now());
+            stamp_deadline(&mut head.headers, upstream.deadline_header.as_deref(), left);
             let mut out = std::mem::take(self.wbuf);
             out.clear();
             encode_request(&mut out, head, up_framing);
@@ -320,7 +329,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     continue;
                 }
                 tracing::debug!(error = %e, "upstream write failed");
-                upstream.report(ep, Outcome::Failure);
+                upstream.report(&set, ep, Outcome::Failure);
                 retry_or_fail!(
                     ep,
                     Fail::Reply(LocalReply::bad_gateway("upstream_reset", "upstream connection failed"))
@@ -345,7 +354,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     Err(RelayError::Source(_)) => return Err(Fail::Abort),
                     Err(RelayError::Dest(e)) => {
                         tracing::debug!(error = %e, "upstream failed while receiving the body");
-                        upstream.report(ep, Outcome::Failure);
+                        upstream.report(&set, ep, Outcome::Failure);
                         return Err(Fail::Reply(
                             LocalReply::bad_gateway(
                                 "upstream_reset",
@@ -356,14 +365,14 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     }
                 }
             }
-            match read_response(&mut conn, deadline, is_head, cfg.http.max_header_bytes.0 as usize * 4).await
-            {
+            let max_head = cfg.http.max_header_bytes.0 as usize * 4;
+            match read_response(&mut conn, try_deadline, is_head, max_head).await {
                 Ok(resp) => {
                     if retries_left > 0
                         && retry.statuses.contains(&resp.head.status)
                         && upstream.take_retry(retry.budget_percent, retry.min_retries)
                     {
-                        upstream.report(ep, Outcome::Failure);
+                        upstream.report(&set, ep, Outcome::Failure);
                         retries_left -= 1;
                         retries_done += 1;
                         exclude = Some(ep);
@@ -375,8 +384,13 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     break (conn, resp, ep);
                 }
                 Err((IoFail::Timeout, _)) => {
-                    upstream.report(ep, Outcome::Failure);
-                    return Err(Fail::Reply(LocalReply::gateway_timeout("upstream did not answer in time")));
+                    upstream.report(&set, ep, Outcome::Failure);
+                    let fail = Fail::Reply(LocalReply::gateway_timeout("upstream did not answer in time"));
+                    // Only an attempt cut short by `try_timeout` leaves time for another.
+                    if try_deadline >= deadline {
+                        return Err(fail);
+                    }
+                    retry_or_fail!(ep, fail);
                 }
                 Err((_, false)) if retry_ok => {
                     stale_on = Some(ep);
@@ -384,7 +398,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                 }
                 Err((IoFail::Io(e), true)) => {
                     tracing::debug!(error = %e, "upstream sent an invalid response");
-                    upstream.report(ep, Outcome::Failure);
+                    upstream.report(&set, ep, Outcome::Failure);
                     return Err(Fail::Reply(LocalReply::bad_gateway(
                         "upstream_bad_response",
                         "upstream sent an invalid response",
@@ -392,7 +406,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                 }
                 Err((e, got)) => {
                     tracing::debug!(error = %e, "upstream closed before responding");
-                    upstream.report(ep, Outcome::Failure);
+                    upstream.report(&set, ep, Outcome::Failure);
                     let fail = Fail::Reply(LocalReply::bad_gateway(
                         "upstream_reset",
                         "upstream closed the connection",
@@ -407,7 +421,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
 
         // Response toward the client.
         let ParsedResponse { head: mut resp_head, body: resp_body, reusable } = resp;
-        upstream.report(ep, if resp_head.status >= 500 { Outcome::Failure } else { Outcome::Success });
+        upstream.report(&set, ep, if resp_head.status >= 500 { Outcome::Failure } else { Outcome::Success });
         sg.chain.on_response(&mut resp_head, self.cx);
         if let Some(v) = &self.cx.alt_svc {
             // The edge advertises its own HTTP/3 endpoint, never an upstream's.
@@ -428,7 +442,8 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             };
         self.cx.bytes_out = sent.bytes;
         let retire = upstream.max_requests != 0 && conn.requests >= upstream.max_requests;
-        if reusable && !retire && conn.rbuf.is_empty() && resp_body != RespBody::UntilClose {
+        let serves = upstream.still_serves(&set, conn.addr);
+        if reusable && !retire && serves && conn.rbuf.is_empty() && resp_body != RespBody::UntilClose {
             state.pool.checkin(conn, upstream.max_idle);
         }
         drop(tracked);

@@ -21,7 +21,7 @@ use crate::h1::request::HeadLimits;
 use crate::h2::serve_h2c_or_h1;
 use crate::spare::Spares;
 use crate::tls_conn::serve_tls;
-use crate::upstream::{Pool, Upstream};
+use crate::upstream::{Pool, Upstream, UpstreamEnv};
 
 /// One config generation as a shard runs it: the shared compiled data plus shard-local state
 /// built from it (the filter chain, round-robin cursors).
@@ -95,7 +95,17 @@ fn build_gen<F>(
     let cfg = &generation.config;
     let alt_svc = alt_svc_values(cfg, ports);
     let chain = build(cfg)?;
-    let upstreams = cfg.upstreams.iter().map(|u| Upstream::new(u, shard)).collect();
+    let shared = &generation.shared;
+    let shards = portcullis_core::runtime::shard_count(&cfg.server);
+    let upstreams = cfg
+        .upstreams
+        .iter()
+        .zip(&shared.upstreams)
+        .map(|(u, live)| {
+            let env = UpstreamEnv { shard, shards, live: live.clone(), metrics: shared.metrics.as_ref() };
+            Upstream::new(u, env)
+        })
+        .collect();
     let head_limits = HeadLimits {
         max_header_bytes: cfg.http.max_header_bytes.0 as usize,
         max_headers: cfg.http.max_headers,

@@ -84,6 +84,8 @@ struct Shared {
     requests: AtomicUsize,
     seen: Mutex<Vec<Req>>,
     stop: AtomicBool,
+    /// A handle on every accepted connection, so [`Upstream::kill`] can close them.
+    conns: Mutex<Vec<TcpStream>>,
 }
 
 /// A running upstream server; stops accepting when dropped.
@@ -103,6 +105,7 @@ impl Upstream {
             requests: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            conns: Mutex::new(Vec::new()),
         });
         let handler: Arc<Handler> = Arc::new(handler);
         let sh = shared.clone();
@@ -114,6 +117,9 @@ impl Upstream {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    if let Ok(handle) = stream.try_clone() {
+                        sh.conns.lock().expect("conns lock").push(handle);
+                    }
                     let idx = sh.accepted.fetch_add(1, Ordering::SeqCst);
                     let (sh, handler) = (sh.clone(), handler.clone());
                     let _ = std::thread::Builder::new()
@@ -172,11 +178,27 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// Dies like a crashed process: stops listening (new connects are refused) and resets every
+    /// open connection, including those with a request in progress.
+    pub fn kill(&self) {
+        self.stop();
+        for c in self.shared.conns.lock().expect("conns lock").drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn stop(&self) {
+        if !self.shared.stop.swap(true, Ordering::SeqCst) {
+            // Wake the accept loop so it sees the flag (it then drops the listener).
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        }
+    }
+}
+
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        self.stop();
     }
 }
 

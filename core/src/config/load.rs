@@ -426,6 +426,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[upstreams]]\n[upstreams.pool]\n",
             "[[upstreams]]\n[upstreams.outlier]\n",
             "[[upstreams]]\n[upstreams.circuit]\n",
+            "[[upstreams]]\n[upstreams.health_check]\n",
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
@@ -468,6 +469,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             (tls, "client_auth"),
             ("[ratelimit]\n", "fail_mode"),
             ("[[upstreams]]\n", "lb"),
+            ("[[upstreams]]\n[upstreams.health_check]\n", "kind"),
             ("[access_log]\n", "query"),
         ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {

@@ -9,6 +9,7 @@ mod load;
 mod model;
 mod model_auth;
 mod model_h2;
+mod model_health;
 mod model_obs;
 mod model_quic;
 mod model_ratelimit;
@@ -24,6 +25,7 @@ pub use load::{ConfigError, ConfigErrors, load_file, load_str};
 pub use model::*;
 pub use model_auth::*;
 pub use model_h2::*;
+pub use model_health::*;
 pub use model_obs::*;
 pub use model_quic::*;
 pub use model_ratelimit::{FailMode, LimitConfig, RateLimitConfig, TierLimit};
@@ -31,4 +33,7 @@ pub use model_tls::*;
 pub use model_upstream::*;
 pub use redact::{REDACTED, SECRET_WORDS, redacted_json};
 pub use units::{Dur, Size};
-pub use validate::{FRAMING_HEADERS, IDENTITY_SOURCES, JWT_ALGORITHMS, RATE_LIMIT_SCOPES, is_sha256_hex};
+pub use validate::{
+    FRAMING_HEADERS, IDENTITY_SOURCES, JWT_ALGORITHMS, RATE_LIMIT_SCOPES, is_sha256_hex, load_endpoints_file,
+    resolve_endpoint,
+};

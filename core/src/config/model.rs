@@ -230,6 +230,7 @@ pub struct UpstreamConfig {
     /// Name routes refer to.
     pub name: String,
     /// `host:port` endpoints, optionally weighted (resolved once at load).
+    #[serde(default)]
     pub endpoints: Vec<super::model_upstream::Endpoint>,
     /// Load-balancing policy.
     #[serde(default)]
@@ -249,12 +250,25 @@ pub struct UpstreamConfig {
     /// Per-shard connection pool.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Active health checks (off when absent).
+    #[serde(default)]
+    pub health_check: Option<super::model_health::HealthCheckConfig>,
+    /// A file listing more endpoints (one `host:port [weight=N]` per line), watched for changes.
+    #[serde(default)]
+    pub endpoints_file: Option<std::path::PathBuf>,
+    /// Request header carrying the remaining deadline in milliseconds to the upstream
+    /// (`grpc-timeout` instead for gRPC requests); none when unset.
+    #[serde(default)]
+    pub deadline_header: Option<String>,
     /// Resolved endpoint addresses (filled by validation).
     #[serde(skip)]
     pub addrs: Vec<SocketAddr>,
     /// Weight of each resolved address, parallel to `addrs` (filled by validation).
     #[serde(skip)]
     pub weights: Vec<u32>,
+    /// Resolved `(address, weight)` pairs read from `endpoints_file` at load (filled by validation).
+    #[serde(skip)]
+    pub file_addrs: Vec<(SocketAddr, u32)>,
 }
 
 fn default_connect_timeout() -> Dur {
@@ -339,6 +353,10 @@ pub struct RouteConfig {
     /// Total time for the upstream to answer (response head).
     #[serde(default = "default_route_timeout")]
     pub timeout: Dur,
+    /// Time for one attempt to answer; a timed-out attempt is retried when retries allow
+    /// (`timeout` still bounds the whole request). Unset: one attempt may use all of `timeout`.
+    #[serde(default)]
+    pub try_timeout: Option<Dur>,
     /// Retries toward other endpoints.
     #[serde(default)]
     pub retry: super::model_upstream::RetryConfig,

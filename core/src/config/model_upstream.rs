@@ -104,6 +104,9 @@ pub struct CircuitConfig {
     pub max_requests: u32,
     /// Concurrent new connections being opened toward the upstream; 0 = unlimited.
     pub max_pending: u32,
+    /// Open connections (idle and busy) toward the upstream, for the whole process: each shard
+    /// gets an equal share (at least 1); 0 = unlimited.
+    pub max_connections: u32,
 }
 
 /// `[routes.retry]`: retries of a route's requests toward other endpoints.

@@ -6,6 +6,7 @@
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
 mod auth;
+mod health;
 mod obs;
 mod quic;
 mod ratelimit;
@@ -14,6 +15,7 @@ mod tls;
 mod upstream;
 
 pub use auth::{IDENTITY_SOURCES, JWT_ALGORITHMS, is_sha256_hex};
+pub use health::load_endpoints_file;
 pub use ratelimit::SCOPES as RATE_LIMIT_SCOPES;
 pub use routes::FRAMING_HEADERS;
 
@@ -66,6 +68,8 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     routes::check(&mut config.routes, &names, &root.key("routes"), &mut out);
     for (i, r) in config.routes.iter().enumerate() {
         upstream::check_retry(&r.retry, &root.key("routes").index(i).key("retry"), &mut out);
+        let t = root.key("routes").index(i).key("try_timeout");
+        upstream::check_try_timeout(r.try_timeout, r.timeout, &t, &mut out);
     }
     obs::check(config, &root, &mut out);
     auth::check(&config.auth, &config.routes, &root, &mut out);
@@ -226,7 +230,7 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
         } else {
             seen.insert(u.name.clone(), i);
         }
-        if u.endpoints.is_empty() {
+        if u.endpoints.is_empty() && u.endpoints_file.is_none() {
             out.push(
                 here.key("endpoints"),
                 "an upstream needs at least one endpoint, e.g. [\"127.0.0.1:9000\"]",
@@ -235,7 +239,7 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
         u.addrs.clear();
         u.weights.clear();
         for (j, ep) in u.endpoints.iter().enumerate() {
-            match resolve(ep.address()) {
+            match resolve_endpoint(ep.address()) {
                 Ok(addrs) => {
                     u.weights.extend(addrs.iter().map(|_| ep.weight()));
                     u.addrs.extend(addrs);
@@ -243,6 +247,7 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
                 Err(msg) => out.push(here.key("endpoints").index(j), msg),
             }
         }
+        health::check(u, &here, out);
         upstream::check(u, &here, out);
         out.nonzero(here.key("connect_timeout"), u.connect_timeout);
         out.nonzero(here.key("pool").key("idle_timeout"), u.pool.idle_timeout);
@@ -250,8 +255,8 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
     seen.into_keys().collect()
 }
 
-/// Resolves a `host:port` endpoint to its addresses.
-fn resolve(ep: &str) -> Result<Vec<SocketAddr>, String> {
+/// Resolves a `host:port` endpoint to its addresses (load time, and endpoints file changes).
+pub fn resolve_endpoint(ep: &str) -> Result<Vec<SocketAddr>, String> {
     let shape = || format!("endpoint {ep:?} must be host:port, like \"10.0.0.5:8080\" or \"[::1]:8080\"");
     let (host, port) = ep.rsplit_once(':').ok_or_else(shape)?;
     let port: u16 = port.parse().map_err(|_| shape())?;

@@ -6,7 +6,7 @@
 //! be called on the request path (filters keep the `Arc`s it hands out) or render text.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use super::histogram::HistogramSnapshot;
 use super::series::{CLASSES, CodeTable, METHODS, PROTOCOLS, RouteSeries};
@@ -39,11 +39,26 @@ struct EventEntry {
     shards: Vec<Option<Arc<AtomicU64>>>,
 }
 
+/// Most live gauges; later ones are not exported (their cells still work).
+pub const MAX_GAUGES: usize = 1024;
+
+#[derive(Debug)]
+struct GaugeEntry {
+    metric: &'static str,
+    help: &'static str,
+    labels: Vec<(&'static str, String)>,
+    cell: Weak<AtomicU64>,
+}
+
+/// One gauge at a scrape: metric name, help text, labels, value.
+pub type GaugeSnapshot = (&'static str, &'static str, Vec<(&'static str, String)>, u64);
+
 #[derive(Debug, Default)]
 struct Registry {
     series: Vec<Entry>,
     codes: Vec<Option<Arc<CodeTable>>>,
     events: Vec<EventEntry>,
+    gauges: Vec<GaugeEntry>,
 }
 
 /// Handle to the registry (cheap to clone, `Send + Sync`).
@@ -89,6 +104,8 @@ pub struct MetricsSnapshot {
     pub codes: Vec<(&'static str, u64)>,
     /// Filter events (event, reason, count), summed over shards.
     pub events: Vec<(Arc<str>, Arc<str>, u64)>,
+    /// Live process-wide gauges, in registration order.
+    pub gauges: Vec<GaugeSnapshot>,
 }
 
 fn slot<T: Default>(v: &mut Vec<Option<Arc<T>>>, shard: usize) -> Arc<T> {
@@ -160,6 +177,24 @@ impl Metrics {
         slot(&mut reg.events[idx].shards, shard)
     }
 
+    /// A process-wide gauge `metric{labels}` (e.g. an endpoint's health) set by its one owner
+    /// with a relaxed store. Exported while the returned `Arc` lives, so a dropped owner's gauge
+    /// disappears from the next scrape. Off the request path only.
+    pub fn gauge(
+        &self,
+        metric: &'static str,
+        help: &'static str,
+        labels: Vec<(&'static str, String)>,
+    ) -> Arc<AtomicU64> {
+        let cell = Arc::new(AtomicU64::new(0));
+        let mut reg = self.lock();
+        reg.gauges.retain(|g| g.cell.strong_count() > 0);
+        if reg.gauges.len() < MAX_GAUGES {
+            reg.gauges.push(GaugeEntry { metric, help, labels, cell: Arc::downgrade(&cell) });
+        }
+        cell
+    }
+
     /// The local-reply code table owned by `shard`. Build time only.
     pub fn codes(&self, shard: usize) -> Arc<CodeTable> {
         slot(&mut self.lock().codes, shard)
@@ -214,6 +249,12 @@ impl Metrics {
             let n = e.shards.iter().flatten().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).sum();
             out.events.push((e.event.clone(), e.reason.clone(), n));
         }
+        for g in &reg.gauges {
+            if let Some(cell) = g.cell.upgrade() {
+                let v = cell.load(std::sync::atomic::Ordering::Relaxed);
+                out.gauges.push((g.metric, g.help, g.labels.clone(), v));
+            }
+        }
         out
     }
 }
@@ -264,6 +305,17 @@ mod tests {
         assert_eq!(snap.events[0], ("auth_failure".into(), "expired_token".into(), 3));
         assert!(snap.events.len() <= MAX_EVENTS + 1, "{}", snap.events.len());
         assert!(snap.events.iter().any(|(e, r, _)| &**e == "retry" && &**r == OVERFLOW));
+    }
+
+    #[test]
+    fn gauges_live_as_long_as_their_owner() {
+        let m = Metrics::new();
+        let up = m.gauge("portcullis_x", "X.", vec![("endpoint", "a".into())]);
+        up.store(1, std::sync::atomic::Ordering::Relaxed);
+        let snap = m.snapshot();
+        assert_eq!(snap.gauges, vec![("portcullis_x", "X.", vec![("endpoint", "a".to_owned())], 1)]);
+        drop(up);
+        assert!(m.snapshot().gauges.is_empty());
     }
 
     #[test]

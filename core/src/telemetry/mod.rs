@@ -14,7 +14,9 @@ mod trace;
 
 pub use access_log::{AccessLog, AccessLogStats, AccessRecord, StackText, rfc3339_millis};
 pub use histogram::{BUCKETS, Histogram, HistogramSnapshot, bucket_of, bump};
-pub use metrics::{MAX_SERIES, Metrics, MetricsSnapshot, OVERFLOW, SeriesSnapshot, UNMATCHED};
+pub use metrics::{
+    GaugeSnapshot, MAX_GAUGES, MAX_SERIES, Metrics, MetricsSnapshot, OVERFLOW, SeriesSnapshot, UNMATCHED,
+};
 pub use prometheus::render;
 pub use series::{
     CLASSES, CodeTable, METHODS, PROTOCOLS, RouteSeries, Sample, class_index, method_index, protocol_index,

@@ -40,6 +40,22 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) 
     let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
 }
 
+/// Renders the registered gauges, one `# HELP`/`# TYPE` per metric name.
+fn gauges(out: &mut String, list: &[super::metrics::GaugeSnapshot]) {
+    let mut done: Vec<&str> = Vec::new();
+    for (metric, help, _, _) in list {
+        if done.contains(metric) {
+            continue;
+        }
+        done.push(metric);
+        head(out, metric, "gauge", help);
+        for (_, _, labels, v) in list.iter().filter(|g| g.0 == *metric) {
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", esc(v))).collect();
+            let _ = writeln!(out, "{metric}{{{}}} {v}", l.join(","));
+        }
+    }
+}
+
 /// Renders every metric.
 pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -152,6 +168,7 @@ pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats) -> Stri
             esc(reason)
         );
     }
+    gauges(&mut out, &m.gauges);
     head(&mut out, "portcullis_connections_active", "gauge", "Open client connections per shard.");
     for (i, g) in status.shards().iter().enumerate() {
         let n = g.connections.load(std::sync::atomic::Ordering::Relaxed);
@@ -222,6 +239,8 @@ mod tests {
         bump(&m.event(0, "rate_limited", "per-\"ip\""), 4);
         m.codes(0).record("route_not_found");
         m.series(0, "a\\b", "up");
+        let healthy = m.gauge("portcullis_up", "Up.", vec![("endpoint", "1.2.3.4:5".into())]);
+        healthy.store(1, std::sync::atomic::Ordering::Relaxed);
         let running = RunningConfig {
             generation: 3,
             config: Arc::new(Config::default()),
@@ -237,6 +256,10 @@ mod tests {
         assert!(text.contains("portcullis_local_replies_total{code=\"route_not_found\"} 1\n"));
         assert!(text.contains("route=\"a\\\\b\""));
         assert!(text.contains("portcullis_config_generation 3\n"));
+        assert!(
+            text.contains("# TYPE portcullis_up gauge\nportcullis_up{endpoint=\"1.2.3.4:5\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("portcullis_access_log_lines_total{result=\"dropped\"} 2\n"));
         assert_eq!(text.matches("portcullis_connections_active{").count(), 2);
         // Every sample line belongs to a declared family.

@@ -25,6 +25,7 @@ impl R {
             priority: 0,
             upstream: "up".to_owned(),
             timeout: Dur::secs(30),
+            try_timeout: None,
             max_body_bytes: None,
             retry: Default::default(),
             rewrite_prefix: None,

@@ -1,6 +1,7 @@
 //! Endpoint selection for one upstream on one shard: round robin, smooth weighted round robin,
 //! weighted random, least request (power of two choices) and ring hash, each skipping ejected
-//! endpoints (and one excluded endpoint, for retries) unless nothing else is left.
+//! endpoints, endpoints active health checks marked down, and one excluded endpoint (for
+//! retries) unless nothing else is left.
 //!
 //! Owns: the pick algorithms and the hash ring. Must not: eject endpoints or count failures
 //! (that is `outlier.rs`), or allocate on a pick (the ring is built once per generation).
@@ -9,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use portcullis_core::config::LbPolicy;
 
-use super::Upstream;
+use super::{EndpointSet, Upstream};
 
 /// Ring points per unit of weight.
 const POINTS_PER_WEIGHT: u32 = 100;
@@ -66,29 +67,31 @@ pub fn ring_lookup(ring: &[(u64, u32)], key: u64, ok: impl Fn(usize) -> bool) ->
 }
 
 impl Upstream {
-    /// Picks an endpoint index for a request with consistent-hash `key`, avoiding `exclude`
-    /// and ejected endpoints when others are left.
-    pub fn pick(&self, key: u64, exclude: Option<usize>) -> Option<usize> {
-        if self.eps.is_empty() {
+    /// Picks an endpoint index of `set` for a request with consistent-hash `key`, avoiding
+    /// `exclude`, ejected and unhealthy endpoints when others are left.
+    pub fn pick(&self, set: &EndpointSet, key: u64, exclude: Option<usize>) -> Option<usize> {
+        if set.eps.is_empty() {
             return None;
         }
-        let panic = self.refresh_ejections();
+        let panic = self.refresh_ejections(set);
+        // Fast path: nothing is ejected or unhealthy.
+        let all_in = set.ejected.get() == 0 && self.live.unhealthy() == 0;
         // Level 0: healthy and not excluded; 1: healthy; 2: any (panic mode).
         for level in 0..3 {
             let ok = |i: usize| match level {
-                0 => Some(i) != exclude && (panic || !self.eps[i].is_ejected()),
-                1 => panic || !self.eps[i].is_ejected(),
+                0 => Some(i) != exclude && (panic || all_in || !set.eps[i].is_out()),
+                1 => panic || all_in || !set.eps[i].is_out(),
                 _ => true,
             };
-            if let Some(i) = self.pick_with(key, &ok) {
+            if let Some(i) = self.pick_with(set, key, &ok) {
                 return Some(i);
             }
         }
         None
     }
 
-    fn pick_with(&self, key: u64, ok: &impl Fn(usize) -> bool) -> Option<usize> {
-        let n = self.eps.len();
+    fn pick_with(&self, set: &EndpointSet, key: u64, ok: &impl Fn(usize) -> bool) -> Option<usize> {
+        let n = set.eps.len();
         match self.lb {
             LbPolicy::RoundRobin => {
                 let start = self.cursor.get();
@@ -97,40 +100,41 @@ impl Upstream {
             }
             LbPolicy::WeightedRoundRobin => {
                 let (mut total, mut best) = (0i64, None::<usize>);
-                for (i, ep) in self.eps.iter().enumerate().filter(|&(i, _)| ok(i)) {
+                for (i, ep) in set.eps.iter().enumerate().filter(|&(i, _)| ok(i)) {
                     let cur = ep.current.get() + i64::from(ep.weight);
                     ep.current.set(cur);
                     total += i64::from(ep.weight);
-                    if best.is_none_or(|b| cur > self.eps[b].current.get()) {
+                    if best.is_none_or(|b| cur > set.eps[b].current.get()) {
                         best = Some(i);
                     }
                 }
                 let b = best?;
-                self.eps[b].current.set(self.eps[b].current.get() - total);
+                set.eps[b].current.set(set.eps[b].current.get() - total);
                 Some(b)
             }
-            LbPolicy::Random => self.weighted_random(ok),
+            LbPolicy::Random => self.weighted_random(set, ok),
             LbPolicy::LeastRequest => {
-                let a = self.weighted_random(ok)?;
-                let b = self.weighted_random(ok)?;
-                let (ea, eb) = (&self.eps[a], &self.eps[b]);
+                let a = self.weighted_random(set, ok)?;
+                let b = self.weighted_random(set, ok)?;
+                let (ea, eb) = (&set.eps[a], &set.eps[b]);
                 // Fewer in flight per unit of weight wins.
                 let la = u64::from(ea.outstanding.get()) * u64::from(eb.weight);
                 let lb = u64::from(eb.outstanding.get()) * u64::from(ea.weight);
                 Some(if la <= lb { a } else { b })
             }
-            LbPolicy::ConsistentHash => ring_lookup(&self.ring, key, ok),
+            LbPolicy::ConsistentHash => ring_lookup(&set.ring, key, ok),
         }
     }
 
-    fn weighted_random(&self, ok: &impl Fn(usize) -> bool) -> Option<usize> {
-        let total: u64 = (0..self.eps.len()).filter(|&i| ok(i)).map(|i| u64::from(self.eps[i].weight)).sum();
+    fn weighted_random(&self, set: &EndpointSet, ok: &impl Fn(usize) -> bool) -> Option<usize> {
+        let eps = &set.eps;
+        let total: u64 = (0..eps.len()).filter(|&i| ok(i)).map(|i| u64::from(eps[i].weight)).sum();
         if total == 0 {
             return None;
         }
         let mut r = self.next_random() % total;
-        for i in (0..self.eps.len()).filter(|&i| ok(i)) {
-            let w = u64::from(self.eps[i].weight);
+        for i in (0..eps.len()).filter(|&i| ok(i)) {
+            let w = u64::from(eps[i].weight);
             if r < w {
                 return Some(i);
             }

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use super::Upstream;
+use super::{EndpointSet, Upstream};
 
 /// The result of one attempt toward an endpoint, as outlier detection sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,9 +19,9 @@ pub enum Outcome {
 }
 
 impl Upstream {
-    /// Records the outcome of an attempt toward endpoint `i`.
-    pub fn report(&self, i: usize, outcome: Outcome) {
-        let Some(ep) = self.eps.get(i) else { return };
+    /// Records the outcome of an attempt toward endpoint `i` of `set`.
+    pub fn report(&self, set: &EndpointSet, i: usize, outcome: Outcome) {
+        let Some(ep) = set.eps.get(i) else { return };
         if outcome == Outcome::Success {
             ep.fails.set(0);
             if !ep.is_ejected() {
@@ -38,43 +38,41 @@ impl Upstream {
             return;
         }
         ep.fails.set(0);
-        self.refresh_ejections();
-        let n = self.eps.len();
+        self.refresh_ejections(set);
+        let n = set.eps.len();
         let max = (n * self.outlier.max_ejected_percent as usize / 100)
             .max(usize::from(self.outlier.max_ejected_percent > 0));
-        if self.ejected.get() >= max {
+        if set.ejected.get() >= max {
             return;
         }
         let times = ep.ejections.get().saturating_add(1);
         ep.ejections.set(times);
         let d = self.outlier.base_ejection.0.saturating_mul(times).min(self.outlier.max_ejection.0);
         ep.ejected_until.set(Some(Instant::now() + d));
-        self.ejected.set(self.ejected.get() + 1);
+        set.ejected.set(set.ejected.get() + 1);
         tracing::warn!(upstream = %self.name, endpoint = %ep.addr, ejection = times, seconds = d.as_secs_f64(),
             "upstream endpoint ejected");
     }
 
-    /// Returns ejected endpoints whose time is up; true when too few are healthy (panic mode).
-    pub(super) fn refresh_ejections(&self) -> bool {
-        if self.ejected.get() == 0 {
+    /// Returns ejected endpoints whose time is up; true when too few are healthy (panic mode),
+    /// counting both ejected endpoints and those active health checks marked down.
+    pub(super) fn refresh_ejections(&self, set: &EndpointSet) -> bool {
+        let down = self.live.unhealthy();
+        if set.ejected.get() == 0 && down == 0 {
             return false;
         }
-        let now = Instant::now();
-        for ep in &self.eps {
-            if ep.ejected_until.get().is_some_and(|t| t <= now) {
-                ep.ejected_until.set(None);
-                self.ejected.set(self.ejected.get().saturating_sub(1));
-                tracing::info!(upstream = %self.name, endpoint = %ep.addr, "upstream endpoint returned");
+        if set.ejected.get() > 0 {
+            let now = Instant::now();
+            for ep in &set.eps {
+                if ep.ejected_until.get().is_some_and(|t| t <= now) {
+                    ep.ejected_until.set(None);
+                    set.ejected.set(set.ejected.get().saturating_sub(1));
+                    tracing::info!(upstream = %self.name, endpoint = %ep.addr, "upstream endpoint returned");
+                }
             }
         }
-        let n = self.eps.len();
-        let healthy = n - self.ejected.get().min(n);
+        let n = set.eps.len();
+        let healthy = set.eps.iter().filter(|e| !e.is_out()).count();
         healthy * 100 < self.outlier.panic_threshold_percent as usize * n
-    }
-
-    /// Endpoints currently ejected on this shard.
-    pub fn ejected_count(&self) -> usize {
-        self.refresh_ejections();
-        self.ejected.get()
     }
 }

@@ -1,13 +1,15 @@
 //! Per-shard keep-alive connection pool toward upstream endpoints.
 //!
 //! Owns: idle upstream connections of one shard, keyed by endpoint address (so pools survive
-//! config reloads that keep the endpoint), LIFO reuse, idle expiry, and bounded size. Must not:
+//! config reloads that keep the endpoint), LIFO reuse, idle expiry, bounded size, and the count
+//! of open (idle and busy) connections per endpoint. Must not:
 //! be shared across threads (it lives in the shard's `Rc` state; no locks).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -26,6 +28,17 @@ pub struct UpConn {
     pub requests: u64,
     /// The endpoint it is connected to.
     pub addr: SocketAddr,
+    /// Counts it as open toward its endpoint until dropped.
+    _open: OpenGuard,
+}
+
+/// One open connection in its endpoint's count.
+struct OpenGuard(Rc<Cell<u32>>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 struct Idle {
@@ -46,6 +59,7 @@ pub struct PoolStats {
 #[derive(Default)]
 pub struct Pool {
     idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    open: RefCell<HashMap<SocketAddr, Rc<Cell<u32>>>>,
     connects: Cell<u64>,
     reuses: Cell<u64>,
 }
@@ -93,7 +107,35 @@ impl Pool {
         };
         let _ = stream.set_nodelay(true);
         self.connects.set(self.connects.get() + 1);
-        Ok(UpConn { stream, rbuf: BytesMut::with_capacity(UPSTREAM_READ_BUF), requests: 0, addr })
+        let count = self.open.borrow_mut().entry(addr).or_default().clone();
+        count.set(count.get() + 1);
+        let rbuf = BytesMut::with_capacity(UPSTREAM_READ_BUF);
+        Ok(UpConn { stream, rbuf, requests: 0, addr, _open: OpenGuard(count) })
+    }
+
+    /// Open connections (idle and busy) of this shard toward `addr`.
+    pub fn open_count(&self, addr: SocketAddr) -> u32 {
+        self.open.borrow().get(&addr).map_or(0, |c| c.get())
+    }
+
+    /// Closes the oldest idle connection toward any of `addrs`; false when none is idle.
+    pub fn evict_idle(&self, addrs: impl Iterator<Item = SocketAddr>) -> bool {
+        let mut map = self.idle.borrow_mut();
+        for addr in addrs {
+            if let Some(list) = map.get_mut(&addr)
+                && !list.is_empty()
+            {
+                list.remove(0);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Closes every idle connection toward `addr` (an endpoint discovery removed); busy ones
+    /// finish their request and are then closed instead of pooled.
+    pub fn forget(&self, addr: SocketAddr) {
+        self.idle.borrow_mut().remove(&addr);
     }
 
     /// Closes idle connections older than `max_idle` (run periodically by the shard).
@@ -103,6 +145,8 @@ impl Pool {
             list.retain(|i| i.since.elapsed() < max_idle);
         }
         map.retain(|_, l| !l.is_empty());
+        drop(map);
+        self.open.borrow_mut().retain(|_, c| c.get() > 0 || Rc::strong_count(c) > 1);
     }
 
     /// Connection counters.

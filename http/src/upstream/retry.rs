@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::Upstream;
+use super::{Upstream, count};
 
 /// Requests after which both counters are halved.
 const WINDOW: u64 = 1024;
@@ -27,9 +27,11 @@ impl Upstream {
         let allowed = u64::from(min) + self.sent.get() * u64::from(percent) / 100;
         if self.retried.get() >= allowed {
             self.budget_refusals.set(self.budget_refusals.get() + 1);
+            count(&self.events.budget);
             return false;
         }
         self.retried.set(self.retried.get() + 1);
+        count(&self.events.retry);
         true
     }
 

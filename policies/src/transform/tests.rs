@@ -16,6 +16,7 @@ pub(crate) fn route(prefix: Option<&str>, rewrite: Option<&str>) -> RouteConfig 
         priority: 0,
         upstream: "backend".to_owned(),
         timeout: Dur::secs(30),
+        try_timeout: None,
         max_body_bytes: None,
         retry: Default::default(),
         rewrite_prefix: rewrite.map(str::to_owned),

@@ -8,6 +8,7 @@ use super::Issues;
 use crate::config::model::UpstreamConfig;
 use crate::config::model_upstream::{Endpoint, LbPolicy, RetryConfig};
 use crate::config::spans::KeyPath;
+use crate::config::units::Dur;
 
 /// Checks one `[[upstreams]]` entry at `here`.
 pub(super) fn check(u: &UpstreamConfig, here: &KeyPath, out: &mut Issues) {
@@ -24,18 +25,21 @@ pub(super) fn check(u: &UpstreamConfig, here: &KeyPath, out: &mut Issues) {
     match (&u.hash_on, u.lb) {
         (None, LbPolicy::ConsistentHash) => out.push(
             here.key("lb"),
-            "lb = \"consistent_hash\" needs hash_on = \"client_ip\" or \"header:<name>\"",
+            "lb = \"consistent_hash\" needs hash_on = \"client_ip\", \"header:<name>\" or \"cookie:<name>\"",
         ),
         (Some(_), lb) if lb != LbPolicy::ConsistentHash => {
             out.push(here.key("hash_on"), "hash_on only applies with lb = \"consistent_hash\"")
         }
         (Some(key), _) => {
             let ok = key == "client_ip"
-                || key.strip_prefix("header:").is_some_and(|n| !n.is_empty() && n.bytes().all(is_tchar));
+                || key
+                    .strip_prefix("header:")
+                    .or_else(|| key.strip_prefix("cookie:"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(is_tchar));
             if !ok {
                 out.push(
                     here.key("hash_on"),
-                    format!("hash_on {key:?} must be \"client_ip\" or \"header:<name>\""),
+                    format!("hash_on {key:?} must be \"client_ip\", \"header:<name>\" or \"cookie:<name>\""),
                 );
             }
         }
@@ -52,6 +56,16 @@ pub(super) fn check(u: &UpstreamConfig, here: &KeyPath, out: &mut Issues) {
     }
     if o.panic_threshold_percent > 100 {
         out.push(op.key("panic_threshold_percent"), "panic_threshold_percent must be from 0 to 100");
+    }
+}
+
+/// Checks a route's `try_timeout` (at `path`) against its total `timeout`.
+pub(super) fn check_try_timeout(try_timeout: Option<Dur>, total: Dur, path: &KeyPath, out: &mut Issues) {
+    if let Some(t) = try_timeout {
+        out.nonzero(path.clone(), t);
+        if t.0 > total.0 {
+            out.push(path.clone(), "try_timeout must not be longer than the route's timeout");
+        }
     }
 }
 
