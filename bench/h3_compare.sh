@@ -4,8 +4,7 @@
 # load generator (portcullis-bench load) with the same connections x streams, interleaved rounds:
 #   gateway alone on PROXY_CPU (1); the generator and the reference upstream on LOAD_CPU (0).
 # Reports req/s, p50, p99, failed requests and the gateway's CPU-µs per request (utime+stime of
-# the gateway over the measured window / requests in it). The generator accepts the generated
-# certificate with --insecure (connections are long-lived: verification is not measured anyway).
+# the gateway over the measured window / requests in it).
 # Issue 9's target: HTTP/3 >= 60 % of
 # HTTP/2 req/s with 0 failures.
 #
@@ -36,8 +35,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=localhost" \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+# A CA and a server certificate it signs (webpki refuses a self-signed CA certificate as the
+# server's own), so the generator verifies the server with --cacert like a real client.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+    -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$WORK/key.pem" -out "$WORK/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/ext.cnf"
+openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
+    -extfile "$WORK/ext.cnf" -out "$WORK/cert.pem" 2>/dev/null
 
 port_open() { (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { for _ in $(seq 100); do port_open "$1" && return 0; sleep 0.1; done; return 1; }
@@ -77,7 +83,7 @@ wait_port "$GW_PORT" || { echo "portcullis did not start:" >&2; cat "$WORK/p.log
 # One measured run: prints "rps p50 p99 failed cpu_us_per_req".
 run() {
     local proto=$1 json=$WORK/$1.json
-    taskset -c "$LOAD_CPU" "$BENCH" load "https://127.0.0.1:$GW_PORT/" --proto "$proto" --insecure \
+    taskset -c "$LOAD_CPU" "$BENCH" load "https://127.0.0.1:$GW_PORT/" --proto "$proto" --cacert "$WORK/ca.pem" \
         -c "$CONNS" -m "$STREAMS" -w "${WARMUP}s" -d "${DURATION}s" -o "$json" 2>"$WORK/load.err" &
     local lp=$!
     # The generator starts sending 0.3 s after it starts; sample the gateway's CPU over the
