@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Upstream, check_common, free_port, load};
+use common::{Upstream, check_common, free_port, load, load_with_stderr};
 
 #[test]
 fn h2c_closed_loop_multiplexes_streams() {
@@ -65,10 +65,48 @@ fn h3_closed_and_open_loop_against_the_upstream() {
 fn h3_without_a_server_counts_connect_errors() {
     let port = free_port(true);
     let url = format!("https://127.0.0.1:{port}/");
-    let r = load(&[&url, "--proto", "h3", "-k", "-c", "1", "-w", "0s", "-d", "600ms", "--timeout", "300ms"]);
+    let (r, stderr) = load_with_stderr(&[
+        &url,
+        "--proto",
+        "h3",
+        "-k",
+        "-c",
+        "1",
+        "-w",
+        "0s",
+        "-d",
+        "600ms",
+        "--timeout",
+        "300ms",
+    ]);
     assert_eq!(r["requests"], 0);
+    assert!(stderr.contains("first connect error: QUIC/HTTP/3"), "{stderr}");
     assert!(r["errors"]["connect"].as_u64().unwrap_or(0) > 0, "{r}");
     assert_eq!(r["errors_total"], r["errors"]["connect"]);
+}
+
+#[test]
+fn h2_over_tls_to_a_cleartext_port_names_the_handshake_failure() {
+    let up = Upstream::start();
+    let url = format!("https://127.0.0.1:{}/", up.port);
+    let (r, stderr) = load_with_stderr(&[
+        &url,
+        "--proto",
+        "h2",
+        "-k",
+        "-c",
+        "1",
+        "-w",
+        "0s",
+        "-d",
+        "300ms",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(r["requests"], 0);
+    assert_eq!(r["protocol"], "h2");
+    assert!(r["errors"]["connect"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert!(stderr.contains("first connect error: TLS handshake"), "{stderr}");
 }
 
 #[test]

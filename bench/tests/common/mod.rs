@@ -71,9 +71,15 @@ impl Drop for Upstream {
 
 /// Runs `load` with `args`; its JSON report.
 pub fn load(args: &[&str]) -> Value {
+    load_with_stderr(args).0
+}
+
+/// Runs `load` with `args`; its JSON report and its stderr.
+pub fn load_with_stderr(args: &[&str]) -> (Value, String) {
     let out = Command::new(BIN).arg("load").args(args).output().expect("run load");
-    assert!(out.status.success(), "load failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "load failed: {stderr}");
+    (serde_json::from_slice(&out.stdout).expect("stdout is one JSON document"), stderr)
 }
 
 /// What every healthy run reports: no errors, ordered percentiles, bytes for every response.
