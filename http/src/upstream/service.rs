@@ -147,31 +147,30 @@ fn tick(w: &mut Watch, metrics: &Option<Metrics>) {
     if let Some(path) = &w.cfg.endpoints_file {
         let stamp = std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
         if stamp.is_some() && stamp != w.file_stamp {
+            w.file_stamp = stamp;
             match load_endpoints_file(path) {
                 Ok(list) => {
-                    w.file_stamp = stamp;
                     w.live.update(Source::File, &list);
                 }
-                // A half-written or broken file keeps the previous endpoints; retried next tick.
+                // A broken file keeps the previous endpoints until it changes again.
                 Err(e) => tracing::warn!(upstream = %w.live.name, "endpoints file not applied: {e}"),
             }
         }
     }
-    if let Some(hc) = &w.cfg.health_check {
-        w.probed.retain(|e| !e.retired());
-        let hc = Rc::new(hc.clone());
-        for ep in w.live.list().iter() {
-            if w.probed.iter().any(|p| Arc::ptr_eq(p, ep)) {
-                continue;
-            }
-            w.probed.push(ep.clone());
-            monoio::spawn(health::run(
-                w.live.clone(),
-                ep.clone(),
-                hc.clone(),
-                w.stop.clone(),
-                metrics.clone(),
-            ));
+    let Some(hc) = &w.cfg.health_check else {
+        // Checks were turned off by a reload: nothing may stay marked down.
+        for ep in w.live.list().iter().filter(|e| !e.healthy()) {
+            w.live.set_health(ep, true);
         }
+        return;
+    };
+    w.probed.retain(|e| !e.retired());
+    let hc = Rc::new(hc.clone());
+    for ep in w.live.list().iter() {
+        if w.probed.iter().any(|p| Arc::ptr_eq(p, ep)) {
+            continue;
+        }
+        w.probed.push(ep.clone());
+        monoio::spawn(health::run(w.live.clone(), ep.clone(), hc.clone(), w.stop.clone(), metrics.clone()));
     }
 }
