@@ -14,6 +14,7 @@
 #          [--no-build] [--only "direct nginx"] [--envoy PATH] [--rate N] [--no-latency]
 #          [--no-ceiling] [--redis] [--baseline PATH] [--keep]
 #        --baseline PATH: also run another portcullis binary (e.g. main's) as "Portcullis baseline"
+#        (BASELINE_CONFIG=template: the baseline's config, for a same-run A/B of two configs)
 # Env:   DURATION=10s (seconds) CONNS=32 STREAMS=10 THREADS=1 ROUNDS=3 WARMUP=2s PROXY_CPU=1 LOAD_CPU=0
 #        BODY_SIZE=13 SCENARIOS="plain tls h2 routes jwt ratelimit" ROUTES=1000 JWT_CACHE=0 REDIS=0
 #        LATENCY=1 RATE_PCT=50 RATE= LAT_CONNS=64 LAT_DURATION=DURATION LAT_WARMUP=2s CEILING=1
@@ -39,6 +40,7 @@ LAT_DURATION=${LAT_DURATION:-$DURATION} LAT_WARMUP=${LAT_WARMUP:-2s} CEILING=${C
 HAPROXY_MAXCONN=${HAPROXY_MAXCONN:-9000} ENVOY_BIN=${ENVOY_BIN:-} BASELINE_BIN=${BASELINE_BIN:-}
 PORTCULLIS_BIN=${PORTCULLIS_BIN:-}
 PORTCULLIS_CONFIG=${PORTCULLIS_CONFIG:-$ROOT/bench/peers/portcullis.toml}
+BASELINE_CONFIG=${BASELINE_CONFIG:-$PORTCULLIS_CONFIG}
 NGINX_TEMPLATE=$ROOT/bench/peers/nginx.conf
 HAPROXY_TEMPLATE=$ROOT/bench/peers/haproxy.cfg
 HAPROXY_ROUTES_TEMPLATE=$ROOT/bench/peers/haproxy-routes.map
@@ -73,12 +75,15 @@ while [ $# -gt 0 ]; do
         --rate) shift; RATE=$1 ;;
         --no-latency) LATENCY=0 ;;
         --no-ceiling) CEILING=0 ;;
-        -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
 SCENARIOS=${SCENARIOS:-$HARNESS_SCENARIOS}
+if [ -z "$BASELINE_BIN" ] && [ "$BASELINE_CONFIG" != "$PORTCULLIS_CONFIG" ]; then
+    BASELINE_BIN=$TARGET_DIR/release/portcullis # same binary, another config
+fi
 if [ -n "$BASELINE_BIN" ]; then # a second Portcullis binary (e.g. main's) measured in the same run
     [ -x "$BASELINE_BIN" ] || { echo "--baseline $BASELINE_BIN: not an executable" >&2; exit 2; }
     [[ " $GATEWAYS " == *" baseline "* ]] || GATEWAYS="${GATEWAYS/portcullis/portcullis baseline}"

@@ -73,8 +73,8 @@ start_gateway() { # start_gateway GATEWAY SCENARIO: 0 and GPID[GW] set, or 1 and
     [ "$gw" = direct ] && { GPID[direct]=$UP_PID; return 0; }
     wait_port_free "$R_PORT" || { SKIPSC[$sc:$gw]="port $R_PORT is in use"; return 1; }
     case $gw in
-        portcullis) start_portcullis "$sc" portcullis "$PORTCULLIS_BIN" ;;
-        baseline) start_portcullis "$sc" baseline "$BASELINE_BIN" ;;
+        portcullis) start_portcullis "$sc" portcullis "$PORTCULLIS_BIN" "$PORTCULLIS_CONFIG" ;;
+        baseline) start_portcullis "$sc" baseline "$BASELINE_BIN" "$BASELINE_CONFIG" ;;
         nginx) start_nginx "$sc" ;;
         haproxy) start_haproxy "$sc" ;;
         envoy) start_envoy "$sc" ;;
@@ -86,11 +86,11 @@ stop_gateway() { # stop_gateway GATEWAY (never the shared upstream)
     unset "GPID[$1]"
 }
 
-start_portcullis() { # start_portcullis SCENARIO GATEWAY BINARY (GATEWAY: portcullis or baseline)
-    local sc=$1 gw=$2 bin=$3 dir="$WORK/$2-$1"
+start_portcullis() { # start_portcullis SCENARIO GATEWAY BINARY TEMPLATE (GATEWAY: portcullis or baseline)
+    local sc=$1 gw=$2 bin=$3 template=$4 dir="$WORK/$2-$1"
     [ "$gw" = portcullis ] && [ -n "$portcullis_skip" ] && { SKIPSC[$sc:$gw]=$portcullis_skip; return 1; }
     mkdir -p "$dir"
-    render "$PORTCULLIS_CONFIG" "$sc" "$dir/portcullis.toml"
+    render "$template" "$sc" "$dir/portcullis.toml"
     taskset -c "$PROXY_CPU" "$bin" run --config "$dir/portcullis.toml" >"$dir/out" 2>"$dir/log" &
     local pid=$! i
     PIDS+=("$pid")
