@@ -56,27 +56,27 @@ command -v haproxy >/dev/null && haproxy_v=$(haproxy -v 2>/dev/null | awk 'NR ==
     echo "TLS HTTP/2 runs $STREAMS concurrent streams on each of $CONNS connections; its req/s is not comparable with the HTTP/1.1 rows, its CPU per request is."
     echo
     if [ ${#ACTIVE[@]} -gt 0 ]; then
-    echo "## Summary (scenario: plain HTTP/1.1 proxy)"
-    echo
-    echo "| target | req/s | p50 ms | p99 ms | open-loop p99 µs | added p50 µs | added p99 µs | proxy CPU-µs/req | syscalls/req | idle KiB/conn |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for gw in "${ACTIVE[@]}"; do
-        echo "| ${LABEL[$gw]} | $(fmt "$(med plain.rps "$gw")" %.0f) | $(fmt "$(med plain.p50 "$gw")" %.3f) | $(fmt "$(med plain.p99 "$gw")" %.3f) | $(fmt "$(med lp99 "$gw")" %.0f) | $(ADDED "$gw" p50) | $(ADDED "$gw" p99) | $(fmt "$(med plain.cpu "$gw")" %.1f) | ${SYSC[$gw]:-—} | $(KIB_PER_CONN "$gw") |"
-    done
-    for gw in $GATEWAYS; do
-        if [ -n "${SKIPSC[plain:$gw]:-}" ]; then echo "| ${LABEL[$gw]} | ${SKIPSC[plain:$gw]} | | | | | | | | |"; fi
-    done
-    echo
-    echo "## Plain proxy: closed loop (max throughput)"
-    echo
-    echo "| target | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU-µs/req | upstream CPU-µs/req | errors | reconnects | other load on CPU $PROXY_CPU % |"
-    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
-    for gw in "${ACTIVE[@]}"; do
-        per=$(awk '{printf "%s%.0f", sep, $1; sep = ", "}' "$WORK/plain.rps-$gw" 2>/dev/null || true)
-        errs=$(awk '{s += $1} END {print s + 0}' "$WORK/plain.err-$gw" 2>/dev/null || echo 0)
-        tws=$(awk '{s += $1} END {print s + 0}' "$WORK/plain.reconn-$gw" 2>/dev/null || echo 0)
-        echo "| ${LABEL[$gw]} | $(fmt "$(med plain.rps "$gw")" %.0f) | ${per:-—} | $(fmt "$(med plain.p50 "$gw")" %.3f) | $(fmt "$(med plain.p99 "$gw")" %.3f) | $(fmt "$(med plain.cpu "$gw")" %.1f) | $(fmt "$(med plain.upcpu "$gw")" %.1f) | $errs | $tws | $(fmt "$(med plain.foreign "$gw")" %.0f) |"
-    done
+        echo "## Plain proxy: summary"
+        echo
+        echo "| target | req/s | p50 ms | p99 ms | open-loop p99 µs | added p50 µs | added p99 µs | proxy CPU-µs/req | syscalls/req | idle KiB/conn |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for gw in "${ACTIVE[@]}"; do
+            echo "| ${LABEL[$gw]} | $(fmt "$(med plain.rps "$gw")" %.0f) | $(fmt "$(med plain.p50 "$gw")" %.3f) | $(fmt "$(med plain.p99 "$gw")" %.3f) | $(fmt "$(med lp99 "$gw")" %.0f) | $(ADDED "$gw" p50) | $(ADDED "$gw" p99) | $(fmt "$(med plain.cpu "$gw")" %.1f) | ${SYSC[$gw]:-—} | $(KIB_PER_CONN "$gw") |"
+        done
+        for gw in $GATEWAYS; do
+            if [ -n "${SKIPSC[plain:$gw]:-}" ]; then echo "| ${LABEL[$gw]} | ${SKIPSC[plain:$gw]} | | | | | | | | |"; fi
+        done
+        echo
+        echo "## Plain proxy: closed loop (max throughput)"
+        echo
+        echo "| target | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU-µs/req | upstream CPU-µs/req | errors | reconnects | other load on CPU $PROXY_CPU % |"
+        echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+        for gw in "${ACTIVE[@]}"; do
+            per=$(awk '{printf "%s%.0f", sep, $1; sep = ", "}' "$WORK/plain.rps-$gw" 2>/dev/null || true)
+            errs=$(awk '{s += $1} END {print s + 0}' "$WORK/plain.err-$gw" 2>/dev/null || echo 0)
+            tws=$(awk '{s += $1} END {print s + 0}' "$WORK/plain.reconn-$gw" 2>/dev/null || echo 0)
+            echo "| ${LABEL[$gw]} | $(fmt "$(med plain.rps "$gw")" %.0f) | ${per:-—} | $(fmt "$(med plain.p50 "$gw")" %.3f) | $(fmt "$(med plain.p99 "$gw")" %.3f) | $(fmt "$(med plain.cpu "$gw")" %.1f) | $(fmt "$(med plain.upcpu "$gw")" %.1f) | $errs | $tws | $(fmt "$(med plain.foreign "$gw")" %.0f) |"
+        done
     fi
     if [ -n "$RATE" ] && [ "$LATENCY" = 1 ]; then
         echo
@@ -155,6 +155,7 @@ JSON="$WORK/report.json"
 {
     printf '{\n  "date": %s,\n' "$(jstr "$(date -u '+%Y-%m-%dT%H:%M:%SZ')")"
     printf '  "host": {"cpus": %s, "kernel": %s, "busy_before_pct": %s, "dma_latency": %s},\n' "$(nproc)" "$(jstr "$(uname -r)")" "$busy" "$(jstr "$DMA")"
+    printf '  "scenarios_run": [%s], "streams": %s,\n' "$(for sc in "${RUN_SCENARIOS[@]}"; do printf '%s' "${sep_:-}$(jstr "$sc")"; sep_=", "; done)" "$STREAMS"
     printf '  "settings": {"duration": %s, "conns": %s, "threads": %s, "rounds": %s, "warmup": %s, "proxy_cpu": %s, "load_cpu": %s, "body_size": %s, "rate": %s, "rate_why": %s, "lat_conns": %s, "lat_duration": %s},\n' \
         "$(jstr "$DURATION")" "$CONNS" "$THREADS" "$ROUNDS" "$(jstr "$WARMUP")" "$PROXY_CPU" "$LOAD_CPU" "$BODY_SIZE" "$(jnum "$RATE")" "$(jstr "$RATE_WHY")" "$LAT_CONNS" "$(jstr "$LAT_DURATION")"
     printf '  "plain": {'
