@@ -15,7 +15,7 @@ declare -A CAN=(
     [plain:direct]=yes [plain:portcullis]=yes [plain:nginx]=yes [plain:haproxy]=yes [plain:envoy]=yes
     [tls:portcullis]="yes ([listeners.tls], rustls)" [tls:nginx]="yes (OpenSSL)" [tls:haproxy]="yes (OpenSSL)" [tls:envoy]="yes (BoringSSL)"
     [h2:portcullis]="yes (ALPN h2)" [h2:nginx]="yes (http2)" [h2:haproxy]="yes (alpn h2)" [h2:envoy]="yes (codec AUTO)"
-    [h3:portcullis]="yes (quic/), but neither h2load 1.52 nor the generator speaks HTTP/3 yet" [h3:nginx]="no: nginx-light 1.22 has no QUIC (1.25+)"
+    [h3:portcullis]="yes (quic/); not in this harness yet (h2load 1.52 has no HTTP/3; \`portcullis-bench load --proto h3\` now does)" [h3:nginx]="no: nginx-light 1.22 has no QUIC (1.25+)"
     [h3:haproxy]="no: Debian's 2.6 build has no QUIC" [h3:envoy]="yes (alpha)"
     [routes:portcullis]="yes (1,000 [[routes]] prefixes)" [routes:nginx]="yes (1,000 locations)" [routes:haproxy]="yes (map_beg over a 1,000-line map)" [routes:envoy]="yes (1,000 routes in one virtual host)"
     [jwt:portcullis]="yes ([auth.jwt] HS256)" [jwt:nginx]="no: JWT validation (auth_jwt) is NGINX Plus only"
