@@ -1,6 +1,6 @@
 //! What is compiled once per config generation and shared read-only by every shard.
 //!
-//! Owns: the route table, the route-to-upstream index and the listeners' TLS contexts. Must not: hold shard-local state.
+//! Owns: the route table, the route-to-upstream index and the listeners' and upstreams' TLS contexts. Must not: hold shard-local state.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use portcullis_core::config::Config;
 
 use crate::router::Router;
 use crate::tls::{self, ListenerTls};
+use crate::upstream::{UpstreamTls, build_tls};
 
 /// Immutable, `Send + Sync` data of one generation.
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub struct Compiled {
     pub route_upstream: Vec<usize>,
     /// For each listener (config order), its TLS context when it terminates TLS.
     pub tls: Vec<Option<ListenerTls>>,
+    /// For each upstream (config order), its TLS client context when it speaks TLS.
+    pub upstream_tls: Vec<Option<UpstreamTls>>,
 }
 
 /// Compiles a validated config.
@@ -39,5 +42,12 @@ pub fn compile(cfg: &Arc<Config>) -> Result<Compiled, String> {
             None => None,
         });
     }
-    Ok(Compiled { router, route_upstream, tls })
+    let mut upstream_tls = Vec::with_capacity(cfg.upstreams.len());
+    for (i, u) in cfg.upstreams.iter().enumerate() {
+        upstream_tls.push(match &u.tls {
+            Some(t) => Some(build_tls(t, u).map_err(|e| format!("upstreams[{i}].tls.{e}"))?),
+            None => None,
+        });
+    }
+    Ok(Compiled { router, route_upstream, tls, upstream_tls })
 }

@@ -6,6 +6,7 @@
 //! for every client protocol (the client side is a `Downstream`). Must not: know any filter by
 //! name (the chain is a type parameter), parse heads itself, or frame responses for a client.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use crate::h1::request::{ParsedRequest, ReqBody};
 use crate::h1::response::{ParsedResponse, RespBody, parse_response};
 use crate::io::{IoFail, read_more, write_all};
 use crate::shard::{ShardGen, ShardState};
-use crate::upstream::{ConnectError, Outcome, UpConn};
+use crate::upstream::{ConnectError, Outcome, Pool, TlsFail, UpConn, Upstream, UpstreamTls, secure};
 
 /// What happens to the client connection after an exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +164,29 @@ fn connect_reply(e: ConnectError) -> Fail {
     }
 }
 
+/// Opens a new connection to `addr`, with the TLS handshake when the upstream speaks TLS.
+async fn open(
+    pool: &Pool,
+    addr: SocketAddr,
+    up: &Upstream,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpConn, Fail> {
+    let conn = pool.connect(addr, up.connect_timeout).await.map_err(connect_reply)?;
+    let Some(tls) = tls else { return Ok(conn) };
+    secure(conn, tls, up.connect_timeout).await.map_err(|e| {
+        tracing::warn!(%addr, upstream = %up.name, error = %e, "upstream TLS failed");
+        Fail::Reply(match e {
+            TlsFail::Timeout => LocalReply::gateway_timeout("upstream TLS handshake timed out"),
+            TlsFail::Certificate(_) => {
+                LocalReply::bad_gateway("upstream_tls_failed", "upstream certificate could not be verified")
+            }
+            TlsFail::Handshake(_) => {
+                LocalReply::bad_gateway("upstream_tls_failed", "upstream TLS handshake failed")
+            }
+        })
+    })
+}
+
 /// Reads response heads from the upstream until a final (non-1xx) one, by `deadline`.
 async fn read_response(
     conn: &mut UpConn,
@@ -213,7 +237,10 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let (state, sg) = (self.state, self.sg);
         let cfg = sg.config();
         let route = &cfg.routes[route_idx];
-        let upstream = &sg.upstreams[sg.generation.shared.route_upstream[route_idx]];
+        let up_idx = sg.generation.shared.route_upstream[route_idx];
+        let upstream = &sg.upstreams[up_idx];
+        let up_tls = sg.generation.shared.upstream_tls[up_idx].as_ref();
+        let flavor = up_tls.map_or(0, |t| t.flavor);
         let max_body = route.max_body_bytes.unwrap_or(cfg.http.max_body_bytes).0;
         let idle = cfg.http.body_timeout.0;
         let is_head = head.method == Method::Head;
@@ -288,18 +315,19 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             let addr = upstream.eps[ep].addr;
             tracked = Some(upstream.track(ep));
             self.cx.upstream_addr = Some(addr);
-            let pooled = if after_stale { None } else { state.pool.checkout(addr, upstream.idle_timeout) };
+            let pooled =
+                if after_stale { None } else { state.pool.checkout(addr, flavor, upstream.idle_timeout) };
             let (mut conn, reused) = match pooled {
                 Some(c) => (c, true),
                 None => {
                     let Some(_pending) = upstream.begin_connect() else {
                         return Err(Fail::Reply(circuit_open(&upstream.name)));
                     };
-                    match state.pool.connect(addr, upstream.connect_timeout).await {
+                    match open(&state.pool, addr, upstream, up_tls).await {
                         Ok(c) => (c, false),
-                        Err(e) => {
+                        Err(fail) => {
                             upstream.report(ep, Outcome::Failure);
-                            retry_or_fail!(ep, connect_reply(e));
+                            retry_or_fail!(ep, fail);
                         }
                     }
                 }

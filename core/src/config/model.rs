@@ -249,6 +249,9 @@ pub struct UpstreamConfig {
     /// Per-shard connection pool.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// TLS toward the endpoints (absent = plain TCP).
+    #[serde(default)]
+    pub tls: Option<super::model_edge::UpstreamTlsConfig>,
     /// Resolved endpoint addresses (filled by validation).
     #[serde(skip)]
     pub addrs: Vec<SocketAddr>,

@@ -6,6 +6,7 @@
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
 mod auth;
+mod edge;
 mod obs;
 mod quic;
 mod ratelimit;
@@ -244,6 +245,9 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
             }
         }
         upstream::check(u, &here, out);
+        if let Some(tls) = &u.tls {
+            edge::check_tls(tls, &here.key("tls"), out);
+        }
         out.nonzero(here.key("connect_timeout"), u.connect_timeout);
         out.nonzero(here.key("pool").key("idle_timeout"), u.pool.idle_timeout);
     }

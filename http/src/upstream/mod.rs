@@ -8,6 +8,8 @@ mod lb;
 mod outlier;
 mod pool;
 mod retry;
+mod stream;
+mod tls;
 
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +21,8 @@ use portcullis_core::pipeline::Headers;
 pub use lb::{build_ring, hash_bytes, hash_ip, ring_lookup};
 pub use outlier::Outcome;
 pub use pool::{ConnectError, Pool, PoolStats, UpConn};
+pub use stream::UpStream;
+pub use tls::{TlsFail, UpstreamTls, build as build_tls, secure};
 
 /// One endpoint of an upstream on one shard.
 #[derive(Debug)]

@@ -13,19 +13,23 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
+use super::stream::UpStream;
+
 /// Initial read buffer of an upstream connection.
 const UPSTREAM_READ_BUF: usize = 8 * 1024;
 
 /// One upstream connection with its read buffer.
 pub struct UpConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The transport (plain TCP or TLS).
+    pub stream: UpStream,
     /// Bytes read from the upstream and not yet consumed.
     pub rbuf: BytesMut,
     /// Requests sent on this connection so far.
     pub requests: u64,
     /// The endpoint it is connected to.
     pub addr: SocketAddr,
+    /// Its TLS settings' identity (0 = plain TCP): part of the pool key.
+    pub flavor: u64,
 }
 
 struct Idle {
@@ -45,7 +49,7 @@ pub struct PoolStats {
 /// The shard's idle connections.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: RefCell<HashMap<(SocketAddr, u64), Vec<Idle>>>,
     connects: Cell<u64>,
     reuses: Cell<u64>,
 }
@@ -62,10 +66,11 @@ pub enum ConnectError {
 }
 
 impl Pool {
-    /// Takes the most recently used idle connection to `addr` that is younger than `max_idle`.
-    pub fn checkout(&self, addr: SocketAddr, max_idle: Duration) -> Option<UpConn> {
+    /// Takes the most recently used idle connection to `addr` with TLS settings `flavor` that is
+    /// younger than `max_idle`.
+    pub fn checkout(&self, addr: SocketAddr, flavor: u64, max_idle: Duration) -> Option<UpConn> {
         let mut map = self.idle.borrow_mut();
-        let list = map.get_mut(&addr)?;
+        let list = map.get_mut(&(addr, flavor))?;
         while let Some(idle) = list.pop() {
             if idle.since.elapsed() < max_idle {
                 self.reuses.set(self.reuses.get() + 1);
@@ -78,13 +83,13 @@ impl Pool {
     /// Returns a connection for reuse; closes it instead when `max` are already idle.
     pub fn checkin(&self, conn: UpConn, max: usize) {
         let mut map = self.idle.borrow_mut();
-        let list = map.entry(conn.addr).or_default();
+        let list = map.entry((conn.addr, conn.flavor)).or_default();
         if list.len() < max {
             list.push(Idle { conn, since: Instant::now() });
         }
     }
 
-    /// Opens a new connection, bounded by `timeout`.
+    /// Opens a new plain TCP connection, bounded by `timeout`.
     pub async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<UpConn, ConnectError> {
         let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
             Ok(Ok(s)) => s,
@@ -93,7 +98,8 @@ impl Pool {
         };
         let _ = stream.set_nodelay(true);
         self.connects.set(self.connects.get() + 1);
-        Ok(UpConn { stream, rbuf: BytesMut::with_capacity(UPSTREAM_READ_BUF), requests: 0, addr })
+        let rbuf = BytesMut::with_capacity(UPSTREAM_READ_BUF);
+        Ok(UpConn { stream: UpStream::Plain(stream), rbuf, requests: 0, addr, flavor: 0 })
     }
 
     /// Closes idle connections older than `max_idle` (run periodically by the shard).
