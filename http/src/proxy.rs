@@ -68,8 +68,14 @@ pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     meta: &ClientMeta,
     last: bool,
 ) -> (After, Headers) {
-    let ParsedRequest { head, body, keep_alive, expect_continue } = req;
+    let ParsedRequest { mut head, body, keep_alive, expect_continue, upgrade } = req;
     let mut cx = Cx::new(meta.addr, meta.tls, head.version);
+    if let Some(proto) = upgrade {
+        // A WebSocket handshake: filters and the upstream see the upgrade headers.
+        head.headers.set("connection", "upgrade");
+        head.headers.set("upgrade", proto.clone());
+        cx.upgrade = Some(proto);
+    }
     cx.client_cert.clone_from(&meta.client_cert);
     cx.alt_svc.clone_from(&meta.alt_svc);
     let ConnBufs { rbuf, wbuf, scratch } = bufs;
@@ -442,6 +448,22 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             resp_head.headers.set("alt-svc", v.clone());
         }
         self.cx.status = resp_head.status;
+        if resp_head.status == 101 {
+            let Some(proto) = self.cx.upgrade.clone() else {
+                return Err(Fail::Reply(LocalReply::bad_gateway(
+                    "upstream_bad_response",
+                    "upstream switched protocols unasked",
+                )));
+            };
+            resp_head.headers.set("connection", "upgrade");
+            resp_head.headers.set("upgrade", proto);
+            let idle = cfg.http.websocket_idle_timeout.0;
+            let up = &mut conn;
+            let moved = self.down.tunnel(&resp_head, &mut up.stream, &mut up.rbuf, idle, self.wbuf).await;
+            (self.cx.bytes_in, self.cx.bytes_out) = moved.map_err(|_| Fail::Abort)?;
+            drop(tracked);
+            return Ok(After::Close);
+        }
         // A drain that began while the upstream was answering announces the close on this response.
         let keep = client_keep && !state.draining.get();
         let limits = RelayLimits { max_bytes: u64::MAX, ..limits };

@@ -172,6 +172,7 @@ fn http(h: &HttpConfig, path: &KeyPath, out: &mut Issues) {
     out.nonzero(path.key("header_timeout"), h.header_timeout);
     out.nonzero(path.key("idle_timeout"), h.idle_timeout);
     out.nonzero(path.key("body_timeout"), h.body_timeout);
+    out.nonzero(path.key("websocket_idle_timeout"), h.websocket_idle_timeout);
 }
 
 /// `[http2]`: limits in the ranges HTTP/2 allows.
