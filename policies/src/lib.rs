@@ -14,6 +14,7 @@ mod header_rules;
 mod mtls;
 mod observe;
 mod ratelimit;
+mod redis;
 mod request_id;
 #[cfg(test)]
 mod testutil;

@@ -28,6 +28,25 @@ pub fn ping(addr: SocketAddr) -> bool {
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// Sends one command and returns the first line of the reply (enough for integer and status
+/// replies, e.g. `:1` for a `ZADD` that added a member).
+pub fn command(addr: SocketAddr, args: &[&str]) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to redis");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).expect("write to redis");
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        s.read_exact(&mut b).expect("redis reply");
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line[..line.len() - 2]).into_owned()
+}
+
 impl Redis {
     /// Starts redis-server on a free port and waits until it answers PING.
     pub fn start() -> Redis {

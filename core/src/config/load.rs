@@ -443,6 +443,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[auth.jwt]]\n[auth.jwt.jwks_refresh]\n",
             "[[auth.jwt]]\n[[auth.jwt.keys]]\n",
             "[auth.api_keys]\n",
+            "[auth]\n[auth.revocation]\n",
             "[auth.api_keys]\n[[auth.api_keys.keys]]\n",
             "[ratelimit]\n",
             "[ratelimit.limits.x]\n",

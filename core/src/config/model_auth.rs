@@ -32,6 +32,8 @@ pub struct AuthConfig {
     pub jwt: Vec<JwtIssuerConfig>,
     /// API keys.
     pub api_keys: Option<ApiKeysConfig>,
+    /// JWT denylist in Redis (`jti`s and subjects).
+    pub revocation: Option<super::model_revocation::RevocationConfig>,
 }
 
 impl Default for AuthConfig {
@@ -50,6 +52,7 @@ impl Default for AuthConfig {
             cache_ttl: Dur::secs(300),
             jwt: Vec::new(),
             api_keys: None,
+            revocation: None,
         }
     }
 }

@@ -12,10 +12,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use serde::Serialize;
+
+use super::json_line::JsonObject;
 
 /// Line buffers larger than this are not recycled (one huge path must not pin memory).
 const RECYCLE_MAX: usize = 4096;
@@ -202,7 +203,7 @@ fn run_writer(inner: &Inner) {
 }
 
 /// One access log line. Borrowed fields only: building it allocates nothing.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct AccessRecord<'a> {
     /// RFC 3339 UTC time the response finished, millisecond precision.
     pub time: &'a str,
@@ -243,8 +244,25 @@ pub struct AccessRecord<'a> {
 impl AccessRecord<'_> {
     /// Appends this record as one JSON object (no newline) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        // Serializing borrowed strings and numbers into a Vec cannot fail.
-        let _ = serde_json::to_writer(out, self);
+        let mut o = JsonObject::new(out);
+        o.str("time", self.time);
+        o.str("request_id", self.request_id);
+        o.opt_str("trace_id", self.trace_id);
+        o.str("client_ip", self.client_ip);
+        o.str("method", self.method);
+        o.opt_str("route", self.route);
+        o.str("path", self.path);
+        o.num("status", u64::from(self.status));
+        o.num("bytes_in", self.bytes_in);
+        o.num("bytes_out", self.bytes_out);
+        o.num("duration_us", self.duration_us);
+        o.opt_num("upstream_us", self.upstream_us);
+        o.opt_str("upstream", self.upstream);
+        o.opt_str("consumer", self.consumer);
+        o.str("protocol", self.protocol);
+        o.opt_str("tls", self.tls);
+        o.opt_str("error", self.error);
+        o.end();
     }
 }
 
@@ -335,40 +353,6 @@ impl<const N: usize> std::fmt::Write for StackText<N> {
     }
 }
 
-/// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` into `buf`, returning the text.
-pub fn rfc3339_millis(t: SystemTime, buf: &mut [u8; 24]) -> &str {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let fields = [
-        (0, 4, year as u64),
-        (5, 2, month as u64),
-        (8, 2, day as u64),
-        (11, 2, rem / 3600),
-        (14, 2, rem % 3600 / 60),
-        (17, 2, rem % 60),
-        (20, 3, u64::from(d.subsec_millis())),
-    ];
-    *buf = *b"0000-00-00T00:00:00.000Z";
-    for (at, width, mut v) in fields {
-        for i in (at..at + width).rev() {
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    }
-    std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000Z")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,16 +365,6 @@ mod tests {
         assert_eq!(t.socket("127.0.0.1:8080".parse().expect("addr")), "127.0.0.1:8080");
         assert_eq!(t.socket("[2001:db8::1]:0".parse().expect("addr")), "[2001:db8::1]:0");
         assert_eq!(t.socket("[::1]:65535".parse().expect("addr")), "[::1]:65535");
-    }
-
-    #[test]
-    fn formats_time() {
-        let mut buf = [0u8; 24];
-        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        assert_eq!(rfc3339_millis(t, &mut buf), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339_millis(UNIX_EPOCH, &mut buf), "1970-01-01T00:00:00.000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc3339_millis(leap, &mut buf), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

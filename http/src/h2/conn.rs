@@ -51,6 +51,7 @@ struct ConnGuard<F>(Rc<ShardState<F>>);
 impl<F> Drop for ConnGuard<F> {
     fn drop(&mut self) {
         self.0.connections.set(self.0.connections.get() - 1);
+        self.0.h2_connections.set(self.0.h2_connections.get() - 1);
     }
 }
 
@@ -61,6 +62,7 @@ where
     S: AsyncReadRent + AsyncWriteRent + Unpin + 'static,
 {
     state.connections.set(state.connections.get() + 1);
+    state.h2_connections.set(state.h2_connections.get() + 1);
     let _conn = ConnGuard(state.clone());
     let sg = state.current();
     let cfg = &sg.config().http2;

@@ -22,7 +22,7 @@ use crate::downstream::{Downstream, Sent, UpBody, stream_body_in};
 use crate::h1::encode::local_reply_head;
 use crate::h1::request::ReqBody;
 use crate::io::IoFail;
-use crate::proxy::{Incoming, handle};
+use crate::proxy::{Incoming, handle, log_bare_reply};
 use crate::shard::ShardState;
 use crate::slice_io::SliceIo;
 
@@ -123,13 +123,17 @@ pub async fn serve_stream<F: Filter>(
     let mut cx = Cx::new(client.addr, client.tls, Version::H2);
     cx.client_cert = client.client_cert;
     cx.alt_svc = client.alt_svc;
+    cx.tls_version = client.tls_version;
     let head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers(), Version::H2) {
         Ok(h) => h,
         Err(reply) => {
             let (resp, body) = local_reply_head(&reply, b"");
+            let body_len = body.len();
             if let Ok(mut send) = respond.send_response(response_of(&resp), false) {
                 let _ = send.send_data(Bytes::from(body), true);
             }
+            cx.method = Method::Other(Bytes::from_static(b"-"));
+            log_bare_reply(&sg, &mut cx, &reply, body_len);
             state.inflight.set(state.inflight.get() - 1);
             return;
         }

@@ -1,8 +1,9 @@
-//! A TLS server stream over any monoio stream: rustls does the protocol, this adapter moves the
+//! A TLS stream over any monoio stream: rustls does the protocol, this adapter moves the
 //! ciphertext with owned-buffer io_uring reads and writes. The HTTP engine sees plain
-//! `AsyncReadRent + AsyncWriteRent`, exactly like a `TcpStream`.
+//! `AsyncReadRent + AsyncWriteRent`, exactly like a `TcpStream`. Server side for the gateway's
+//! listeners; client side (`connect`) for the benchmark load generator.
 //!
-//! Owns: the handshake and record I/O of one client connection, and access to its negotiated
+//! Owns: the handshake and record I/O of one connection, and access to its negotiated
 //! parameters (ALPN, SNI, client certificates). Must not: interpret the plaintext.
 //!
 //! Ciphertext read from the socket stays in this stream's own buffer until rustls takes it, so
@@ -10,20 +11,22 @@
 //! cancelled read or write (a timeout) leaves the stream unusable except for closing it.
 
 use std::io::{self, Read, Write};
+use std::ops::DerefMut;
 use std::sync::Arc;
 
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection, SideData};
 
 /// Socket read size for ciphertext: one maximal TLS record plus its header and tag.
 const CIPHERTEXT_READ: usize = 16 * 1024 + 256;
 
-/// A server-side TLS connection over `IO`.
-pub struct TlsStream<IO> {
+/// A TLS connection over `IO`: server side by default, client side with `C = ClientConnection`.
+pub struct TlsStream<IO, C = ServerConnection> {
     io: IO,
-    conn: ServerConnection,
+    conn: C,
     rbuf: Vec<u8>,
     rpos: usize,
     wbuf: Vec<u8>,
@@ -38,6 +41,29 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
     /// Runs the server handshake on `io` (the caller bounds it with a timeout).
     pub async fn accept(io: IO, config: Arc<ServerConfig>) -> io::Result<TlsStream<IO>> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        TlsStream::handshake(io, conn).await
+    }
+}
+
+impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO, ClientConnection> {
+    /// Runs the client handshake on `io` toward `name` (the caller bounds it with a timeout).
+    pub async fn connect(
+        io: IO,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<TlsStream<IO, ClientConnection>> {
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        TlsStream::handshake(io, conn).await
+    }
+}
+
+impl<IO, C, D> TlsStream<IO, C>
+where
+    IO: AsyncReadRent + AsyncWriteRent,
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    async fn handshake(io: IO, conn: C) -> io::Result<TlsStream<IO, C>> {
         let mut s =
             TlsStream { io, conn, rbuf: Vec::new(), rpos: 0, wbuf: Vec::new(), eof: false, writing: false };
         while s.conn.is_handshaking() {
@@ -57,7 +83,7 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
     }
 
     /// The rustls connection (negotiated ALPN, SNI, client certificates, resumption).
-    pub fn connection(&self) -> &ServerConnection {
+    pub fn connection(&self) -> &C {
         &self.conn
     }
 
@@ -147,7 +173,12 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent> AsyncReadRent for TlsStream<IO> {
+impl<IO, C, D> AsyncReadRent for TlsStream<IO, C>
+where
+    IO: AsyncReadRent + AsyncWriteRent,
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         // SAFETY: the pointer and length describe the buffer's writable region, which this call
         // owns until it returns; rustls only writes plaintext into it and never reads it. The
@@ -176,7 +207,12 @@ impl<IO: AsyncReadRent + AsyncWriteRent> AsyncReadRent for TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent> AsyncWriteRent for TlsStream<IO> {
+impl<IO, C, D> AsyncWriteRent for TlsStream<IO, C>
+where
+    IO: AsyncReadRent + AsyncWriteRent,
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: the buffer's initialised bytes, owned by this call until it returns.
         let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };

@@ -113,13 +113,16 @@ pub struct Accepted {
     pub identity: Rc<Identity>,
     /// Header fields for the upstream.
     pub headers: Box<[(Bytes, Bytes)]>,
+    /// The token's `jti` (kept only when a revocation list is configured).
+    pub jti: Option<Box<[u8]>>,
 }
 
 impl Accepted {
     /// Renders the identity's headers once.
     pub fn new(identity: Identity, rules: &IdentityHeaders) -> Accepted {
         let headers = rules.render(&identity);
-        Accepted { identity: Rc::new(identity), headers }
+        let jti = identity.claim("jti").and_then(|v| v.first()).map(|j| Box::from(j.as_bytes()));
+        Accepted { identity: Rc::new(identity), headers, jti }
     }
 
     /// Appends the identity headers.

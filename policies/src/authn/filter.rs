@@ -4,30 +4,34 @@
 //! identity headers, credential stripped).
 //!
 //! Owns: the per-route auth mode, the credential search order, the unknown-`kid` wait (one
-//! re-fetch, single-flight per shard and across shards) and rejection counters. Must not:
+//! re-fetch, single-flight per shard and across shards), the revocation check and rejection
+//! counters (per shard, and as `auth_failure` metric events). Must not:
 //! decide authorisation (the authz filter does) or block the shard.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use portcullis_core::LocalReply;
 use portcullis_core::config::{AuthMode, Config};
 use portcullis_core::error::Source;
 use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead};
+use portcullis_core::telemetry::bump;
 
 use super::accept::{Accepted, IdentityHeaders};
 use super::apikey::ApiKeys;
 use super::cache::{CacheStats, VerifiedCache, token_hash, unix_now};
 use super::jwt::{JwtError, JwtIssuer, Verdict, peek_issuer};
+use super::revocation::ShardDenylist;
 use super::service::Msg;
 use super::token::CompiledSource;
 use crate::chain::ChainEnv;
 use crate::error::BuildError;
 
 /// Rejection reasons, in counter order.
-pub const REASONS: [&str; 11] = [
+pub const REASONS: [&str; 12] = [
     "missing",
     "invalid_api_key",
     "malformed",
@@ -39,6 +43,7 @@ pub const REASONS: [&str; 11] = [
     "issuer",
     "audience",
     "missing_claim",
+    "revoked",
 ];
 
 fn reason_index(e: &JwtError) -> usize {
@@ -52,6 +57,7 @@ fn reason_index(e: &JwtError) -> usize {
         JwtError::Issuer => 8,
         JwtError::Audience => 9,
         JwtError::MissingClaim => 10,
+        JwtError::Revoked => 11,
     }
 }
 
@@ -77,6 +83,10 @@ pub struct AuthnFilter {
     pub(super) cache: VerifiedCache,
     refetch: Vec<RefCell<Refetch>>,
     rejected: [Cell<u64>; REASONS.len()],
+    /// The same counts in the process metrics (`auth_failure` events), when telemetry is on.
+    events: Option<[Arc<AtomicU64>; REASONS.len()]>,
+    /// The revocation list, when `[auth.revocation]` is set.
+    denylist: Option<ShardDenylist>,
 }
 
 impl AuthnFilter {
@@ -92,6 +102,17 @@ impl AuthnFilter {
         for r in &cfg.routes {
             keep.extend(r.authz.claims.iter().map(|c| c.claim.clone()));
         }
+        let denylist = match &auth.revocation {
+            Some(r) => {
+                keep.push("jti".to_owned());
+                let shared = env
+                    .auth
+                    .revocations(r)
+                    .map_err(|reason| BuildError::Auth { path: "auth.revocation".to_owned(), reason })?;
+                Some(ShardDenylist::new(shared))
+            }
+            None => None,
+        };
         keep.sort();
         keep.dedup();
         let mut issuers = Vec::with_capacity(auth.jwt.len());
@@ -133,6 +154,11 @@ impl AuthnFilter {
             jwt_sources,
             cache: VerifiedCache::new(auth.cache_entries, auth.cache_ttl.0.as_secs()),
             rejected: Default::default(),
+            events: env
+                .telemetry
+                .as_ref()
+                .map(|t| REASONS.map(|r| t.metrics.event(env.shard, "auth_failure", r))),
+            denylist,
         }))
     }
 
@@ -154,6 +180,9 @@ impl AuthnFilter {
     fn reject(&self, reason: usize, reply: LocalReply) -> Flow {
         let c = &self.rejected[reason];
         c.set(c.get() + 1);
+        if let Some(events) = &self.events {
+            bump(&events[reason], 1);
+        }
         Flow::Respond(reply)
     }
 
@@ -207,8 +236,20 @@ impl AuthnFilter {
         Some(reply_rx)
     }
 
-    /// Verifies a JWT read from a source shared by `candidates` issuers.
+    /// Verifies a JWT read from a source shared by `candidates` issuers, then checks the
+    /// revocation list (on cache hits too).
     async fn jwt(&self, token: &[u8], candidates: &[usize]) -> Result<Rc<Accepted>, JwtError> {
+        let acc = self.verify_jwt(token, candidates).await?;
+        if let Some(d) = &self.denylist
+            && d.revoked(acc.jti.as_deref(), acc.identity.subject.as_deref())
+        {
+            return Err(JwtError::Revoked);
+        }
+        Ok(acc)
+    }
+
+    /// Signature and claims of a JWT, from the cache when it has the token.
+    async fn verify_jwt(&self, token: &[u8], candidates: &[usize]) -> Result<Rc<Accepted>, JwtError> {
         let hash = token_hash(token);
         let now = unix_now();
         if let Some(hit) = self.cache.get(&hash, now)

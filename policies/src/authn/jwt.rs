@@ -41,6 +41,8 @@ pub enum JwtError {
     Audience,
     /// A required claim is missing or malformed.
     MissingClaim,
+    /// The token's `jti` or subject is on the revocation list.
+    Revoked,
 }
 
 impl JwtError {
@@ -56,6 +58,7 @@ impl JwtError {
             JwtError::Issuer => "wrong issuer",
             JwtError::Audience => "wrong audience",
             JwtError::MissingClaim => "required claim missing",
+            JwtError::Revoked => "token revoked",
         }
     }
 

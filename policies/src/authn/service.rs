@@ -1,6 +1,7 @@
 //! `AuthService`: the process-wide auth background thread and the shared state it keeps fresh:
 //! JWKS key sets fetched from `jwks_uri`s (scheduled refreshes honouring `Cache-Control`, and
-//! single-flight re-fetches on unknown `kid`s) and hot-reloaded API key files.
+//! single-flight re-fetches on unknown `kid`s), hot-reloaded API key files, and the handle on
+//! the revocation list (its own thread, see `revocation`).
 //!
 //! Owns: the thread, its schedule and the `ArcSwap`s shards read without locks. Must not: be
 //! called on the request path except to read a key set (`ArcSwap::load`), read a generation
@@ -14,10 +15,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use portcullis_core::config::{ApiKeyEntry, JwksRefreshConfig};
+use portcullis_core::config::{ApiKeyEntry, JwksRefreshConfig, RevocationConfig};
 
 use super::fetch::Fetcher;
 use super::keys::KeySet;
+use super::revocation::Revocations;
 
 /// The key set of one `jwks_uri`, shared by every shard and generation that uses it.
 #[derive(Debug)]
@@ -123,6 +125,7 @@ pub enum Msg {
 struct Registry {
     remotes: HashMap<String, Weak<RemoteKeys>>,
     files: HashMap<PathBuf, Weak<KeysFile>>,
+    revocations: Weak<Revocations>,
     tx: Option<Sender<Msg>>,
 }
 
@@ -181,6 +184,18 @@ impl AuthService {
         reg.remotes.insert(id, Arc::downgrade(&remote));
         tx.send(Msg::Watch(Arc::downgrade(&remote))).map_err(|_| "the auth thread is gone".to_owned())?;
         Ok((remote, tx))
+    }
+
+    /// The process-wide revocation list for `cfg` (its thread starts on first use; later
+    /// generations with the same settings share it). Build time only.
+    pub fn revocations(&self, cfg: &RevocationConfig) -> Result<Arc<Revocations>, String> {
+        let mut reg = self.registry.lock().map_err(|_| "auth registry poisoned".to_owned())?;
+        if let Some(existing) = reg.revocations.upgrade().filter(|r| r.cfg == *cfg) {
+            return Ok(existing);
+        }
+        let r = Revocations::start(cfg)?;
+        reg.revocations = Arc::downgrade(&r);
+        Ok(r)
     }
 
     /// The shared, watched API keys file at `path`, read once now so the first requests see it.

@@ -122,7 +122,7 @@ impl Chain {
             filters.push(AnyFilter::Authz(f));
         }
         if RateLimitFilter::is_needed(cfg) {
-            filters.push(AnyFilter::RateLimit(RateLimitFilter::build(cfg, &env.ratelimit)));
+            filters.push(AnyFilter::RateLimit(RateLimitFilter::build(cfg, env)));
         }
         if TransformFilter::is_needed(&cfg.routes) {
             filters.push(AnyFilter::Transform(TransformFilter::build(&cfg.routes)?));

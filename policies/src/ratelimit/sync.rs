@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use portcullis_core::config::RateLimitConfig;
 
-use super::resp::{Conn, Value};
 use super::service::{Correction, HEALTH_DOWN, HEALTH_LOCAL, HEALTH_UP, Shared, ToSync, Usage, clock_ns};
+use crate::redis::{Conn, Value};
 
 /// The reconciliation script (one EVALSHA per batch).
 const SCRIPT: &str = include_str!("script.lua");

@@ -52,6 +52,23 @@ pub(super) fn check(auth: &AuthConfig, routes: &[RouteConfig], root: &KeyPath, o
         }
         jwt(issuer, &here, out);
     }
+    if let Some(r) = &auth.revocation {
+        let here = path.key("revocation");
+        if auth.jwt.is_empty() {
+            out.push(here.clone(), "revocation needs at least one [[auth.jwt]] issuer");
+        }
+        if !super::is_host_port(&r.redis) {
+            out.push(
+                here.key("redis"),
+                format!("redis {:?} must be host:port, like \"127.0.0.1:6379\"", r.redis),
+            );
+        }
+        if r.key_prefix.is_empty() {
+            out.push(here.key("key_prefix"), "key_prefix must not be empty");
+        }
+        out.nonzero(here.key("sync_interval"), r.sync_interval);
+        out.nonzero(here.key("timeout"), r.timeout);
+    }
     if let Some(keys) = &auth.api_keys {
         api_keys(keys, &path.key("api_keys"), out);
         names.insert("api_key");

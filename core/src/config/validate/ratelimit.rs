@@ -24,13 +24,8 @@ pub(super) fn check(
     routes_path: &KeyPath,
     out: &mut Issues,
 ) {
-    if let Some(addr) = &rl.redis {
-        let ok = addr
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
-        if !ok {
-            out.push(path.key("redis"), format!("redis {addr:?} must be host:port, like \"127.0.0.1:6379\""));
-        }
+    if let Some(addr) = rl.redis.as_ref().filter(|a| !super::is_host_port(a)) {
+        out.push(path.key("redis"), format!("redis {addr:?} must be host:port, like \"127.0.0.1:6379\""));
     }
     out.nonzero(path.key("sync_interval"), rl.sync_interval);
     out.nonzero(path.key("redis_timeout"), rl.redis_timeout);

@@ -1,4 +1,4 @@
-//! A lean RESP2 client for the sync thread: blocking `std::net` socket with timeouts, one
+//! A lean RESP2 client for the background threads: blocking `std::net` socket with timeouts, one
 //! command in flight, replies parsed into `Value`.
 //!
 //! Owns: the Redis wire format and one connection. Must not: be used on a shard (it blocks) or
