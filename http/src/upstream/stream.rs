@@ -1,5 +1,5 @@
-//! The byte stream of one upstream connection: plain TCP or TLS (rustls client through
-//! monoio-rustls), behind one type so the pool and the engine handle both alike.
+//! The byte stream of one upstream connection: plain TCP or TLS (the project's rustls adapter,
+//! client side), behind one type so the pool and the engine handle both alike.
 //!
 //! Owns: dispatching reads and writes to the right transport (one branch per operation). Must
 //! not: interpret bytes or hold connection policy (that is `pool` and `tls`).
@@ -8,21 +8,19 @@ use std::io;
 
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
-use monoio_rustls::ClientTlsStream;
+use rustls::ClientConnection;
+
+use crate::tls::TlsStream;
 
 /// An upstream connection's transport.
 pub enum UpStream {
     /// Cleartext TCP.
     Plain(TcpStream),
     /// TLS over TCP (boxed: the rustls state is large and rarely used).
-    Tls(Box<ClientTlsStream<TcpStream>>),
+    Tls(Box<TlsStream<TcpStream, ClientConnection>>),
 }
-
-// SAFETY: a TCP stream may be read and written concurrently; monoio-rustls declares its stream
-// splittable whenever the underlying stream is.
-unsafe impl Split for UpStream {}
 
 impl AsyncReadRent for UpStream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {

@@ -10,7 +10,6 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use monoio_rustls::{TlsConnector, TlsError};
 use portcullis_core::config::{UpstreamConfig, UpstreamTlsConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
@@ -20,11 +19,12 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 use super::pool::UpConn;
 use super::stream::UpStream;
+use crate::tls::TlsStream;
 
 /// The TLS client context of one upstream for one generation (shared by every shard).
 #[derive(Clone)]
 pub struct UpstreamTls {
-    connector: TlsConnector,
+    config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
     /// Identifies the settings, so pooled connections are only reused by an upstream whose TLS
     /// settings match (0 is plain TCP).
@@ -115,7 +115,7 @@ pub fn build(tls: &UpstreamTlsConfig, up: &UpstreamConfig) -> Result<UpstreamTls
     let mut h = DefaultHasher::new();
     tls.hash(&mut h);
     server_name.to_str().hash(&mut h);
-    Ok(UpstreamTls { connector: TlsConnector::from(config), server_name, flavor: h.finish() | 1 })
+    Ok(UpstreamTls { config: Arc::new(config), server_name, flavor: h.finish() | 1 })
 }
 
 /// Runs the client handshake on a freshly connected (plain) upstream connection.
@@ -124,17 +124,12 @@ pub async fn secure(conn: UpConn, tls: &UpstreamTls, timeout: Duration) -> Resul
     let UpStream::Plain(tcp) = stream else {
         return Err(TlsFail::Handshake("connection is already TLS".to_owned()));
     };
-    let handshake = tls.connector.connect(tls.server_name.clone(), tcp);
+    let handshake = TlsStream::connect(tcp, tls.config.clone(), tls.server_name.clone());
     let stream = match monoio::time::timeout(timeout, handshake).await {
         Err(_) => return Err(TlsFail::Timeout),
         Ok(Ok(s)) => s,
-        Ok(Err(TlsError::Rustls(e @ rustls::Error::InvalidCertificate(_)))) => {
-            return Err(TlsFail::Certificate(e));
-        }
-        Ok(Err(TlsError::Rustls(e))) => return Err(TlsFail::Handshake(e.to_string())),
-        Ok(Err(TlsError::Io(e))) => {
-            // rustls reports a refused certificate through the I/O error when it also had to
-            // send the alert.
+        Ok(Err(e)) => {
+            // The adapter carries rustls' own error inside the I/O error.
             let cert = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()).cloned();
             return Err(match cert {
                 Some(c @ rustls::Error::InvalidCertificate(_)) => TlsFail::Certificate(c),
