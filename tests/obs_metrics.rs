@@ -165,8 +165,10 @@ fn rate_limit_hits_are_counted_by_limit() {
     // Two shards, each with its share of the limit: at most 2 of 6 pass, the rest are refused.
     let refused = (0..6).filter(|i| get(gw.addr, &format!("/users/{i}")).status == 429).count();
     assert!(refused >= 4, "{refused} refused");
+    // The local reply is counted in the log phase, after the response was written: wait for both.
     let m = scrape_until(gw.admin.expect("admin"), "hits counted", |m| {
         m.value("portcullis_events_total", &[("event", "rate_limited")]) == refused as f64
+            && m.value("portcullis_local_replies_total", &[("code", "rate_limited")]) == refused as f64
     });
     assert_eq!(
         m.value("portcullis_events_total", &[("event", "rate_limited"), ("reason", "per-ip")]),

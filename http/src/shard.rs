@@ -200,7 +200,8 @@ pub async fn serve_shard_with<F: Filter + 'static>(
         });
     }
     {
-        // Publishes the shard's gauges for the admin API (only this shard writes them).
+        // Publishes the shard's gauges for the admin API (only this shard writes them) and
+        // ticks the current chain (buffered access log lines go to their writer).
         let (state, status) = (state.clone(), ctx.status.clone());
         monoio::spawn(async move {
             while let Some(g) = status.shard(state.id) {
@@ -210,6 +211,7 @@ pub async fn serve_shard_with<F: Filter + 'static>(
                 g.h3_connections
                     .store(state.h3_connections.get() as u64, std::sync::atomic::Ordering::Relaxed);
                 g.inflight.store(state.inflight.get() as u64, std::sync::atomic::Ordering::Relaxed);
+                state.current().chain.on_tick();
                 monoio::time::sleep(Duration::from_millis(250)).await;
             }
         });

@@ -338,8 +338,23 @@ fn perform(out: &mut TcpStream, reply: Reply) -> bool {
     }
 }
 
-/// An address nothing listens on (bound once, then released).
+/// An address that refuses connections for the rest of the test process: a TCP socket bound
+/// to it that never listens (so a connect gets RST) and is kept open, so no other socket (not
+/// even an outgoing connection's ephemeral port, which could self-connect) can take the port.
 pub fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a port to release");
-    l.local_addr().expect("address")
+    // SAFETY: plain socket calls on a fresh descriptor with correctly sized sockaddr_in buffers;
+    // the descriptor is deliberately never closed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket");
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd, (&raw const sa).cast(), len), 0, "bind");
+        let mut got: libc::sockaddr_in = std::mem::zeroed();
+        let mut got_len = len;
+        assert_eq!(libc::getsockname(fd, (&raw mut got).cast(), &mut got_len), 0, "getsockname");
+        SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, u16::from_be(got.sin_port)))
+    }
 }

@@ -19,7 +19,7 @@ use monoio::{
 };
 
 use super::{
-    outcome::{Fail, connect, count, status_ok},
+    outcome::{Fail, connect, count, first_connect_error, status_ok},
     pacer::Pacer,
     response::{RespFramer, RespInfo},
     schedule::Schedule,
@@ -75,7 +75,11 @@ impl Conn {
     async fn open(plan: &Plan) -> Result<Self, Fail> {
         let stream = match monoio::time::timeout(plan.timeout, TcpStream::connect(plan.addr)).await {
             Ok(Ok(s)) => s,
-            _ => return Err(Fail::Connect),
+            Ok(Err(e)) => {
+                first_connect_error(format_args!("TCP connect: {e}"));
+                return Err(Fail::Connect);
+            }
+            Err(_) => return Err(Fail::Connect),
         };
         let _ = stream.set_nodelay(true);
         Ok(Self {

@@ -3,7 +3,7 @@
 //! `monoio_compat` (the same stack the gateway serves HTTP/2 with), client-side TLS through
 //! the gateway's own `TlsStream`. Owns the connection set-up and one request's exchange.
 
-use std::{cell::Cell, rc::Rc, time::Duration};
+use std::{cell::Cell, fmt::Display, rc::Rc, time::Duration};
 
 use bytes::Bytes;
 use monoio::{
@@ -14,7 +14,11 @@ use monoio_compat::StreamWrapper;
 use portcullis_http::tls::TlsStream;
 use rustls::pki_types::ServerName;
 
-use super::{conn::Plan, mux::Mux, outcome::Fail};
+use super::{
+    conn::Plan,
+    mux::Mux,
+    outcome::{Fail, first_connect_error},
+};
 
 /// Stream receive window: large enough that a response never waits for a WINDOW_UPDATE.
 const STREAM_WINDOW: u32 = 1 << 20;
@@ -41,10 +45,22 @@ fn fail(e: &h2::Error, io: Fail) -> Fail {
     }
 }
 
-async fn within<T, E>(d: Duration, f: impl Future<Output = Result<T, E>>) -> Result<T, Fail> {
+/// One connection set-up step (`what`) within `d`; a failure is a `connect` error.
+async fn within<T, E: Display>(
+    what: &str,
+    d: Duration,
+    f: impl Future<Output = Result<T, E>>,
+) -> Result<T, Fail> {
     match monoio::time::timeout(d, f).await {
         Ok(Ok(v)) => Ok(v),
-        _ => Err(Fail::Connect),
+        Ok(Err(e)) => {
+            first_connect_error(format_args!("{what}: {e}"));
+            Err(Fail::Connect)
+        }
+        Err(_) => {
+            first_connect_error(format_args!("{what}: timed out"));
+            Err(Fail::Connect)
+        }
     }
 }
 
@@ -54,7 +70,8 @@ where
 {
     let mut b = h2::client::Builder::new();
     b.initial_window_size(STREAM_WINDOW).initial_connection_window_size(CONN_WINDOW);
-    let (send, conn) = within(plan.timeout, b.handshake::<_, Bytes>(StreamWrapper::new(io))).await?;
+    let (send, conn) =
+        within("HTTP/2 handshake", plan.timeout, b.handshake::<_, Bytes>(StreamWrapper::new(io))).await?;
     let dead = Rc::new(Cell::new(false));
     let flag = dead.clone();
     monoio::spawn(async move {
@@ -66,12 +83,13 @@ where
 
 impl Mux for H2Conn {
     async fn open(plan: &Plan) -> Result<Self, Fail> {
-        let tcp = within(plan.timeout, TcpStream::connect(plan.addr)).await?;
+        let tcp = within("TCP connect", plan.timeout, TcpStream::connect(plan.addr)).await?;
         let _ = tcp.set_nodelay(true);
         let Some(tls) = &plan.tls else { return handshake(tcp, plan).await };
         let name = ServerName::try_from(plan.server_name.clone()).map_err(|_| Fail::Connect)?;
-        let tls = within(plan.timeout, TlsStream::connect(tcp, tls.clone(), name)).await?;
+        let tls = within("TLS handshake", plan.timeout, TlsStream::connect(tcp, tls.clone(), name)).await?;
         if tls.connection().alpn_protocol() != Some(b"h2") {
+            first_connect_error("the server did not accept ALPN h2 (is HTTP/2 on for the listener?)");
             return Err(Fail::Connect);
         }
         handshake(tls, plan).await

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use portcullis_quic::client::H3Client;
 
-use super::{conn::Plan, mux::Mux, outcome::Fail};
+use super::{
+    conn::Plan,
+    mux::Mux,
+    outcome::{Fail, first_connect_error},
+};
 
 /// How long the end of a run waits for the server to acknowledge a connection close.
 const CLOSE_WAIT: Duration = Duration::from_millis(200);
@@ -21,7 +25,14 @@ impl Mux for H3Conn {
         let connect = H3Client::connect_with(plan.addr, &plan.server_name, cfg.clone(), false);
         match monoio::time::timeout(plan.timeout, connect).await {
             Ok(Ok((client, _))) => Ok(H3Conn(client)),
-            _ => Err(Fail::Connect),
+            Ok(Err(e)) => {
+                first_connect_error(format_args!("QUIC/HTTP/3: {e}"));
+                Err(Fail::Connect)
+            }
+            Err(_) => {
+                first_connect_error("QUIC/HTTP/3 handshake: timed out");
+                Err(Fail::Connect)
+            }
         }
     }
 

@@ -2,7 +2,13 @@
 //! failed, which status codes are failures, and the connect-with-backoff loop every connection
 //! slot uses. Owns no socket; never holds the `Stats` borrow across an await.
 
-use std::{cell::RefCell, future::Future, time::Instant};
+use std::{
+    cell::RefCell,
+    fmt::Display,
+    future::Future,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
+};
 
 use super::{
     conn::Plan,
@@ -41,6 +47,15 @@ pub fn count(e: &mut Errors, fail: Fail, n: u64) {
         Fail::Timeout => e.timeout += n,
         Fail::Parse => e.parse += n,
         Fail::Reset => e.reset += n,
+    }
+}
+
+/// Says why the first failed connection attempt of the run failed (once per process), so a run
+/// full of `connect` errors names the cause (refused, certificate, ALPN, timeout).
+pub fn first_connect_error(why: impl Display) {
+    static SHOWN: AtomicBool = AtomicBool::new(false);
+    if !SHOWN.swap(true, Ordering::Relaxed) {
+        eprintln!("portcullis-bench load: first connect error: {why}");
     }
 }
 

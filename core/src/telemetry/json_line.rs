@@ -73,8 +73,19 @@ impl<'a> JsonObject<'a> {
 fn escape_into(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
+    // Fast path: no byte needs escaping (the usual case for ids, paths and addresses), checked
+    // eight bytes at a time.
+    let clean = bytes.len() - bytes.len() % 8;
+    let mut at = 0;
+    while at < clean && !needs_escape(&bytes[at..at + 8]) {
+        at += 8;
+    }
+    if at == bytes.len() {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(at) {
         if b >= 0x20 && b != b'"' && b != b'\\' {
             continue;
         }
@@ -99,6 +110,21 @@ fn escape_into(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
+/// Whether any of 8 bytes is a control character, `"` or `\\` (SWAR: a byte is flagged when
+/// subtracting makes it borrow, i.e. it is below the bound or zero after the xor).
+#[inline]
+fn needs_escape(chunk: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    let x = u64::from_le_bytes(word);
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x;
+    let quote = (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'"')));
+    let backslash = (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(x ^ (ONES * u64::from(b'\\')));
+    (below_space | quote | backslash) & HIGH != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +146,26 @@ mod tests {
         assert_eq!(v["n"], u64::MAX);
         assert_eq!(v["m"], 0);
         assert_eq!(std::str::from_utf8(&out).expect("utf8").matches(':').count(), 5);
+        // Every position of every byte that needs escaping, around the 8-byte fast path.
+        for len in 0..20 {
+            for at in 0..len {
+                for bad in [b'"', b'\\', b'\n', 0u8, 0x1f] {
+                    let mut s = vec![b'a'; len];
+                    s[at] = bad;
+                    let s = String::from_utf8(s).expect("ascii");
+                    let mut out = Vec::new();
+                    escape_into(&mut out, &s);
+                    assert_eq!(
+                        out,
+                        serde_json::to_vec(&s).expect("json")[1..].split_last().expect("quoted").1
+                    );
+                }
+            }
+            let plain = "é".repeat(len);
+            let mut out = Vec::new();
+            escape_into(&mut out, &plain);
+            assert_eq!(out, plain.as_bytes(), "multi-byte UTF-8 passes through");
+        }
         let mut empty = Vec::new();
         JsonObject::new(&mut empty).end();
         assert_eq!(empty, b"{}");

@@ -16,7 +16,7 @@ mod series;
 mod span;
 mod trace;
 
-pub use access_log::{AccessLog, AccessLogStats, AccessRecord, StackText};
+pub use access_log::{AccessLog, AccessLogStats, AccessRecord, BATCH_BYTES, LineBatch, StackText};
 pub use clock::{ClockText, realtime_coarse, rfc3339_millis};
 pub use histogram::{BUCKETS, Histogram, HistogramSnapshot, bucket_of, bump};
 pub use metrics::{MAX_SERIES, Metrics, MetricsSnapshot, OVERFLOW, SeriesSnapshot, UNMATCHED};

@@ -240,3 +240,60 @@ where
         self.io.shutdown().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use monoio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A server config with a fresh self-signed `localhost` certificate and a client trusting it.
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let cert = rustls::pki_types::CertificateDer::from(key.cert.der().to_vec());
+        let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(key.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], pkcs8.into())
+            .expect("server config");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).expect("root");
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    #[test]
+    fn client_side_talks_to_server_side_over_tcp() {
+        let (server, client) = configs();
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().build().expect("runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let echo = monoio::spawn(async move {
+                let (tcp, _) = listener.accept().await.expect("accept");
+                let mut tls = TlsStream::accept(tcp, server).await.expect("server handshake");
+                let (res, buf) = tls.read(Vec::with_capacity(64)).await;
+                let n = res.expect("server read");
+                let (res, _) = tls.write_all(buf[..n].to_ascii_uppercase()).await;
+                res.expect("server write");
+                tls.flush().await.expect("flush");
+            });
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let name = ServerName::try_from("localhost").expect("name");
+            let mut tls = TlsStream::connect(tcp, client, name).await.expect("client handshake");
+            assert!(!tls.connection().is_handshaking());
+            let (res, _) = tls.write_all(b"ping".to_vec()).await;
+            res.expect("client write");
+            let (res, buf) = tls.read(Vec::with_capacity(64)).await;
+            assert_eq!(&buf[..res.expect("client read")], b"PING");
+            echo.await;
+        });
+    }
+}

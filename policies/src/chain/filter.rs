@@ -93,6 +93,13 @@ impl Filter for AnyFilter {
             AnyFilter::Transform(f) => f.on_log(cx),
         }
     }
+
+    fn on_tick(&self) {
+        // Only the observe filter keeps anything to hand over.
+        if let AnyFilter::Observe(f) = self {
+            f.on_tick();
+        }
+    }
 }
 
 /// The ordered filters of one shard for one config generation.
@@ -162,6 +169,12 @@ impl Filter for Chain {
 
     fn on_log(&self, cx: &Cx) {
         run_log(&self.filters, cx);
+    }
+
+    fn on_tick(&self) {
+        for f in &self.filters {
+            f.on_tick();
+        }
     }
 }
 

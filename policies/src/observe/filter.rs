@@ -13,7 +13,7 @@ use portcullis_core::config::RouteConfig;
 use portcullis_core::config::{Config, QueryLogMode};
 use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead};
 use portcullis_core::telemetry::{
-    AccessLog, ClockText, CodeTable, METHODS, RouteSeries, Sample, SpanExporter, SpanRecord, SpanRoute,
+    ClockText, CodeTable, LineBatch, METHODS, RouteSeries, Sample, SpanExporter, SpanRecord, SpanRoute,
     TRACEPARENT_LEN, Telemetry, TraceContext, UNMATCHED, class_index, method_index, parse_http_endpoint,
     protocol_index, realtime_coarse,
 };
@@ -33,7 +33,7 @@ struct Cells {
 
 #[derive(Debug)]
 struct Log {
-    log: AccessLog,
+    batch: RefCell<LineBatch>,
     query: QueryLogMode,
     names: Vec<Arc<str>>,
     path: RefCell<String>,
@@ -101,7 +101,7 @@ impl ObserveFilter {
         let log = telemetry.and_then(|t| {
             t.log.set_destination(cfg.access_log.enabled.then_some(cfg.access_log.path.as_str()));
             cfg.access_log.enabled.then(|| Log {
-                log: t.log.clone(),
+                batch: RefCell::new(LineBatch::new(t.log.clone())),
                 query: cfg.access_log.query,
                 names,
                 path: RefCell::new(String::with_capacity(256)),
@@ -173,6 +173,12 @@ impl Filter for ObserveFilter {
         Flow::Continue
     }
 
+    fn on_tick(&self) {
+        if let Some(l) = &self.log {
+            l.batch.borrow_mut().flush();
+        }
+    }
+
     fn on_log(&self, cx: &Cx) {
         let total = cx.started.elapsed();
         if let Some(c) = &self.cells {
@@ -197,9 +203,9 @@ impl Filter for ObserveFilter {
             let mut clock = l.clock.borrow_mut();
             // The coarse clock (kernel tick resolution) is enough for a log line's time.
             let time = clock.format(realtime_coarse());
-            let mut line = l.log.buffer();
-            write_line(cx, route, &path, total, time, &mut line);
-            l.log.submit(line);
+            let mut batch = l.batch.borrow_mut();
+            write_line(cx, route, &path, total, time, batch.line());
+            batch.end_line();
         }
         if let Some(e) = self.tracing.as_ref().and_then(|t| t.export.as_ref()) {
             Self::export(e, cx, total);
