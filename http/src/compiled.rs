@@ -1,7 +1,7 @@
 //! What is compiled once per config generation and shared read-only by every shard.
 //!
-//! Owns: the route table, the route-to-upstream index, the listeners' TLS contexts and the handles
-//! of the upstreams' live endpoint lists. Must not: hold shard-local state.
+//! Owns: the route table, the route-to-upstream index, the listeners' and upstreams' TLS contexts
+//! and the handles of the upstreams' live endpoint lists. Must not: hold shard-local state.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use portcullis_core::telemetry::Metrics;
 
 use crate::router::Router;
 use crate::tls::{self, ListenerTls};
-use crate::upstream::{LiveUpstream, UpstreamService, fixed_endpoints};
+use crate::upstream::{LiveUpstream, UpstreamService, UpstreamTls, build_tls, fixed_endpoints};
 
 /// Immutable, `Send + Sync` data of one generation.
 #[derive(Debug)]
@@ -26,6 +26,8 @@ pub struct Compiled {
     pub upstreams: Vec<Arc<LiveUpstream>>,
     /// Where shards register their upstream event counters.
     pub metrics: Option<Metrics>,
+    /// For each upstream (config order), its TLS client context when it speaks TLS.
+    pub upstream_tls: Vec<Option<UpstreamTls>>,
 }
 
 /// Compiles a validated config with static endpoints and no health checks (`check`, tools, tests).
@@ -66,5 +68,12 @@ fn compile_parts(
             None => None,
         });
     }
-    Ok(Compiled { router, route_upstream, tls, upstreams, metrics })
+    let mut upstream_tls = Vec::with_capacity(cfg.upstreams.len());
+    for (i, u) in cfg.upstreams.iter().enumerate() {
+        upstream_tls.push(match &u.tls {
+            Some(t) => Some(build_tls(t, u).map_err(|e| format!("upstreams[{i}].tls.{e}"))?),
+            None => None,
+        });
+    }
+    Ok(Compiled { router, route_upstream, tls, upstreams, metrics, upstream_tls })
 }

@@ -67,6 +67,21 @@ pub trait Downstream {
         scratch: &mut Vec<u8>,
     ) -> Result<Sent, RelayError>;
 
+    /// Answers `101 Switching Protocols` with `head`, then relays bytes both ways between the
+    /// client and `up` (whose bytes already read are in `up_buf`) until either side closes or
+    /// nothing moves for `idle`. Returns the bytes moved (client to upstream, upstream to client).
+    /// Only HTTP/1.1 connections can switch protocols; others refuse.
+    async fn tunnel<U: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        _head: &ResponseHead,
+        _up: &mut U,
+        _up_buf: &mut BytesMut,
+        _idle: Duration,
+        _wbuf: &mut Vec<u8>,
+    ) -> Result<(u64, u64), RelayError> {
+        Err(RelayError::Dest(crate::io::IoFail::Eof))
+    }
+
     /// Sends a complete locally made response; returns whether it was written.
     async fn send_local(
         &mut self,
@@ -190,6 +205,34 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
             bytes = relay(body.stream, body.buf, kind, self.stream, body_out, limits, scratch).await?;
         }
         Ok(Sent { bytes, keep })
+    }
+
+    async fn tunnel<U: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        head: &ResponseHead,
+        up: &mut U,
+        up_buf: &mut BytesMut,
+        idle: Duration,
+        wbuf: &mut Vec<u8>,
+    ) -> Result<(u64, u64), RelayError> {
+        // The 101 head, then whatever the upstream sent right behind it; bytes the client sent
+        // right behind its request go the other way first.
+        let mut out = std::mem::take(wbuf);
+        out.clear();
+        encode_response(&mut out, head, Framing::AsIs, ConnHeader::None);
+        out.extend_from_slice(up_buf);
+        let early_down = up_buf.len() as u64;
+        up_buf.clear();
+        let (res, out) = write_all(self.stream, out, idle).await;
+        *wbuf = out;
+        res.map_err(RelayError::Dest)?;
+        let early_up = self.rbuf.len() as u64;
+        if early_up > 0 {
+            let (res, _) = write_all(up, self.rbuf.split().freeze(), idle).await;
+            res.map_err(RelayError::Dest)?;
+        }
+        let (to_up, to_down) = crate::tunnel::relay(self.stream, up, idle).await;
+        Ok((early_up + to_up, early_down + to_down))
     }
 
     async fn send_local(

@@ -16,6 +16,7 @@ pub mod slice_io;
 pub mod spare;
 pub mod tls;
 pub mod tls_conn;
+pub mod tunnel;
 pub mod upstream;
 
 pub use compiled::{Compiled, compile, compile_with};

@@ -6,6 +6,7 @@
 //! for every client protocol (the client side is a `Downstream`). Must not: know any filter by
 //! name (the chain is a type parameter), parse heads itself, or frame responses for a client.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,7 +22,9 @@ use crate::h1::request::{ParsedRequest, ReqBody};
 use crate::h1::response::{ParsedResponse, RespBody, parse_response};
 use crate::io::{IoFail, read_more, write_all};
 use crate::shard::{ShardGen, ShardState};
-use crate::upstream::{ConnectError, Outcome, UpConn, stamp_deadline};
+use crate::upstream::{
+    ConnectError, Outcome, Pool, TlsFail, UpConn, Upstream, UpstreamTls, secure, stamp_deadline,
+};
 
 /// What happens to the client connection after an exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,8 +70,14 @@ pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     meta: &ClientMeta,
     last: bool,
 ) -> (After, Headers) {
-    let ParsedRequest { head, body, keep_alive, expect_continue } = req;
+    let ParsedRequest { mut head, body, keep_alive, expect_continue, upgrade } = req;
     let mut cx = Cx::new(meta.addr, meta.tls, head.version);
+    if let Some(proto) = upgrade {
+        // A WebSocket handshake: filters and the upstream see the upgrade headers.
+        head.headers.set("connection", "upgrade");
+        head.headers.set("upgrade", proto.clone());
+        cx.upgrade = Some(proto);
+    }
     cx.client_cert.clone_from(&meta.client_cert);
     cx.alt_svc.clone_from(&meta.alt_svc);
     cx.tls_version = meta.tls_version;
@@ -182,6 +191,29 @@ fn connect_reply(e: ConnectError) -> Fail {
     }
 }
 
+/// Opens a new connection to `addr`, with the TLS handshake when the upstream speaks TLS.
+async fn open(
+    pool: &Pool,
+    addr: SocketAddr,
+    up: &Upstream,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpConn, Fail> {
+    let conn = pool.connect(addr, up.connect_timeout).await.map_err(connect_reply)?;
+    let Some(tls) = tls else { return Ok(conn) };
+    secure(conn, tls, up.connect_timeout).await.map_err(|e| {
+        tracing::warn!(%addr, upstream = %up.name, error = %e, "upstream TLS failed");
+        Fail::Reply(match e {
+            TlsFail::Timeout => LocalReply::gateway_timeout("upstream TLS handshake timed out"),
+            TlsFail::Certificate(_) => {
+                LocalReply::bad_gateway("upstream_tls_failed", "upstream certificate could not be verified")
+            }
+            TlsFail::Handshake(_) => {
+                LocalReply::bad_gateway("upstream_tls_failed", "upstream TLS handshake failed")
+            }
+        })
+    })
+}
+
 /// Reads response heads from the upstream until a final (non-1xx) one, by `deadline`.
 async fn read_response(
     conn: &mut UpConn,
@@ -232,7 +264,10 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let (state, sg) = (self.state, self.sg);
         let cfg = sg.config();
         let route = &cfg.routes[route_idx];
-        let upstream = &sg.upstreams[sg.generation.shared.route_upstream[route_idx]];
+        let up_idx = sg.generation.shared.route_upstream[route_idx];
+        let upstream = &sg.upstreams[up_idx];
+        let up_tls = sg.generation.shared.upstream_tls[up_idx].as_ref();
+        let flavor = up_tls.map_or(0, |t| t.flavor);
         let max_body = route.max_body_bytes.unwrap_or(cfg.http.max_body_bytes).0;
         let idle = cfg.http.body_timeout.0;
         let is_head = head.method == Method::Head;
@@ -309,18 +344,19 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             let addr = set.eps[ep].addr;
             tracked = Some(set.track(ep));
             self.cx.upstream_addr = Some(addr);
-            let pooled = if after_stale { None } else { state.pool.checkout(addr, upstream.idle_timeout) };
+            let pooled =
+                if after_stale { None } else { state.pool.checkout(addr, flavor, upstream.idle_timeout) };
             let (mut conn, reused) = match pooled {
                 Some(c) => (c, true),
                 None => {
                     let Some(_pending) = upstream.begin_connect(&set, &state.pool) else {
                         return Err(Fail::Reply(circuit_open(&upstream.name)));
                     };
-                    match state.pool.connect(addr, upstream.connect_timeout).await {
+                    match open(&state.pool, addr, upstream, up_tls).await {
                         Ok(c) => (c, false),
-                        Err(e) => {
+                        Err(fail) => {
                             upstream.report(&set, ep, Outcome::Failure);
-                            retry_or_fail!(ep, connect_reply(e));
+                            retry_or_fail!(ep, fail);
                         }
                     }
                 }
@@ -447,6 +483,22 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             resp_head.headers.set("alt-svc", v.clone());
         }
         self.cx.status = resp_head.status;
+        if resp_head.status == 101 {
+            let Some(proto) = self.cx.upgrade.clone() else {
+                return Err(Fail::Reply(LocalReply::bad_gateway(
+                    "upstream_bad_response",
+                    "upstream switched protocols unasked",
+                )));
+            };
+            resp_head.headers.set("connection", "upgrade");
+            resp_head.headers.set("upgrade", proto);
+            let idle = cfg.http.websocket_idle_timeout.0;
+            let up = &mut conn;
+            let moved = self.down.tunnel(&resp_head, &mut up.stream, &mut up.rbuf, idle, self.wbuf).await;
+            (self.cx.bytes_in, self.cx.bytes_out) = moved.map_err(|_| Fail::Abort)?;
+            drop(tracked);
+            return Ok(After::Close);
+        }
         // A drain that began while the upstream was answering announces the close on this response.
         let keep = client_keep && !state.draining.get();
         let limits = RelayLimits { max_bytes: u64::MAX, ..limits };

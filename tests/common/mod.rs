@@ -13,6 +13,7 @@ pub mod h2;
 pub mod jwks;
 pub mod redis;
 pub mod tls;
+pub mod tls_upstream;
 pub mod upstream;
 pub mod wire;
 

@@ -91,6 +91,20 @@ impl Pki {
         (cert.der().clone(), key_der)
     }
 
+    /// Like `issue_client`, written as PEM files `<stem>.crt` / `<stem>.key`; returns both paths.
+    pub fn issue_client_files(&self, stem: &str, cn: &str) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages.push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.ca).expect("sign");
+        let (crt, keyf) =
+            (self.dir.path().join(format!("{stem}.crt")), self.dir.path().join(format!("{stem}.key")));
+        write_atomic(&crt, cert.pem().as_bytes());
+        write_atomic(&keyf, key.serialize_pem().as_bytes());
+        (crt, keyf)
+    }
+
     /// A client config trusting this CA that presents `cert` (from `issue_client`).
     pub fn client_config_with_cert(
         &self,

@@ -427,6 +427,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[upstreams]]\n[upstreams.outlier]\n",
             "[[upstreams]]\n[upstreams.circuit]\n",
             "[[upstreams]]\n[upstreams.health_check]\n",
+            "[[upstreams]]\n[upstreams.tls]\n",
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",

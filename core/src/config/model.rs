@@ -164,6 +164,8 @@ pub struct HttpConfig {
     pub body_timeout: Dur,
     /// Most requests served on one client connection (0 = unlimited).
     pub max_requests_per_connection: u64,
+    /// A WebSocket tunnel with no bytes in either direction for this long is closed.
+    pub websocket_idle_timeout: Dur,
 }
 
 impl Default for HttpConfig {
@@ -176,6 +178,7 @@ impl Default for HttpConfig {
             max_body_bytes: Size(100 * 1024 * 1024),
             body_timeout: Dur::secs(60),
             max_requests_per_connection: 0,
+            websocket_idle_timeout: Dur::secs(300),
         }
     }
 }
@@ -260,6 +263,9 @@ pub struct UpstreamConfig {
     /// (`grpc-timeout` instead for gRPC requests); none when unset.
     #[serde(default)]
     pub deadline_header: Option<String>,
+    /// TLS toward the endpoints (absent = plain TCP).
+    #[serde(default)]
+    pub tls: Option<super::model_edge::UpstreamTlsConfig>,
     /// Resolved endpoint addresses (filled by validation).
     #[serde(skip)]
     pub addrs: Vec<SocketAddr>,

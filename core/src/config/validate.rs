@@ -6,6 +6,7 @@
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
 mod auth;
+mod edge;
 mod health;
 mod obs;
 mod quic;
@@ -175,6 +176,7 @@ fn http(h: &HttpConfig, path: &KeyPath, out: &mut Issues) {
     out.nonzero(path.key("header_timeout"), h.header_timeout);
     out.nonzero(path.key("idle_timeout"), h.idle_timeout);
     out.nonzero(path.key("body_timeout"), h.body_timeout);
+    out.nonzero(path.key("websocket_idle_timeout"), h.websocket_idle_timeout);
 }
 
 /// `[http2]`: limits in the ranges HTTP/2 allows.
@@ -249,6 +251,9 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
         }
         health::check(u, &here, out);
         upstream::check(u, &here, out);
+        if let Some(tls) = &u.tls {
+            edge::check_tls(tls, &here.key("tls"), out);
+        }
         out.nonzero(here.key("connect_timeout"), u.connect_timeout);
         out.nonzero(here.key("pool").key("idle_timeout"), u.pool.idle_timeout);
     }

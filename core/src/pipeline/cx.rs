@@ -67,6 +67,9 @@ pub struct Cx {
     pub trace: Option<TraceContext>,
     /// TLS protocol version of the client connection (e.g. `"TLSv1.3"`), when TLS.
     pub tls_version: Option<&'static str>,
+    /// The protocol an HTTP/1.1 client asked to switch to (`Upgrade: websocket`): forwarded to
+    /// the upstream, and a `101` answer turns the exchange into a two-way byte tunnel.
+    pub upgrade: Option<Bytes>,
 }
 
 /// What the rate-limit filter learned about a request, for its response phase.
@@ -109,6 +112,7 @@ impl Cx {
             rate_limit: None,
             client_cert: None,
             alt_svc: None,
+            upgrade: None,
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct ParsedRequest {
     pub keep_alive: bool,
     /// The client sent `Expect: 100-continue`.
     pub expect_continue: bool,
+    /// The `Upgrade` value of an HTTP/1.1 `GET` asking to switch to WebSocket (`Connection:
+    /// upgrade`, `Upgrade: websocket`); `None` for every other request.
+    pub upgrade: Option<Bytes>,
 }
 
 /// True when the request line is `METHOD SP target SP HTTP/d.d`: httparse reports a bad version
@@ -281,6 +284,11 @@ fn finish(
         }
     };
     headers.remove("expect");
+    let upgrade = if conn.upgrade && version == Version::Http11 && method == Method::Get {
+        headers.get("upgrade").filter(|v| is_websocket(v)).cloned()
+    } else {
+        None
+    };
     strip_hop_by_hop(&mut headers, &conn);
 
     Ok(Some(ParsedRequest {
@@ -288,7 +296,13 @@ fn finish(
         body,
         keep_alive,
         expect_continue,
+        upgrade,
     }))
+}
+
+/// Whether an `Upgrade` value names the WebSocket protocol (a comma list is allowed).
+fn is_websocket(v: &[u8]) -> bool {
+    v.split(|&c| c == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"))
 }
 
 fn strip_scheme(target: &[u8]) -> Option<&[u8]> {

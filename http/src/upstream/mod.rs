@@ -13,6 +13,8 @@ mod outlier;
 mod pool;
 mod retry;
 mod service;
+mod stream;
+mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +33,8 @@ pub use live::{LiveUpstream, SharedEndpoint, Source};
 pub use outlier::Outcome;
 pub use pool::{ConnectError, Pool, PoolStats, UpConn};
 pub use service::{UpstreamService, fixed_endpoints};
+pub use stream::UpStream;
+pub use tls::{TlsFail, UpstreamTls, build as build_tls, secure};
 
 /// One endpoint of an upstream on one shard.
 #[derive(Debug)]

@@ -15,25 +15,29 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
+use super::stream::UpStream;
+
 /// Initial read buffer of an upstream connection.
 const UPSTREAM_READ_BUF: usize = 8 * 1024;
 
 /// One upstream connection with its read buffer.
 pub struct UpConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The transport (plain TCP or TLS).
+    pub stream: UpStream,
     /// Bytes read from the upstream and not yet consumed.
     pub rbuf: BytesMut,
     /// Requests sent on this connection so far.
     pub requests: u64,
     /// The endpoint it is connected to.
     pub addr: SocketAddr,
+    /// Its TLS settings' identity (0 = plain TCP): part of the pool key.
+    pub flavor: u64,
     /// Counts it as open toward its endpoint until dropped.
-    _open: OpenGuard,
+    pub(super) _open: OpenGuard,
 }
 
 /// One open connection in its endpoint's count.
-struct OpenGuard(Rc<Cell<u32>>);
+pub(super) struct OpenGuard(Rc<Cell<u32>>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -58,7 +62,7 @@ pub struct PoolStats {
 /// The shard's idle connections.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: RefCell<HashMap<(SocketAddr, u64), Vec<Idle>>>,
     open: RefCell<HashMap<SocketAddr, Rc<Cell<u32>>>>,
     connects: Cell<u64>,
     reuses: Cell<u64>,
@@ -76,10 +80,11 @@ pub enum ConnectError {
 }
 
 impl Pool {
-    /// Takes the most recently used idle connection to `addr` that is younger than `max_idle`.
-    pub fn checkout(&self, addr: SocketAddr, max_idle: Duration) -> Option<UpConn> {
+    /// Takes the most recently used idle connection to `addr` with TLS settings `flavor` that is
+    /// younger than `max_idle`.
+    pub fn checkout(&self, addr: SocketAddr, flavor: u64, max_idle: Duration) -> Option<UpConn> {
         let mut map = self.idle.borrow_mut();
-        let list = map.get_mut(&addr)?;
+        let list = map.get_mut(&(addr, flavor))?;
         while let Some(idle) = list.pop() {
             if idle.since.elapsed() < max_idle {
                 self.reuses.set(self.reuses.get() + 1);
@@ -92,13 +97,13 @@ impl Pool {
     /// Returns a connection for reuse; closes it instead when `max` are already idle.
     pub fn checkin(&self, conn: UpConn, max: usize) {
         let mut map = self.idle.borrow_mut();
-        let list = map.entry(conn.addr).or_default();
+        let list = map.entry((conn.addr, conn.flavor)).or_default();
         if list.len() < max {
             list.push(Idle { conn, since: Instant::now() });
         }
     }
 
-    /// Opens a new connection, bounded by `timeout`.
+    /// Opens a new plain TCP connection, bounded by `timeout`.
     pub async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<UpConn, ConnectError> {
         let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
             Ok(Ok(s)) => s,
@@ -110,7 +115,14 @@ impl Pool {
         let count = self.open.borrow_mut().entry(addr).or_default().clone();
         count.set(count.get() + 1);
         let rbuf = BytesMut::with_capacity(UPSTREAM_READ_BUF);
-        Ok(UpConn { stream, rbuf, requests: 0, addr, _open: OpenGuard(count) })
+        Ok(UpConn {
+            stream: UpStream::Plain(stream),
+            rbuf,
+            requests: 0,
+            addr,
+            flavor: 0,
+            _open: OpenGuard(count),
+        })
     }
 
     /// Open connections (idle and busy) of this shard toward `addr`.
@@ -122,8 +134,7 @@ impl Pool {
     pub fn evict_idle(&self, addrs: impl Iterator<Item = SocketAddr>) -> bool {
         let mut map = self.idle.borrow_mut();
         for addr in addrs {
-            if let Some(list) = map.get_mut(&addr)
-                && !list.is_empty()
+            if let Some(list) = map.iter_mut().find_map(|(k, l)| (k.0 == addr && !l.is_empty()).then_some(l))
             {
                 list.remove(0);
                 return true;
@@ -135,7 +146,7 @@ impl Pool {
     /// Closes every idle connection toward `addr` (an endpoint discovery removed); busy ones
     /// finish their request and are then closed instead of pooled.
     pub fn forget(&self, addr: SocketAddr) {
-        self.idle.borrow_mut().remove(&addr);
+        self.idle.borrow_mut().retain(|k, _| k.0 != addr);
     }
 
     /// Closes idle connections older than `max_idle` (run periodically by the shard).
