@@ -67,6 +67,9 @@ pub struct Cx {
     pub trace: Option<TraceContext>,
     /// TLS protocol version of the client connection (e.g. `"TLSv1.3"`), when TLS.
     pub tls_version: Option<&'static str>,
+    /// The request's `Origin`, when a CORS policy allows it (the CORS filter's response phase
+    /// answers it).
+    pub cors_origin: Option<Bytes>,
 }
 
 /// What the rate-limit filter learned about a request, for its response phase.
@@ -109,6 +112,7 @@ impl Cx {
             rate_limit: None,
             client_cert: None,
             alt_svc: None,
+            cors_origin: None,
         }
     }
 }

@@ -34,6 +34,7 @@ impl R {
             authz: Default::default(),
             rate_limits: Vec::new(),
             require_client_cert: false,
+            cors: None,
         })
     }
     /// A route with `path`.
