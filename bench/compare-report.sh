@@ -28,35 +28,56 @@ command -v haproxy >/dev/null && haproxy_v=$(haproxy -v 2>/dev/null | awk 'NR ==
     echo "# Portcullis side-by-side: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "- host: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), load before: $(cut -d' ' -f1-3 /proc/loadavg), ${busy}% busy"
-    echo "- closed loop: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency\` on CPU $LOAD_CPU; reference upstream (\`portcullis-bench upstream\`, ${BODY_SIZE}-byte body) on CPU $LOAD_CPU; proxy alone on CPU $PROXY_CPU"
+    echo "- scenarios: ${RUN_SCENARIOS[*]}; each started its peers with configs rendered from bench/peers/, checked them with one request, measured them, stopped them"
+    echo "- closed loop: \`wrk -t$THREADS -c$CONNS -d$DURATION --latency\` (HTTP/1.1, TLS HTTP/1.1) or \`h2load -t1 -c$CONNS -m$STREAMS -D${DURATION%s}\` (TLS HTTP/2, p50/p99 from its per-request log) on CPU $LOAD_CPU; reference upstream (\`portcullis-bench upstream\`, ${BODY_SIZE}-byte body) on CPU $LOAD_CPU; proxy alone on CPU $PROXY_CPU"
+    echo "- TLS: one ECDSA P-256 certificate (openssl) for every peer, TLS 1.2-1.3, ALPN h2 + http/1.1; JWT: one HS256 token, every peer checks alg, signature, exp, iss, aud$([ "$JWT_CACHE" != 0 ] && echo " (Portcullis with its verified-token cache of $JWT_CACHE entries)"); rate limit: a per-client-IP limit that never trips$([ -n "$REDIS_PORT" ] && echo " (Portcullis synced through redis-server on CPU $LOAD_CPU)")"
     [ -n "$RATE" ] && echo "- open loop: \`portcullis-bench load --rate $RATE -c $LAT_CONNS -w $LAT_WARMUP -d $LAT_DURATION\` on CPU $LOAD_CPU ($RATE_WHY); latency from the intended send time (no coordinated omission); added = gateway minus direct"
     echo "- $ROUNDS interleaved round(s), order rotated each round; medians over rounds; /dev/cpu_dma_latency: $DMA"
-    echo "- CPU-µs/req = (utime+stime of all the process's threads and children) / wrk's completed requests; errors = non-2xx/3xx + socket errors (all rounds)"
+    echo "- CPU-µs/req = (utime+stime of all the process's threads and children) / the client's completed requests; errors = non-2xx/3xx + socket errors (h2load: failed, errored, timed out, 4xx/5xx), all rounds"
     echo "- other load on CPU $PROXY_CPU = its busy time (user+system+steal) not spent by the proxy: should be ~0; more means another process or the hypervisor took the proxy's core"
-    echo "- reconnects = host TCP passive opens during the runs minus wrk's $CONNS per run: upstream connections the proxy (re)opened plus wrk reconnects; ~0 means keep-alive held on both sides"
+    echo "- reconnects = host TCP passive opens during the runs minus the client's $CONNS per run: upstream connections the proxy (re)opened plus wrk reconnects; ~0 means keep-alive held on both sides"
     echo "- versions: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $haproxy_v, $envoy_v, $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), upstream ring: $(grep -o 'ring: [^,]*' "$WORK/upstream.log" | head -1 | cut -d' ' -f2)"
     echo
-    echo "## Summary (scenario: plain HTTP/1.1 proxy)"
+    echo "## Scenarios (closed loop, medians over rounds)"
     echo
-    echo "| target | req/s | p50 ms | p99 ms | open-loop p99 µs | added p50 µs | added p99 µs | proxy CPU-µs/req | syscalls/req | idle KiB/conn |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for gw in "${ACTIVE[@]}"; do
-        echo "| ${LABEL[$gw]} | $(fmt "$(med rps "$gw")" %.0f) | $(fmt "$(med p50 "$gw")" %.3f) | $(fmt "$(med p99 "$gw")" %.3f) | $(fmt "$(med lp99 "$gw")" %.0f) | $(ADDED "$gw" p50) | $(ADDED "$gw" p99) | $(fmt "$(med cpu "$gw")" %.1f) | ${SYSC[$gw]:-—} | $(KIB_PER_CONN "$gw") |"
-    done
-    for gw in $GATEWAYS; do
-        [[ " ${ACTIVE[*]} " == *" $gw "* ]] || echo "| ${LABEL[$gw]} | skipped: ${SKIP[$gw]:-not started} | | | | | | | | |"
+    echo "| scenario | target | req/s | p50 ms | p99 ms | proxy CPU-µs/req | CPU vs NGINX | errors | reconnects | other load on CPU $PROXY_CPU % |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for sc in "${RUN_SCENARIOS[@]}"; do
+        for gw in ${SC_ACTIVE[$sc]:-}; do
+            errs=$(awk '{s += $1} END {print s + 0}' "$WORK/$sc.err-$gw" 2>/dev/null || echo 0)
+            tws=$(awk '{s += $1} END {print s + 0}' "$WORK/$sc.reconn-$gw" 2>/dev/null || echo 0)
+            echo "| ${SCENARIO_LABEL[$sc]} | ${LABEL[$gw]} | $(fmt "$(med "$sc.rps" "$gw")" %.0f) | $(fmt "$(med "$sc.p50" "$gw")" %.3f) | $(fmt "$(med "$sc.p99" "$gw")" %.3f) | $(fmt "$(med "$sc.cpu" "$gw")" %.1f) | $(ratio_or_dash "$(med "$sc.cpu" "$gw")" "$(med "$sc.cpu" nginx)") | $errs | $tws | $(fmt "$(med "$sc.foreign" "$gw")" %.0f) |"
+        done
+        for gw in $GATEWAYS; do
+            if [ -n "${SKIPSC[$sc:$gw]:-}" ]; then echo "| ${SCENARIO_LABEL[$sc]} | ${LABEL[$gw]} | ${SKIPSC[$sc:$gw]} | | | | | | | |"; fi
+        done
     done
     echo
-    echo "## Closed loop (max throughput)"
+    echo "TLS HTTP/2 runs $STREAMS concurrent streams on each of $CONNS connections; its req/s is not comparable with the HTTP/1.1 rows, its CPU per request is."
     echo
-    echo "| target | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU-µs/req | upstream CPU-µs/req | errors | reconnects | other load on CPU $PROXY_CPU % |"
-    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
-    for gw in "${ACTIVE[@]}"; do
-        per=$(awk '{printf "%s%.0f", sep, $1; sep = ", "}' "$WORK/rps-$gw" 2>/dev/null || true)
-        errs=$(awk '{s += $1} END {print s + 0}' "$WORK/err-$gw" 2>/dev/null || echo 0)
-        tws=$(awk '{s += $1} END {print s + 0}' "$WORK/reconn-$gw" 2>/dev/null || echo 0)
-        echo "| ${LABEL[$gw]} | $(fmt "$(med rps "$gw")" %.0f) | ${per:-—} | $(fmt "$(med p50 "$gw")" %.3f) | $(fmt "$(med p99 "$gw")" %.3f) | $(fmt "$(med cpu "$gw")" %.1f) | $(fmt "$(med upcpu "$gw")" %.1f) | $errs | $tws | $(fmt "$(med foreign "$gw")" %.0f) |"
-    done
+    if [ ${#ACTIVE[@]} -gt 0 ]; then
+        echo "## Plain proxy: summary"
+        echo
+        echo "| target | req/s | p50 ms | p99 ms | open-loop p99 µs | added p50 µs | added p99 µs | proxy CPU-µs/req | syscalls/req | idle KiB/conn |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for gw in "${ACTIVE[@]}"; do
+            echo "| ${LABEL[$gw]} | $(fmt "$(med plain.rps "$gw")" %.0f) | $(fmt "$(med plain.p50 "$gw")" %.3f) | $(fmt "$(med plain.p99 "$gw")" %.3f) | $(fmt "$(med lp99 "$gw")" %.0f) | $(ADDED "$gw" p50) | $(ADDED "$gw" p99) | $(fmt "$(med plain.cpu "$gw")" %.1f) | ${SYSC[$gw]:-—} | $(KIB_PER_CONN "$gw") |"
+        done
+        for gw in $GATEWAYS; do
+            if [ -n "${SKIPSC[plain:$gw]:-}" ]; then echo "| ${LABEL[$gw]} | ${SKIPSC[plain:$gw]} | | | | | | | | |"; fi
+        done
+        echo
+        echo "## Plain proxy: closed loop (max throughput)"
+        echo
+        echo "| target | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU-µs/req | upstream CPU-µs/req | errors | reconnects | other load on CPU $PROXY_CPU % |"
+        echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+        for gw in "${ACTIVE[@]}"; do
+            per=$(awk '{printf "%s%.0f", sep, $1; sep = ", "}' "$WORK/plain.rps-$gw" 2>/dev/null || true)
+            errs=$(awk '{s += $1} END {print s + 0}' "$WORK/plain.err-$gw" 2>/dev/null || echo 0)
+            tws=$(awk '{s += $1} END {print s + 0}' "$WORK/plain.reconn-$gw" 2>/dev/null || echo 0)
+            echo "| ${LABEL[$gw]} | $(fmt "$(med plain.rps "$gw")" %.0f) | ${per:-—} | $(fmt "$(med plain.p50 "$gw")" %.3f) | $(fmt "$(med plain.p99 "$gw")" %.3f) | $(fmt "$(med plain.cpu "$gw")" %.1f) | $(fmt "$(med plain.upcpu "$gw")" %.1f) | $errs | $tws | $(fmt "$(med plain.foreign "$gw")" %.0f) |"
+        done
+    fi
     if [ -n "$RATE" ] && [ "$LATENCY" = 1 ]; then
         echo
         echo "## Open loop at $RATE req/s (latency µs, from the intended send time)"
@@ -110,12 +131,12 @@ command -v haproxy >/dev/null && haproxy_v=$(haproxy -v 2>/dev/null | awk 'NR ==
     echo
     echo "## Scenario coverage"
     echo
-    echo "This harness runs: $HARNESS_SCENARIOS. The other scenarios are extension points; the table says what each peer could do."
+    echo "What each peer can do (\`bench/compare.sh --scenarios LIST\`; this harness runs: $HARNESS_SCENARIOS). Configs: bench/peers/."
     echo
     printf '| scenario |'; for gw in portcullis nginx haproxy envoy; do printf ' %s |' "${LABEL[$gw]}"; done; echo
     echo "|---|---|---|---|---|"
     for sc in $KNOWN_SCENARIOS; do
-        printf '| %s%s |' "${SCENARIO_LABEL[$sc]}" "$([[ " $HARNESS_SCENARIOS " == *" $sc "* ]] || echo " (not in the harness yet)")"
+        printf '| %s%s |' "${SCENARIO_LABEL[$sc]}" "$([[ " $HARNESS_SCENARIOS " == *" $sc "* ]] || echo " (not run by this harness)")"
         for gw in portcullis nginx haproxy envoy; do printf ' %s |' "${CAN[$sc:$gw]:-?}"; done
         echo
     done
@@ -134,15 +155,16 @@ JSON="$WORK/report.json"
 {
     printf '{\n  "date": %s,\n' "$(jstr "$(date -u '+%Y-%m-%dT%H:%M:%SZ')")"
     printf '  "host": {"cpus": %s, "kernel": %s, "busy_before_pct": %s, "dma_latency": %s},\n' "$(nproc)" "$(jstr "$(uname -r)")" "$busy" "$(jstr "$DMA")"
+    printf '  "scenarios_run": [%s], "streams": %s,\n' "$(for sc in "${RUN_SCENARIOS[@]}"; do printf '%s' "${sep_:-}$(jstr "$sc")"; sep_=", "; done)" "$STREAMS"
     printf '  "settings": {"duration": %s, "conns": %s, "threads": %s, "rounds": %s, "warmup": %s, "proxy_cpu": %s, "load_cpu": %s, "body_size": %s, "rate": %s, "rate_why": %s, "lat_conns": %s, "lat_duration": %s},\n' \
         "$(jstr "$DURATION")" "$CONNS" "$THREADS" "$ROUNDS" "$(jstr "$WARMUP")" "$PROXY_CPU" "$LOAD_CPU" "$BODY_SIZE" "$(jnum "$RATE")" "$(jstr "$RATE_WHY")" "$LAT_CONNS" "$(jstr "$LAT_DURATION")"
-    printf '  "scenario": "plain",\n  "targets": {'
+    printf '  "plain": {'
     sep=""
     for gw in "${ACTIVE[@]}"; do
         printf '%s\n    %s: {"label": %s, "closed_loop": {"rps_median": %s, "rps_rounds": %s, "p50_ms": %s, "p99_ms": %s, "proxy_cpu_us_per_req": %s, "upstream_cpu_us_per_req": %s, "errors": %s, "reconnects": %s, "other_load_pct": %s},' \
-            "$sep" "$(jstr "$gw")" "$(jstr "${LABEL[$gw]}")" "$(jnum "$(med rps "$gw")")" "$(jlist "$WORK/rps-$gw")" "$(jnum "$(med p50 "$gw")")" "$(jnum "$(med p99 "$gw")")" \
-            "$(jnum "$(med cpu "$gw")")" "$(jnum "$(med upcpu "$gw")")" "$(awk '{s += $1} END {print s + 0}' "$WORK/err-$gw" 2>/dev/null || echo 0)" \
-            "$(awk '{s += $1} END {print s + 0}' "$WORK/reconn-$gw" 2>/dev/null || echo 0)" "$(jnum "$(med foreign "$gw")")"
+            "$sep" "$(jstr "$gw")" "$(jstr "${LABEL[$gw]}")" "$(jnum "$(med plain.rps "$gw")")" "$(jlist "$WORK/plain.rps-$gw")" "$(jnum "$(med plain.p50 "$gw")")" "$(jnum "$(med plain.p99 "$gw")")" \
+            "$(jnum "$(med plain.cpu "$gw")")" "$(jnum "$(med plain.upcpu "$gw")")" "$(awk '{s += $1} END {print s + 0}' "$WORK/plain.err-$gw" 2>/dev/null || echo 0)" \
+            "$(awk '{s += $1} END {print s + 0}' "$WORK/plain.reconn-$gw" 2>/dev/null || echo 0)" "$(jnum "$(med plain.foreign "$gw")")"
         printf '\n      "open_loop": {"p50_us": %s, "p90_us": %s, "p99_us": %s, "p99.9_us": %s, "max_us": %s, "rps": %s, "added_p50_us": %s, "added_p99_us": %s, "reports": [' \
             "$(jnum "$(med lp50 "$gw")")" "$(jnum "$(med lp90 "$gw")")" "$(jnum "$(med lp99 "$gw")")" "$(jnum "$(med lp99.9 "$gw")")" "$(jnum "$(med lmax "$gw")")" \
             "$(jnum "$(med lrps "$gw")")" "$(jnum "$(ADDED "$gw" p50)")" "$(jnum "$(ADDED "$gw" p99)")"
@@ -152,11 +174,31 @@ JSON="$WORK/report.json"
         printf ']},\n      "syscalls_per_req": %s, "idle_kib_per_conn": %s}' "$(jnum "${SYSC[$gw]:-}")" "$(jnum "$(KIB_PER_CONN "$gw")")"
         sep=","
     done
+    printf '\n  },\n  "scenarios": {'
+    sep=""
+    for sc in "${RUN_SCENARIOS[@]}"; do
+        printf '%s\n    %s: {"label": %s, "client": %s, "targets": {' "$sep" "$(jstr "$sc")" "$(jstr "${SCENARIO_LABEL[$sc]}")" "$(jstr "${SCENARIO_CLIENT[$sc]}")"
+        tsep=""
+        for gw in ${SC_ACTIVE[$sc]:-}; do
+            printf '%s%s: {"rps_median": %s, "rps_rounds": %s, "p50_ms": %s, "p99_ms": %s, "proxy_cpu_us_per_req": %s, "errors": %s, "reconnects": %s, "other_load_pct": %s}' \
+                "$tsep" "$(jstr "$gw")" "$(jnum "$(med "$sc.rps" "$gw")")" "$(jlist "$WORK/$sc.rps-$gw")" "$(jnum "$(med "$sc.p50" "$gw")")" "$(jnum "$(med "$sc.p99" "$gw")")" \
+                "$(jnum "$(med "$sc.cpu" "$gw")")" "$(awk '{s += $1} END {print s + 0}' "$WORK/$sc.err-$gw" 2>/dev/null || echo 0)" \
+                "$(awk '{s += $1} END {print s + 0}' "$WORK/$sc.reconn-$gw" 2>/dev/null || echo 0)" "$(jnum "$(med "$sc.foreign" "$gw")")"
+            tsep=", "
+        done
+        printf '}, "not_run": {'
+        tsep=""
+        for gw in $GATEWAYS; do
+            if [ -n "${SKIPSC[$sc:$gw]:-}" ]; then printf '%s%s: %s' "$tsep" "$(jstr "$gw")" "$(jstr "${SKIPSC[$sc:$gw]}")"; tsep=", "; fi
+        done
+        printf '}}'
+        sep=","
+    done
     printf '\n  },\n  "skipped": {'
     sep=""
     for gw in $GATEWAYS; do
         [[ " ${ACTIVE[*]} " == *" $gw "* ]] && continue
-        printf '%s%s: %s' "$sep" "$(jstr "$gw")" "$(jstr "${SKIP[$gw]:-not started}")"
+        printf '%s%s: %s' "$sep" "$(jstr "$gw")" "$(jstr "${SKIPSC[plain:$gw]:-${SKIP[$gw]:-not run}}")"
         sep=", "
     done
     printf '},\n  "generator_ceiling": ['

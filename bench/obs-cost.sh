@@ -6,8 +6,10 @@
 # Reports req/s, p99 and the gateway's CPU-µs per request (utime+stime of the whole process,
 # access log writer thread included, divided by requests).
 # VARIANTS="off on" by default; also "metrics" (metrics only), "tracing" (trace context only)
-# and "log" (access log only) to see what each part costs.
-# Usage: bench/obs-cost.sh   Env: DURATION=8s CONNS=32 ROUNDS=3 PROXY_CPU=1 LOAD_CPU=0 VARIANTS
+# and "log" (access log only) to see what each part costs, and "base": the "on" config run by
+# another build (BASE_BIN=path, e.g. a copy of the binary before a change) for before/after
+# figures from the same run.
+# Usage: bench/obs-cost.sh   Env: DURATION=8s CONNS=32 ROUNDS=3 PROXY_CPU=1 LOAD_CPU=0 VARIANTS BASE_BIN
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -21,7 +23,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 UP=19100
-declare -A PORT=([off]=19101 [on]=19102 [metrics]=19103 [tracing]=19104 [log]=19105)
+declare -A PORT=([off]=19101 [on]=19102 [metrics]=19103 [tracing]=19104 [log]=19105 [base]=19106)
 
 taskset -c "$LOAD_CPU" "$BENCH" upstream --listen "127.0.0.1:$UP" --cpu "$LOAD_CPU" 2>"$WORK/up.log" &
 PIDS+=($!)
@@ -33,7 +35,7 @@ for v in $VARIANTS; do
         metrics) extra="$T_OFF" ;;
         tracing) extra="$M_OFF" ;;
         log) extra="$M_OFF$T_OFF$LOG" ;;
-        on) extra="$LOG" ;;
+        on | base) extra="$LOG" ;;
         *) echo "unknown variant $v" >&2; exit 2 ;;
     esac
     cat >"$WORK/$v.toml" <<TOML
@@ -51,7 +53,9 @@ name = "all"
 prefix = "/"
 upstream = "up"
 TOML
-    taskset -c "$PROXY_CPU" "$BIN" run --config "$WORK/$v.toml" >"$WORK/$v.out" 2>"$WORK/$v.err" &
+    bin=$BIN
+    if [ "$v" = base ]; then bin=${BASE_BIN:?the base variant needs BASE_BIN}; fi
+    taskset -c "$PROXY_CPU" "$bin" run --config "$WORK/$v.toml" >"$WORK/$v.out" 2>"$WORK/$v.err" &
     PIDS+=($!)
     eval "PID_$v=$!"
 done

@@ -109,9 +109,9 @@ fn connection_gauges_and_reload_results() {
         assert_eq!(c.get("/users/1").status, 200);
     }
     let m = scrape_until(admin_addr, "3 active connections", |m| {
-        m.value("portcullis_connections_active", &[("protocol", "http")]) == 3.0
+        m.value("portcullis_connections_active", &[("protocol", "http/1")]) == 3.0
     });
-    assert_eq!(m.find("portcullis_connections_active", &[]).len(), 2, "one gauge per shard");
+    assert_eq!(m.find("portcullis_connections_active", &[]).len(), 6, "per shard and protocol");
     drop(clients);
     scrape_until(admin_addr, "connections closed", |m| m.value("portcullis_connections_active", &[]) == 0.0);
 
@@ -149,4 +149,30 @@ fn metrics_need_the_token_and_can_be_disabled() {
     let m = Metrics::scrape(admin_addr, Some(TOKEN));
     assert!(m.find("portcullis_requests_total", &[]).is_empty(), "per-route metrics off");
     assert_eq!(m.value("portcullis_config_generation", &[]), 1.0, "process gauges stay");
+}
+
+#[test]
+fn rate_limit_hits_are_counted_by_limit() {
+    let app = Upstream::echo("app");
+    let limits = "[ratelimit.limits.per-ip]\nkey = [\"client_ip\"]\nrate = 1\nper = \"1h\"\nburst = 1\n";
+    let rest = format!(
+        "[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n{limits}\n\
+         [[upstreams]]\nname = \"app\"\nendpoints = [\"{}\"]\n\
+         [[routes]]\nname = \"users\"\npath = \"/users/{{id}}\"\nupstream = \"app\"\nrate_limits = [\"per-ip\"]\n",
+        app.addr
+    );
+    let gw = Gateway::start(&config("", &rest));
+    // Two shards, each with its share of the limit: at most 2 of 6 pass, the rest are refused.
+    let refused = (0..6).filter(|i| get(gw.addr, &format!("/users/{i}")).status == 429).count();
+    assert!(refused >= 4, "{refused} refused");
+    // The local reply is counted in the log phase, after the response was written: wait for both.
+    let m = scrape_until(gw.admin.expect("admin"), "hits counted", |m| {
+        m.value("portcullis_events_total", &[("event", "rate_limited")]) == refused as f64
+            && m.value("portcullis_local_replies_total", &[("code", "rate_limited")]) == refused as f64
+    });
+    assert_eq!(
+        m.value("portcullis_events_total", &[("event", "rate_limited"), ("reason", "per-ip")]),
+        refused as f64
+    );
+    assert_eq!(m.value("portcullis_local_replies_total", &[("code", "rate_limited")]), refused as f64);
 }

@@ -37,6 +37,11 @@ impl Canned {
         Self { head_keep_alive: head(""), head_close: head("Connection: close\r\n"), body }
     }
 
+    /// The response body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     fn write(&self, out: &mut Vec<u8>, close: bool, head_only: bool) {
         out.extend_from_slice(if close { &self.head_close } else { &self.head_keep_alive });
         if !head_only {

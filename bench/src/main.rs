@@ -9,6 +9,8 @@ mod load;
 mod ring;
 mod sys;
 mod upstream;
+mod upstream_h2;
+mod upstream_h3;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -25,7 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// A very fast HTTP/1.1 upstream answering every request with a fixed 200.
+    /// A very fast upstream answering every request with a fixed 200: HTTP/1.1 and HTTP/2
+    /// cleartext (prior knowledge) on the TCP port, HTTP/3 on the same UDP port with `--h3`.
     Upstream {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -48,18 +51,34 @@ enum Cmd {
         /// With `--delay`: pick each delay uniformly in [delay, delay-max] instead.
         #[arg(long, value_parser = parse_duration)]
         delay_max: Option<Duration>,
+        /// Also serve HTTP/3 on the same port number (UDP), with a self-signed certificate for
+        /// `localhost` and 127.0.0.1 (load it with `--insecure`).
+        #[arg(long)]
+        h3: bool,
     },
-    /// HTTP/1.1 load: closed loop (max throughput) or open loop (`--rate`, constant arrival
-    /// rate, latency from the intended send time); prints a JSON report on stdout.
+    /// HTTP/1.1, HTTP/2 or HTTP/3 load: closed loop (max throughput) or open loop (`--rate`,
+    /// constant arrival rate, latency from the intended send time); prints a JSON report.
     Load {
-        /// Target URL (`http://host:port/path`).
+        /// Target URL (`http://host:port/path`; `https://` for TLS).
         url: String,
+        /// Protocol: h1, h2 (TLS for https://, prior-knowledge h2c for http://) or h3.
+        #[arg(long, value_enum, default_value = "h1")]
+        proto: load::Proto,
         /// Connections.
         #[arg(short = 'c', long, default_value_t = 32)]
         conns: usize,
-        /// Closed loop: requests in flight per connection (HTTP/1.1 pipelining).
+        /// HTTP/1.1 closed loop: requests in flight per connection (pipelining).
         #[arg(short = 'p', long, default_value_t = 1)]
         pipeline: usize,
+        /// HTTP/2 and HTTP/3: concurrent streams per connection (each one request at a time).
+        #[arg(short = 'm', long, default_value_t = 10)]
+        streams: usize,
+        /// https://: accept any server certificate (self-signed benchmark certificates).
+        #[arg(short = 'k', long)]
+        insecure: bool,
+        /// https://: PEM file with the CA certificate(s) to verify the server with.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
         /// Open loop: requests per second over all connections (omit for a closed loop).
         #[arg(short = 'r', long)]
         rate: Option<f64>,
@@ -133,11 +152,31 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Load { url, conns, pipeline, rate, threads, cpus, warmup, duration, timeout, headers, out } => {
+        Cmd::Load {
+            url,
+            proto,
+            conns,
+            pipeline,
+            streams,
+            insecure,
+            cacert,
+            rate,
+            threads,
+            cpus,
+            warmup,
+            duration,
+            timeout,
+            headers,
+            out,
+        } => {
             let opts = load::LoadOpts {
                 url,
+                proto,
                 conns,
                 pipeline,
+                streams,
+                insecure,
+                cacert,
                 rate,
                 threads,
                 cpus,
@@ -150,9 +189,9 @@ fn main() -> Result<()> {
             load::run(&opts).map(|_| ())
         }
         Cmd::Chart { out, title, series } => chart::run(&out, &title, &series),
-        Cmd::Upstream { listen, body_size, cpu, ring, backlog, delay, delay_max } => {
+        Cmd::Upstream { listen, body_size, cpu, ring, backlog, delay, delay_max, h3 } => {
             let delay = upstream::Delay { min: delay, max: delay_max.unwrap_or(delay) };
-            upstream::run(&upstream::UpstreamOpts { listen, body_size, cpu, ring, backlog, delay })
+            upstream::run(&upstream::UpstreamOpts { listen, body_size, cpu, ring, backlog, delay, h3 })
         }
         Cmd::Idle { target, conns, hold_secs, threads, path } => {
             idle::run(&idle::IdleOpts { target, conns, hold_secs, threads, path })

@@ -1,5 +1,7 @@
-//! The reference upstream: one (optionally pinned) monoio thread answering every HTTP/1.1
-//! request with a fixed `200 OK`, keep-alive and pipelining included, as cheaply as it can.
+//! The reference upstream: one (optionally pinned) monoio thread answering every request with a
+//! fixed `200 OK`, as cheaply as it can: HTTP/1.1 (keep-alive and pipelining included) and, when
+//! a connection starts with the HTTP/2 preface, HTTP/2 cleartext (`upstream_h2`); with `--h3`,
+//! HTTP/3 on the same port number (`upstream_h3`). Owns the TCP accept loop and HTTP/1.1 serving.
 
 use std::{net::SocketAddr, rc::Rc, time::Duration};
 
@@ -13,7 +15,7 @@ use monoio::{
 use crate::{
     h1::{Canned, Framer, MAX_HEAD},
     ring::{self, RingMode},
-    sys,
+    sys, upstream_h2, upstream_h3,
 };
 
 /// Receive buffer size a connection starts with; it grows (to fit one head) only when needed.
@@ -34,6 +36,8 @@ pub struct UpstreamOpts {
     pub backlog: i32,
     /// Delay before each batch of responses (monoio timer: 1 ms resolution).
     pub delay: Delay,
+    /// Also serve HTTP/3 on the same port number (UDP).
+    pub h3: bool,
 }
 
 /// How long the upstream waits before answering: fixed, or uniform in `[min, max]`.
@@ -47,7 +51,7 @@ pub struct Delay {
 
 impl Delay {
     /// The delay for the next response batch (`None` when there is none).
-    fn pick(&self, rng: &mut u64) -> Option<Duration> {
+    pub fn pick(&self, rng: &mut u64) -> Option<Duration> {
         if self.max <= self.min {
             return (!self.min.is_zero()).then_some(self.min);
         }
@@ -81,6 +85,11 @@ pub fn run(opts: &UpstreamOpts) -> Result<()> {
             opts.delay.min,
             opts.delay.max.max(opts.delay.min),
         );
+        if opts.h3 {
+            let h3 = upstream_h3::bind(opts.listen)?;
+            eprintln!("portcullis-bench upstream h3 listening on {} (udp, self-signed)", opts.listen);
+            monoio::spawn(upstream_h3::serve(h3, canned.clone(), opts.delay));
+        }
         accept_loop(listener, canned, opts.delay).await
     })
 }
@@ -104,23 +113,52 @@ async fn accept_loop(listener: TcpListener, canned: Rc<Canned>, delay: Delay) ->
     }
 }
 
-/// Serves one connection until the peer closes it, sends garbage or asks to close.
-async fn serve(mut stream: TcpStream, canned: Rc<Canned>, delay: Delay, mut rng: u64) {
+/// Reads more bytes into `buf`; `false` when the peer closed or the read failed.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    if buf.len() == buf.capacity() {
+        buf.reserve(INITIAL_BUF);
+    }
+    let len = buf.len();
+    let (res, slice) = stream.read(std::mem::take(buf).slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    matches!(res, Ok(n) if n > 0)
+}
+
+/// Serves one connection: HTTP/2 if it starts with the preface (prior knowledge), else HTTP/1.1.
+async fn serve(mut stream: TcpStream, canned: Rc<Canned>, delay: Delay, rng: u64) {
+    let preface = portcullis_http::h2::PREFACE;
     let mut buf: Vec<u8> = Vec::with_capacity(INITIAL_BUF);
+    // Read until the bytes either are, or can no longer become, the preface.
+    while buf.len() < preface.len() && preface.starts_with(&buf) {
+        if !read_more(&mut stream, &mut buf).await {
+            return;
+        }
+    }
+    if buf.starts_with(preface) {
+        let io = portcullis_http::h2::Prefixed::new(buf[..].into(), stream);
+        upstream_h2::serve(io, canned, delay, rng).await;
+    } else {
+        serve_h1(stream, buf, canned, delay, rng).await;
+    }
+}
+
+/// Serves HTTP/1.1 (starting with the bytes in `buf`) until the peer closes the connection,
+/// sends garbage or asks to close.
+async fn serve_h1(mut stream: TcpStream, mut buf: Vec<u8>, canned: Rc<Canned>, delay: Delay, mut rng: u64) {
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut framer = Framer::default();
+    // Bytes read while sniffing for the HTTP/2 preface are framed before the first read.
+    let mut unread = !buf.is_empty();
     loop {
-        if buf.len() == buf.capacity() {
-            // Only a partial head fills the buffer (bodies are consumed as they arrive), and
-            // the framer refuses heads above MAX_HEAD, so this stays bounded.
-            buf.reserve((2 * MAX_HEAD).saturating_sub(buf.len()).max(INITIAL_BUF));
-        }
-        let len = buf.len();
-        let (res, slice) = stream.read(buf.slice_mut(len..)).await;
-        buf = slice.into_inner();
-        match res {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        if !std::mem::take(&mut unread) {
+            if buf.len() == buf.capacity() {
+                // Only a partial head fills the buffer (bodies are consumed as they arrive),
+                // and the framer refuses heads above MAX_HEAD, so this stays bounded.
+                buf.reserve((2 * MAX_HEAD).saturating_sub(buf.len()).max(INITIAL_BUF));
+            }
+            if !read_more(&mut stream, &mut buf).await {
+                return;
+            }
         }
         let feed = framer.feed(&buf, &canned, &mut out);
         buf.drain(..feed.consumed);

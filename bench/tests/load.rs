@@ -2,78 +2,11 @@
 //! the real reference upstream (`portcullis-bench upstream`) on a free port, closed and open
 //! loop, and checks the JSON report.
 
-use std::{
-    io::{BufRead, BufReader},
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+mod common;
 
-use serde_json::Value;
+use std::net::TcpListener;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis-bench");
-
-/// The reference upstream on a free port; killed on drop.
-struct Upstream {
-    child: Child,
-    port: u16,
-}
-
-impl Upstream {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Self {
-        // Bind port 0 to learn a free port, release it, then let the upstream take it.
-        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let mut child = Command::new(BIN)
-            .args(["upstream", "--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn upstream");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(30)).expect("upstream printed its listening line");
-        Self { child, port }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn load(args: &[&str]) -> Value {
-    let out = Command::new(BIN).arg("load").args(args).output().expect("run load");
-    assert!(out.status.success(), "load failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
-}
-
-fn check_common(r: &Value) {
-    assert_eq!(r["tool"], "portcullis-bench load");
-    assert_eq!(r["errors_total"], 0, "{r}");
-    assert_eq!(r["reconnects"], 0, "{r}");
-    let l = &r["latency_us"];
-    let get = |k: &str| l[k].as_f64().unwrap_or_else(|| panic!("latency_us.{k} in {r}"));
-    assert!(get("min") > 0.0);
-    assert!(get("p50") <= get("p90") && get("p90") <= get("p99"));
-    assert!(get("p99") <= get("p99.9") && get("p99.9") <= get("max"));
-    assert_eq!(l["count"], r["requests"]);
-    // 13-byte body plus a head: every counted response carried bytes.
-    assert!(r["bytes_read"].as_u64().unwrap_or(0) >= r["requests"].as_u64().unwrap_or(u64::MAX) * 13);
-}
+use common::{Upstream, check_common, load};
 
 #[test]
 fn closed_loop_with_pipelining_reports_throughput_and_percentiles() {

@@ -13,12 +13,12 @@ use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRent;
 use portcullis_core::LocalReply;
 use portcullis_core::config::RequestIdConfig;
-use portcullis_core::pipeline::{ClientCert, Filter};
+use portcullis_core::pipeline::{ClientCert, Filter, Version};
 
 use crate::h1::encode::{ConnHeader, Framing, encode_response, local_reply_head};
 use crate::h1::request::{HeadLimits, ParsedRequest, parse_request};
 use crate::io::{IoFail, read_more, write_all};
-use crate::proxy::{After, exchange};
+use crate::proxy::{After, bare_cx, exchange, log_bare_reply};
 use crate::shard::ShardState;
 use crate::spare::Spares;
 
@@ -32,6 +32,8 @@ pub struct ClientMeta {
     pub addr: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The negotiated TLS version (`TLSv1.2`, `TLSv1.3`), for the access log.
+    pub tls_version: Option<&'static str>,
     /// The verified client certificate (mTLS), if the client presented one.
     pub client_cert: Option<Rc<ClientCert>>,
     /// `Alt-Svc` to put on every response (the listener advertises HTTP/3).
@@ -113,18 +115,20 @@ async fn write_bare_reply<S: AsyncWriteRent>(
     wbuf: &mut Vec<u8>,
     cfg: &RequestIdConfig,
     idle: Duration,
-) {
-    let id = if cfg.generate { format!("{:032x}", fastrand::u128(..)) } else { String::new() };
-    let (mut head, body) = local_reply_head(reply, id.as_bytes());
+) -> (Bytes, usize) {
+    let id = if cfg.generate { Bytes::from(format!("{:032x}", fastrand::u128(..))) } else { Bytes::new() };
+    let (mut head, body) = local_reply_head(reply, &id);
     if cfg.echo && !id.is_empty() {
-        head.headers.append(Bytes::from(cfg.header.clone()), Bytes::from(id));
+        head.headers.append(Bytes::from(cfg.header.clone()), id.clone());
     }
+    let body_len = body.len();
     let mut out = std::mem::take(wbuf);
     out.clear();
     encode_response(&mut out, &head, Framing::AsIs, ConnHeader::Close);
     out.extend_from_slice(&body);
     let (_, out) = write_all(stream, out, idle).await;
     *wbuf = out;
+    (id, body_len)
 }
 
 /// Serves one HTTP/1.1 client connection (plain TCP or TLS) until it closes, errs, idles out,
@@ -172,7 +176,11 @@ pub async fn serve_conn_with<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
             HeadWait::Reply(reply) => {
                 bufs.wbuf = state.spares.wbuf();
                 let rid = &waiting.config().request_id;
-                write_bare_reply(&mut stream, &reply, &mut bufs.wbuf, rid, http.body_timeout.0).await;
+                let (id, body_len) =
+                    write_bare_reply(&mut stream, &reply, &mut bufs.wbuf, rid, http.body_timeout.0).await;
+                let mut cx = bare_cx(&client, Version::Http11);
+                cx.request_id = id;
+                log_bare_reply(&waiting, &mut cx, &reply, body_len);
                 return;
             }
         };

@@ -71,6 +71,7 @@ pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     let mut cx = Cx::new(meta.addr, meta.tls, head.version);
     cx.client_cert.clone_from(&meta.client_cert);
     cx.alt_svc.clone_from(&meta.alt_svc);
+    cx.tls_version = meta.tls_version;
     let ConnBufs { rbuf, wbuf, scratch } = bufs;
     let mut down =
         H1Down { stream: client, rbuf, version: head.version, is_head: head.method == Method::Head };
@@ -79,6 +80,24 @@ pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     let (after, mut head) = handle(state, sg, &mut down, wbuf, scratch, incoming, &mut cx).await;
     sg.chain.on_log(&cx);
     (after, std::mem::take(&mut head.headers))
+}
+
+/// The context of a reply sent before a request existed (a head or stream the codec refused):
+/// method `-`, no route.
+pub fn bare_cx(meta: &ClientMeta, version: portcullis_core::pipeline::Version) -> Cx {
+    let mut cx = Cx::new(meta.addr, meta.tls, version);
+    cx.tls_version = meta.tls_version;
+    cx.method = Method::Other(Bytes::from_static(b"-"));
+    cx
+}
+
+/// The log phase of such a bare reply (`body_len` bytes of body sent): the access log and the
+/// metrics count it like any other short-circuit.
+pub fn log_bare_reply<F: Filter>(sg: &ShardGen<F>, cx: &mut Cx, reply: &LocalReply, body_len: usize) {
+    cx.status = reply.status;
+    cx.error_code = Some(reply.code);
+    cx.bytes_out = body_len as u64;
+    sg.chain.on_log(cx);
 }
 
 /// The engine, the same for every client protocol: route, run the chain, forward (or answer

@@ -59,8 +59,12 @@ pub struct ShardState<F> {
     pub draining: Cell<bool>,
     /// Requests currently being handled.
     pub inflight: Cell<usize>,
-    /// Open client connections.
+    /// Open client connections over TCP (HTTP/1.x and HTTP/2).
     pub connections: Cell<usize>,
+    /// Of those, HTTP/2 connections.
+    pub h2_connections: Cell<usize>,
+    /// Open HTTP/3 connections (counted by the QUIC listener).
+    pub h3_connections: Cell<usize>,
     /// Write buffers and header lists lent to connections for one exchange at a time.
     pub spares: Spares,
     /// Called once when the shard starts draining (other protocols' listeners stop here).
@@ -132,6 +136,8 @@ pub async fn serve_shard_with<F: Filter + 'static>(
         draining: Cell::new(false),
         inflight: Cell::new(0),
         connections: Cell::new(0),
+        h2_connections: Cell::new(0),
+        h3_connections: Cell::new(0),
         spares: Spares::default(),
         on_drain: RefCell::new(Vec::new()),
     });
@@ -161,8 +167,13 @@ pub async fn serve_shard_with<F: Filter + 'static>(
                             let alt_svc = sg.alt_svc.get(index).cloned().flatten();
                             (sg.generation.shared.tls.get(index).cloned().flatten(), h2c, alt_svc)
                         };
-                        let client =
-                            ClientMeta { addr: peer, tls: tls.is_some(), client_cert: None, alt_svc };
+                        let client = ClientMeta {
+                            addr: peer,
+                            tls: tls.is_some(),
+                            tls_version: None,
+                            client_cert: None,
+                            alt_svc,
+                        };
                         match tls {
                             None if h2c => {
                                 monoio::spawn(serve_h2c_or_h1(state.clone(), stream, client));
@@ -189,12 +200,18 @@ pub async fn serve_shard_with<F: Filter + 'static>(
         });
     }
     {
-        // Publishes the shard's gauges for the admin API (only this shard writes them).
+        // Publishes the shard's gauges for the admin API (only this shard writes them) and
+        // ticks the current chain (buffered access log lines go to their writer).
         let (state, status) = (state.clone(), ctx.status.clone());
         monoio::spawn(async move {
             while let Some(g) = status.shard(state.id) {
-                g.connections.store(state.connections.get() as u64, std::sync::atomic::Ordering::Relaxed);
+                let (tcp, h2) = (state.connections.get(), state.h2_connections.get());
+                g.connections.store(tcp.saturating_sub(h2) as u64, std::sync::atomic::Ordering::Relaxed);
+                g.h2_connections.store(h2 as u64, std::sync::atomic::Ordering::Relaxed);
+                g.h3_connections
+                    .store(state.h3_connections.get() as u64, std::sync::atomic::Ordering::Relaxed);
                 g.inflight.store(state.inflight.get() as u64, std::sync::atomic::Ordering::Relaxed);
+                state.current().chain.on_tick();
                 monoio::time::sleep(Duration::from_millis(250)).await;
             }
         });

@@ -43,7 +43,12 @@ pub async fn serve_tls<F: Filter + 'static>(
             return;
         }
     };
-    let client = ClientMeta { client_cert: client_cert(&stream), ..client };
+    let tls_version = match stream.connection().protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+        Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+        _ => None,
+    };
+    let client = ClientMeta { client_cert: client_cert(&stream), tls_version, ..client };
     if tls.offers_h2 && stream.connection().alpn_protocol() == Some(b"h2") {
         serve_h2(state, stream, client).await;
     } else {

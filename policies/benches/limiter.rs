@@ -65,7 +65,7 @@ fn filter(rate: u64) -> RateLimitFilter {
          [ratelimit.limits.key]\nkey = [\"header:x-api-key\", \"route\"]\nrate = {rate}\nburst = {rate}\n"
     );
     let cfg = load_str(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}"));
-    RateLimitFilter::build(&cfg, &ChainEnv::new().ratelimit)
+    RateLimitFilter::build(&cfg, &ChainEnv::new())
 }
 
 fn request(key: &str) -> RequestHead {

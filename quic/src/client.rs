@@ -39,10 +39,13 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// One HTTP/3 connection to a server.
+/// One HTTP/3 connection to a server. Clones share the connection: each clone can have its own
+/// request in flight (a load generator runs many streams per connection this way).
+#[derive(Clone)]
 pub struct H3Client {
     send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
     endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
 }
 
 impl std::fmt::Debug for H3Client {
@@ -56,11 +59,17 @@ impl H3Client {
     /// early data enabled (reuse it across connections to resume and send 0-RTT).
     pub fn config(roots: rustls::RootCertStore) -> Result<Arc<quinn::ClientConfig>, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ClientError::Tls(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        H3Client::config_from(tls)
+    }
+
+    /// A client configuration from any TLS 1.3 rustls configuration (its own verifier, for
+    /// example); sets ALPN `h3` and enables early data.
+    pub fn config_from(mut tls: rustls::ClientConfig) -> Result<Arc<quinn::ClientConfig>, ClientError> {
         tls.alpn_protocols = vec![b"h3".to_vec()];
         tls.enable_early_data = true;
         let quic = QuicClientConfig::try_from(tls).map_err(|e| ClientError::Tls(e.to_string()))?;
@@ -109,17 +118,37 @@ impl H3Client {
         } else {
             (connecting.await.map_err(|e| ClientError::Connect(e.to_string()))?, None)
         };
-        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
             .await
             .map_err(|e| ClientError::H3(e.to_string()))?;
         monoio::spawn(async move {
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
-        Ok((H3Client { send, endpoint }, early))
+        Ok((H3Client { send, endpoint, conn }, early))
     }
 
     /// Sends one request with `body` and reads the whole response.
     pub async fn request(&mut self, req: http::Request<()>, body: Bytes) -> Result<Response, ClientError> {
+        let mut out = BytesMut::new();
+        let head = self.exchange(req, body, |part| out.extend_from_slice(part)).await?;
+        Ok(Response { status: head.status().as_u16(), headers: head.headers().clone(), body: out.freeze() })
+    }
+
+    /// Sends one bodiless request and reads the response through, keeping only its status and
+    /// body size (the load generator's request: no copy of the body).
+    pub async fn fetch(&mut self, req: http::Request<()>) -> Result<(u16, u64), ClientError> {
+        let mut len = 0u64;
+        let head = self.exchange(req, Bytes::new(), |part| len += part.len() as u64).await?;
+        Ok((head.status().as_u16(), len))
+    }
+
+    /// One request: sends `body`, hands every received body piece to `sink`, returns the head.
+    async fn exchange(
+        &mut self,
+        req: http::Request<()>,
+        body: Bytes,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<http::Response<()>, ClientError> {
         let h3 = |e: h3::error::StreamError| ClientError::H3(e.to_string());
         let mut stream = self.send.send_request(req).await.map_err(h3)?;
         if !body.is_empty() {
@@ -127,16 +156,20 @@ impl H3Client {
         }
         stream.finish().await.map_err(h3)?;
         let resp = stream.recv_response().await.map_err(h3)?;
-        let mut out = BytesMut::new();
         while let Some(mut chunk) = stream.recv_data().await.map_err(h3)? {
             while chunk.has_remaining() {
                 let part = chunk.chunk();
-                out.extend_from_slice(part);
+                sink(part);
                 let n = part.len();
                 chunk.advance(n);
             }
         }
-        Ok(Response { status: resp.status().as_u16(), headers: resp.headers().clone(), body: out.freeze() })
+        Ok(resp)
+    }
+
+    /// Whether the QUIC connection has closed (for any reason); requests on it then fail.
+    pub fn is_closed(&self) -> bool {
+        self.conn.close_reason().is_some()
     }
 
     /// Moves the client to a new local UDP socket (a new source port), as NAT rebinding or a

@@ -140,9 +140,12 @@ impl Listener {
             open.inc();
             let guard = GaugeGuard(open.clone());
             handshaking.set(handshaking.get() + 1);
+            state.h3_connections.set(state.h3_connections.get() + 1);
             monoio::spawn(async move {
                 let _open = guard;
+                let counted = state.clone();
                 serve_connection(state, connecting, settings, drain, &handshaking).await;
+                counted.h3_connections.set(counted.h3_connections.get() - 1);
             });
         }
         // Draining: refuse new connections; existing ones got GOAWAY, finish their streams and

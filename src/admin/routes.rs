@@ -47,7 +47,8 @@ pub fn handle(ctx: &Ctx, req: &Request) -> Response {
         ("GET" | "HEAD", "/readyz") => readyz(ctx),
         ("GET", "/metrics") => {
             let status = &ctx.handle.status;
-            let text = render(&ctx.telemetry.metrics.snapshot(), status, ctx.telemetry.log.stats());
+            let t = &ctx.telemetry;
+            let text = render(&t.metrics.snapshot(), status, t.log.stats(), t.spans.stats());
             Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4",

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod collector;
 pub mod gateway;
 pub mod h2;
 pub mod jwks;

@@ -8,6 +8,7 @@ use std::{
     collections::VecDeque,
     net::SocketAddr,
     rc::Rc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,27 +19,35 @@ use monoio::{
 };
 
 use super::{
+    outcome::{Fail, connect, count, first_connect_error, status_ok},
     pacer::Pacer,
     response::{RespFramer, RespInfo},
     schedule::Schedule,
-    stats::{Errors, Stats},
+    stats::Stats,
 };
 
 /// Receive buffer a connection starts with.
 const READ_BUF: usize = 64 * 1024;
 
-/// Pause after a failed connection attempt, so a dead target is not hammered in a loop.
-const CONNECT_BACKOFF: Duration = Duration::from_millis(20);
-
 /// Everything every connection of a run shares (read-only).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// Target address.
     pub addr: SocketAddr,
-    /// One encoded request.
+    /// HTTP/1.1: one encoded request.
     pub request: Vec<u8>,
-    /// Requests in flight per connection (closed loop).
+    /// HTTP/2 and HTTP/3: the request every stream sends (absolute URI and extra headers).
+    pub template: RequestTemplate,
+    /// HTTP/1.1: requests in flight per connection (closed loop).
     pub pipeline: usize,
+    /// HTTP/2 and HTTP/3: concurrent streams per connection.
+    pub streams: usize,
+    /// TLS settings (HTTP/2 over TLS, HTTP/3); `None` = cleartext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// HTTP/3 client settings (built from `tls`).
+    pub quic: Option<Arc<quinn::ClientConfig>>,
+    /// Name the server is verified as (host part of the URL).
+    pub server_name: String,
     /// Connect timeout and per-response timeout.
     pub timeout: Duration,
     /// Open loop: total offered rate; `None` = closed loop.
@@ -51,38 +60,6 @@ pub struct Plan {
     pub measure_from: Instant,
     /// No request is sent (or intended) from here on.
     pub end: Instant,
-}
-
-/// Why a connection was abandoned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fail {
-    Connect,
-    Write,
-    Read,
-    Closed,
-    Timeout,
-    Parse,
-}
-
-fn count(e: &mut Errors, fail: Fail, n: u64) {
-    match fail {
-        Fail::Connect => e.connect += n,
-        Fail::Write => e.write += n,
-        Fail::Read => e.read += n,
-        Fail::Closed => e.closed += n,
-        Fail::Timeout => e.timeout += n,
-        Fail::Parse => e.parse += n,
-    }
-}
-
-/// Counts a status: `true` when it is a success (2xx/3xx, or anything below 400).
-fn status_ok(e: &mut Errors, resp: &RespInfo) -> bool {
-    match resp.status {
-        400..=499 => e.status_4xx += 1,
-        500..=599 => e.status_5xx += 1,
-        _ => return true,
-    }
-    false
 }
 
 /// A connected socket with its receive buffer and framer.
@@ -98,7 +75,11 @@ impl Conn {
     async fn open(plan: &Plan) -> Result<Self, Fail> {
         let stream = match monoio::time::timeout(plan.timeout, TcpStream::connect(plan.addr)).await {
             Ok(Ok(s)) => s,
-            _ => return Err(Fail::Connect),
+            Ok(Err(e)) => {
+                first_connect_error(format_args!("TCP connect: {e}"));
+                return Err(Fail::Connect);
+            }
+            Err(_) => return Err(Fail::Connect),
         };
         let _ = stream.set_nodelay(true);
         Ok(Self {
@@ -157,7 +138,26 @@ impl Conn {
     }
 }
 
-/// Runs connection slot `index` until the plan's end.
+/// The HTTP/2 and HTTP/3 request: built anew per request (`http::Request` is not `Clone`).
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    /// `scheme://authority/path`.
+    pub uri: http::Uri,
+    /// Extra header fields.
+    pub headers: http::HeaderMap,
+}
+
+impl RequestTemplate {
+    /// A fresh copy of the request.
+    pub fn build(&self) -> http::Request<()> {
+        let mut req = http::Request::new(());
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// Runs HTTP/1.1 connection slot `index` until the plan's end.
 pub async fn drive(plan: Rc<Plan>, index: usize, stats: Rc<RefCell<Stats>>) {
     match plan.rate {
         Some(rate) => open_loop(&plan, Schedule::new(plan.begin, rate, plan.conns, index), &stats).await,
@@ -165,35 +165,11 @@ pub async fn drive(plan: Rc<Plan>, index: usize, stats: Rc<RefCell<Stats>>) {
     }
 }
 
-/// Connects, counting failures and reconnects; `None` once the run is over.
-async fn connect(plan: &Plan, stats: &RefCell<Stats>, first: &mut bool) -> Option<Conn> {
-    loop {
-        if Instant::now() >= plan.end {
-            return None;
-        }
-        match Conn::open(plan).await {
-            Ok(c) => {
-                let measured = Instant::now() >= plan.measure_from;
-                if !std::mem::take(first) && measured {
-                    stats.borrow_mut().reconnects += 1;
-                }
-                return Some(c);
-            }
-            Err(fail) => {
-                if Instant::now() >= plan.measure_from {
-                    count(&mut stats.borrow_mut().errors, fail, 1);
-                }
-                monoio::time::sleep(CONNECT_BACKOFF).await;
-            }
-        }
-    }
-}
-
 async fn closed_loop(plan: &Plan, stats: &RefCell<Stats>) {
     let depth = plan.pipeline.max(1);
     let mut sent: VecDeque<Instant> = VecDeque::with_capacity(depth);
     let mut first = true;
-    let Some(mut conn) = connect(plan, stats, &mut first).await else { return };
+    let Some(mut conn) = connect(plan, stats, &mut first, || Conn::open(plan)).await else { return };
     monoio::time::sleep_until(plan.begin.into()).await;
     loop {
         let now = Instant::now();
@@ -221,7 +197,7 @@ async fn closed_loop(plan: &Plan, stats: &RefCell<Stats>) {
                 for resp in &conn.done {
                     let Some(at) = sent.pop_front() else { break };
                     close |= resp.close;
-                    if at >= plan.measure_from && status_ok(&mut st.errors, resp) {
+                    if at >= plan.measure_from && status_ok(&mut st.errors, resp.status) {
                         st.record(done - at);
                         st.in_window += u64::from(done < plan.end);
                     }
@@ -236,7 +212,7 @@ async fn closed_loop(plan: &Plan, stats: &RefCell<Stats>) {
         };
         if close {
             sent.clear();
-            match connect(plan, stats, &mut first).await {
+            match connect(plan, stats, &mut first, || Conn::open(plan)).await {
                 Some(c) => conn = c,
                 None => return,
             }
@@ -255,7 +231,7 @@ async fn open_loop(plan: &Plan, schedule: Schedule, stats: &RefCell<Stats>) {
     };
     let mut first = true;
     let mut k = 0u64;
-    let Some(mut conn) = connect(plan, stats, &mut first).await else { return };
+    let Some(mut conn) = connect(plan, stats, &mut first, || Conn::open(plan)).await else { return };
     let mut free_at = Instant::now();
     loop {
         let intended = schedule.at(k);
@@ -292,7 +268,7 @@ async fn open_loop(plan: &Plan, schedule: Schedule, stats: &RefCell<Stats>) {
                 let mut close = false;
                 for resp in &conn.done {
                     close |= resp.close;
-                    if measured && status_ok(&mut st.errors, resp) {
+                    if measured && status_ok(&mut st.errors, resp.status) {
                         st.record(done - origin);
                         st.in_window += u64::from(done < plan.end);
                     }
@@ -307,7 +283,7 @@ async fn open_loop(plan: &Plan, schedule: Schedule, stats: &RefCell<Stats>) {
             }
         };
         if close {
-            match connect(plan, stats, &mut first).await {
+            match connect(plan, stats, &mut first, || Conn::open(plan)).await {
                 Some(c) => conn = c,
                 None => return,
             }

@@ -1,18 +1,26 @@
-//! `portcullis-bench load`: a thread-per-core HTTP/1.1 load generator. Owns the run: parses the
-//! target URL, splits the connections over pinned threads (one monoio io_uring runtime each),
+//! `portcullis-bench load`: a thread-per-core HTTP/1.1, HTTP/2 and HTTP/3 load generator. Owns
+//! the run: splits the connections over pinned threads (one monoio io_uring runtime each),
 //! starts every connection at the same instant, merges the threads' histograms and prints the
-//! JSON report. Per-connection behaviour lives in `conn`, timing in `schedule` and `pacer`.
+//! JSON report. The target and requests are set up in `target`; per-connection behaviour lives
+//! in `conn` (HTTP/1.1) and `mux` (HTTP/2 in `h2`, HTTP/3 in `h3`), timing in `schedule` and
+//! `pacer`, failure accounting in `outcome`.
 
 mod conn;
+mod h2;
+mod h3;
+mod mux;
+mod outcome;
 mod pacer;
 mod response;
 mod schedule;
 mod stats;
+mod target;
 
 use std::{
     cell::RefCell,
-    net::{SocketAddr, ToSocketAddrs},
+    path::PathBuf,
     rc::Rc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -21,16 +29,26 @@ use anyhow::{Context, Result, bail};
 use crate::{ring, sys};
 use conn::Plan;
 pub use stats::{Report, RunShape, Stats};
+pub use target::Proto;
+use target::Url;
 
 /// Settings of the `load` subcommand.
 #[derive(Debug, Clone)]
 pub struct LoadOpts {
-    /// `http://host:port/path`.
+    /// `http://host:port/path` or `https://...`.
     pub url: String,
+    /// Protocol.
+    pub proto: Proto,
     /// Connections.
     pub conns: usize,
-    /// Closed loop: requests in flight per connection.
+    /// HTTP/1.1 closed loop: requests in flight per connection.
     pub pipeline: usize,
+    /// HTTP/2 and HTTP/3: concurrent streams per connection.
+    pub streams: usize,
+    /// Accept any server certificate.
+    pub insecure: bool,
+    /// PEM file with the CA certificates to trust.
+    pub cacert: Option<PathBuf>,
     /// Open loop: requests per second over all connections (`None` = closed loop).
     pub rate: Option<f64>,
     /// Generator threads.
@@ -49,47 +67,6 @@ pub struct LoadOpts {
     pub out: Option<std::path::PathBuf>,
 }
 
-/// Host header value, socket address and path of an `http://` URL.
-fn parse_url(url: &str) -> Result<(String, SocketAddr, String)> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("only http:// URLs are supported (got {url})");
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        bail!("no host in {url}");
-    }
-    let with_port = if authority.rsplit(':').next().is_some_and(|p| p.parse::<u16>().is_ok())
-        && !authority.ends_with(']')
-    {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr = with_port
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {authority}"))?
-        .next()
-        .with_context(|| format!("{authority} resolves to no address"))?;
-    Ok((authority.to_owned(), addr, path.to_owned()))
-}
-
-/// Encodes the one request every connection sends.
-fn encode_request(host: &str, path: &str, headers: &[String]) -> Result<Vec<u8>> {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
-    for h in headers {
-        if !h.contains(':') || h.contains('\r') || h.contains('\n') {
-            bail!("header {h:?} is not `Name: value`");
-        }
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    Ok(req.into_bytes())
-}
-
 /// Runs the load and prints the report; returns it as well (for tests and the harness).
 pub fn run(opts: &LoadOpts) -> Result<Report> {
     if opts.conns == 0 {
@@ -98,21 +75,45 @@ pub fn run(opts: &LoadOpts) -> Result<Report> {
     if opts.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of requests per second");
     }
-    let (host, addr, path) = parse_url(&opts.url)?;
-    let request = encode_request(&host, &path, &opts.headers)?;
+    let url = Url::parse(&opts.url)?;
+    match (opts.proto, url.tls) {
+        (Proto::H1, true) => bail!("--proto h1 speaks cleartext only: use an http:// URL"),
+        (Proto::H3, false) => bail!("--proto h3 needs an https:// URL (QUIC is always encrypted)"),
+        _ => {}
+    }
+    let request = target::encode_request(&url.authority, &url.path, &opts.headers)?;
+    let template = target::template(&url, &opts.headers)?;
+    let (tls, quic) = match (url.tls, opts.proto) {
+        (false, _) => (None, None),
+        (true, Proto::H3) => {
+            let tls = target::client_tls(opts.insecure, opts.cacert.as_deref(), true)?;
+            (None, Some(portcullis_quic::client::H3Client::config_from(tls)?))
+        }
+        (true, _) => {
+            let mut tls = target::client_tls(opts.insecure, opts.cacert.as_deref(), false)?;
+            tls.alpn_protocols = vec![b"h2".to_vec()];
+            (Some(Arc::new(tls)), None)
+        }
+    };
     let nofile = sys::raise_nofile()?;
     if (nofile as usize) < opts.conns + 64 {
         eprintln!("warning: RLIMIT_NOFILE is {nofile}, below {} connections + slack", opts.conns);
     }
     let threads = opts.threads.clamp(1, opts.conns);
-    let pipeline = if opts.rate.is_some() { 1 } else { opts.pipeline.max(1) };
+    let pipeline = if opts.rate.is_some() || opts.proto != Proto::H1 { 1 } else { opts.pipeline.max(1) };
+    let streams = if opts.proto == Proto::H1 { 1 } else { opts.streams.max(1) };
     // Every connection connects first, then all start sending at `begin`.
     let begin = Instant::now() + Duration::from_millis(300);
     let measure_from = begin + opts.warmup;
     let plan = Plan {
-        addr,
+        addr: url.addr,
         request,
+        template,
         pipeline,
+        streams,
+        tls,
+        quic,
+        server_name: url.host.clone(),
         timeout: opts.timeout,
         rate: opts.rate,
         conns: opts.conns,
@@ -126,7 +127,7 @@ pub fn run(opts: &LoadOpts) -> Result<Report> {
             .map(|t| {
                 let plan = &plan;
                 let cpu = (!opts.cpus.is_empty()).then(|| opts.cpus[t % opts.cpus.len()]);
-                s.spawn(move || thread_main(plan, t, threads, cpu))
+                s.spawn(move || thread_main(plan, opts.proto, t, threads, cpu))
             })
             .collect();
         for h in handles {
@@ -136,7 +137,9 @@ pub fn run(opts: &LoadOpts) -> Result<Report> {
         Ok(())
     })?;
     let shape = RunShape {
-        url: format!("http://{host}{path}"),
+        url: url.display(),
+        protocol: url.label(opts.proto),
+        streams,
         rate: opts.rate,
         connections: opts.conns,
         pipeline,
@@ -163,12 +166,12 @@ pub fn run(opts: &LoadOpts) -> Result<Report> {
 }
 
 /// One generator thread: its own ring, connection slots `t, t + threads, ...`.
-fn thread_main(plan: &Plan, t: usize, threads: usize, cpu: Option<usize>) -> Result<Stats> {
+fn thread_main(plan: &Plan, proto: Proto, t: usize, threads: usize, cpu: Option<usize>) -> Result<Stats> {
     if let Some(cpu) = cpu {
         sys::pin(cpu)?;
     }
     let (mut rt, _flags) = ring::build(ring::RingMode::Auto)?;
-    let plan = Rc::new(Plan { request: plan.request.clone(), ..*plan });
+    let plan = Rc::new(plan.clone());
     let stats = Rc::new(RefCell::new(Stats::new()?));
     rt.block_on({
         let stats = stats.clone();
@@ -176,7 +179,14 @@ fn thread_main(plan: &Plan, t: usize, threads: usize, cpu: Option<usize>) -> Res
             let watch = (t == 0).then(|| monoio::spawn(watch_cpu(plan.clone(), stats.clone())));
             let tasks: Vec<_> = (t..plan.conns)
                 .step_by(threads)
-                .map(|i| monoio::spawn(conn::drive(plan.clone(), i, stats.clone())))
+                .map(|i| {
+                    let (plan, stats) = (plan.clone(), stats.clone());
+                    match proto {
+                        Proto::H1 => monoio::spawn(conn::drive(plan, i, stats)),
+                        Proto::H2 => monoio::spawn(mux::drive::<h2::H2Conn>(plan, i, stats)),
+                        Proto::H3 => monoio::spawn(mux::drive::<h3::H3Conn>(plan, i, stats)),
+                    }
+                })
                 .collect();
             for task in tasks {
                 task.await;
@@ -209,27 +219,4 @@ async fn watch_cpu(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>) {
     let start = process_cpu();
     monoio::time::sleep_until(plan.end.into()).await;
     stats.borrow_mut().generator_cpu = process_cpu().saturating_sub(start);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_parse_with_and_without_port_and_path() {
-        let (host, addr, path) = parse_url("http://127.0.0.1:9000/a/b?c=1").expect("url");
-        assert_eq!((host.as_str(), addr.port(), path.as_str()), ("127.0.0.1:9000", 9000, "/a/b?c=1"));
-        let (_, addr, path) = parse_url("http://127.0.0.1").expect("url");
-        assert_eq!((addr.port(), path.as_str()), (80, "/"));
-        assert!(parse_url("https://127.0.0.1/").is_err());
-        assert!(parse_url("http:///x").is_err());
-    }
-
-    #[test]
-    fn request_is_encoded_once_with_extra_headers() {
-        let req = encode_request("h:1", "/p", &["X-A: 1".into()]).expect("request");
-        assert_eq!(req, b"GET /p HTTP/1.1\r\nHost: h:1\r\nX-A: 1\r\n\r\n");
-        assert!(encode_request("h", "/", &["bad".into()]).is_err());
-        assert!(encode_request("h", "/", &["X: a\r\nY: b".into()]).is_err());
-    }
 }

@@ -24,8 +24,10 @@ pub struct Errors {
     pub closed: u64,
     /// No complete response within the request timeout.
     pub timeout: u64,
-    /// A response the generator could not frame (not HTTP/1.x, no length).
+    /// A response the generator could not frame (not HTTP/1.x, no length) or a protocol error.
     pub parse: u64,
+    /// Streams the server reset (HTTP/2 RST_STREAM, HTTP/3 stream errors).
+    pub reset: u64,
     /// Complete responses with a 4xx status.
     pub status_4xx: u64,
     /// Complete responses with a 5xx status.
@@ -41,6 +43,7 @@ impl Errors {
             + self.closed
             + self.timeout
             + self.parse
+            + self.reset
             + self.status_4xx
             + self.status_5xx
     }
@@ -52,6 +55,7 @@ impl Errors {
         self.closed += o.closed;
         self.timeout += o.timeout;
         self.parse += o.parse;
+        self.reset += o.reset;
         self.status_4xx += o.status_4xx;
         self.status_5xx += o.status_5xx;
     }
@@ -179,12 +183,16 @@ pub struct Report {
     pub tool: &'static str,
     /// `http://host:port/path` that was loaded.
     pub url: String,
+    /// `h1`, `h2c` (HTTP/2 cleartext), `h2` (HTTP/2 over TLS) or `h3`.
+    pub protocol: &'static str,
     /// `closed` (max throughput) or `open` (constant arrival rate).
     pub mode: &'static str,
     /// Connections kept open.
     pub connections: usize,
-    /// Requests in flight per connection (closed loop; 1 in open loop).
+    /// HTTP/1.1: requests in flight per connection (closed loop; 1 in open loop).
     pub pipeline: usize,
+    /// HTTP/2 and HTTP/3: concurrent streams per connection (1 for HTTP/1.1).
+    pub streams: usize,
     /// Generator threads (one monoio runtime each).
     pub threads: usize,
     /// Open loop: offered rate in requests per second.
@@ -223,6 +231,10 @@ pub struct Report {
 pub struct RunShape {
     /// `http://host:port/path`.
     pub url: String,
+    /// Protocol label (see [`Report::protocol`]).
+    pub protocol: &'static str,
+    /// Streams per connection.
+    pub streams: usize,
     /// Open loop rate, `None` for a closed loop.
     pub rate: Option<f64>,
     /// Connections.
@@ -245,9 +257,11 @@ impl Report {
         Self {
             tool: "portcullis-bench load",
             url: shape.url.clone(),
+            protocol: shape.protocol,
             mode: if shape.rate.is_some() { "open" } else { "closed" },
             connections: shape.connections,
             pipeline: shape.pipeline,
+            streams: shape.streams,
             threads: shape.threads,
             rate: shape.rate,
             warmup_s: shape.warmup.as_secs_f64(),
@@ -273,7 +287,8 @@ impl Report {
     pub fn summary(&self) -> String {
         let l = &self.latency_us;
         let mut s = format!(
-            "{} loop {}: {} requests in {:.1} s = {:.0} req/s; latency µs p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}; errors {}",
+            "{} {} loop {}: {} requests in {:.1} s = {:.0} req/s; latency µs p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}; errors {}",
+            self.protocol,
             self.mode,
             self.url,
             self.requests,
@@ -306,6 +321,8 @@ mod tests {
     fn shape(rate: Option<f64>) -> RunShape {
         RunShape {
             url: "http://127.0.0.1:1/".into(),
+            protocol: "h1",
+            streams: 1,
             rate,
             connections: 4,
             pipeline: 1,
@@ -379,7 +396,11 @@ mod tests {
         for key in ["p50", "p90", "p99", "p99.9", "max", "min", "mean", "count"] {
             assert!(closed["latency_us"][key].is_number(), "missing latency_us.{key}");
         }
-        for key in ["connect", "write", "read", "closed", "timeout", "parse", "status_4xx", "status_5xx"] {
+        assert_eq!(closed["protocol"], "h1");
+        assert_eq!(closed["streams"], 1);
+        for key in
+            ["connect", "write", "read", "closed", "timeout", "parse", "reset", "status_4xx", "status_5xx"]
+        {
             assert!(closed["errors"][key].is_u64(), "missing errors.{key}");
         }
         assert_eq!(closed["mode"], "closed");

@@ -93,10 +93,13 @@ pub struct TracingConfig {
     pub enabled: bool,
     /// Share of traces started by the gateway that are marked sampled (0.0 to 1.0).
     pub sample_ratio: f64,
+    /// OTLP/HTTP collector URL (`http://host:port[/path]`, path `/v1/traces` by default):
+    /// sampled requests are exported there as spans (JSON, batched, off the shards).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for TracingConfig {
     fn default() -> Self {
-        TracingConfig { enabled: true, sample_ratio: 1.0 }
+        TracingConfig { enabled: true, sample_ratio: 1.0, otlp_endpoint: None }
     }
 }

@@ -32,6 +32,10 @@ pub trait Filter {
 
     /// Log phase: runs once per request after the response is written, always.
     fn on_log(&self, _cx: &Cx) {}
+
+    /// Housekeeping: called on each shard about every 250 ms on the current generation's
+    /// filters (e.g. hand buffered access log lines to their writer). Must be cheap.
+    fn on_tick(&self) {}
 }
 
 /// The empty chain: every request continues.

@@ -14,8 +14,12 @@ use crate::config::Config;
 /// Gauges one shard publishes (it alone writes them).
 #[derive(Debug, Default)]
 pub struct ShardGauges {
-    /// Open client connections.
+    /// Open HTTP/1.x client connections.
     pub connections: AtomicU64,
+    /// Open HTTP/2 client connections.
+    pub h2_connections: AtomicU64,
+    /// Open HTTP/3 (QUIC) client connections.
+    pub h3_connections: AtomicU64,
     /// Requests in flight.
     pub inflight: AtomicU64,
     /// Set once the shard is listening.

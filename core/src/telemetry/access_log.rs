@@ -1,10 +1,12 @@
-//! The access log: shards hand finished JSON lines to a dedicated writer thread through a
-//! bounded lock-free queue; when it is full the line is dropped and counted, never waited for.
-//! Line buffers travel back to the shards through a second queue, so a steady state allocates
-//! nothing. The writer appends to a file (reopened on SIGUSR1, for logrotate) or to stdout.
+//! The access log: each shard writes its JSON lines into a local [`LineBatch`] and hands whole
+//! batches (up to [`BATCH_BYTES`], or whatever is there at the next tick) to a dedicated writer
+//! thread through a bounded lock-free queue; when it is full the batch is dropped and its lines
+//! counted, never waited for. Batch buffers travel back to the shards through a second queue,
+//! so a steady state allocates nothing, and the queues are touched once per batch, not per line.
+//! The writer appends to a file (reopened on SIGUSR1, for logrotate) or to stdout.
 //!
-//! Owns: the queues, the writer thread, the destination and its reopening, and the JSON shape
-//! of a line ([`AccessRecord`]). Must not: block a shard, or see bodies or credentials (the
+//! Owns: the queues, the batches, the writer thread, the destination and its reopening, and the
+//! JSON shape of a line ([`AccessRecord`]). Must not: block a shard, or see bodies or credentials (the
 //! record has no field for them).
 
 use std::fs::{File, OpenOptions};
@@ -12,17 +14,29 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use serde::Serialize;
 
-/// Line buffers larger than this are not recycled (one huge path must not pin memory).
-const RECYCLE_MAX: usize = 4096;
-/// How long the writer sleeps between batches that did not fill [`BATCH`].
+use super::json_line::JsonObject;
+
+/// A shard hands its batch over once it holds this many bytes (about 50 lines).
+pub const BATCH_BYTES: usize = 16 * 1024;
+/// Batch buffers larger than this are not recycled (one huge path must not pin memory).
+const RECYCLE_MAX: usize = 4 * BATCH_BYTES;
+/// How long the writer sleeps between rounds that did not fill [`ROUND`].
 const IDLE: Duration = Duration::from_millis(5);
-/// Most lines written between two flushes.
-const BATCH: u64 = 1024;
+/// Most batches written between two flushes.
+const ROUND: u64 = 64;
+/// Lines a batch is counted as when sizing the queue from a line count.
+const LINES_PER_BATCH: usize = 64;
+
+/// Lines of one shard on their way to the writer.
+#[derive(Debug)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: u64,
+}
 
 /// Where lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +47,7 @@ enum Target {
 
 #[derive(Debug)]
 struct Inner {
-    lines: ArrayQueue<Vec<u8>>,
+    batches: ArrayQueue<Batch>,
     free: ArrayQueue<Vec<u8>>,
     dropped: AtomicU64,
     written: AtomicU64,
@@ -61,14 +75,16 @@ pub struct AccessLogStats {
 }
 
 impl AccessLog {
-    /// Creates the queues (`capacity` lines), registers SIGUSR1 (reopen) and starts the writer
-    /// thread. The log writes nothing until [`AccessLog::set_destination`] names a destination.
+    /// Creates the queues (about `capacity` lines, counted as batches of 64), registers SIGUSR1
+    /// (reopen) and starts the writer thread. The log writes nothing until
+    /// [`AccessLog::set_destination`] names a destination.
     pub fn start(capacity: usize) -> io::Result<AccessLog> {
+        let capacity = capacity.div_ceil(LINES_PER_BATCH).max(2);
         let reopen = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGUSR1, reopen.clone())?;
         let inner = Arc::new(Inner {
-            lines: ArrayQueue::new(capacity.max(1)),
-            free: ArrayQueue::new(capacity.clamp(1, 4096)),
+            batches: ArrayQueue::new(capacity),
+            free: ArrayQueue::new(capacity.min(256)),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -90,17 +106,16 @@ impl AccessLog {
         }
     }
 
-    /// An empty line buffer (recycled when one is available).
-    pub fn buffer(&self) -> Vec<u8> {
-        self.inner.free.pop().unwrap_or_else(|| Vec::with_capacity(512))
+    fn buffer(&self) -> Vec<u8> {
+        self.inner.free.pop().unwrap_or_else(|| Vec::with_capacity(BATCH_BYTES + 1024))
     }
 
-    /// Queues a finished line (without its newline); drops and counts it when the queue is full.
-    pub fn submit(&self, line: Vec<u8>) {
-        if let Err(mut line) = self.inner.lines.push(line) {
-            self.inner.dropped.fetch_add(1, Relaxed);
-            line.clear();
-            let _ = self.inner.free.push(line);
+    /// Queues `lines` newline-terminated lines; drops and counts them when the queue is full.
+    fn submit(&self, bytes: Vec<u8>, lines: u64) {
+        if let Err(mut b) = self.inner.batches.push(Batch { bytes, lines }) {
+            self.inner.dropped.fetch_add(b.lines, Relaxed);
+            b.bytes.clear();
+            let _ = self.inner.free.push(b.bytes);
         }
     }
 
@@ -116,11 +131,59 @@ impl AccessLog {
     /// Waits (up to `timeout`) until every queued line has been handed to the destination.
     pub fn flush(&self, timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout;
-        while !self.inner.lines.is_empty() && std::time::Instant::now() < deadline {
+        while !self.inner.batches.is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(IDLE);
         }
         // The writer flushes after each batch; give the last batch one more round.
         std::thread::sleep(IDLE * 2);
+    }
+}
+
+/// One shard's lines not yet handed to the writer (shard-local: keep it in a `RefCell`). Lines
+/// wait here until [`BATCH_BYTES`] have collected or the next [`LineBatch::flush`] (the observe
+/// filter flushes on every shard tick); dropping the batch flushes it.
+#[derive(Debug)]
+pub struct LineBatch {
+    log: AccessLog,
+    bytes: Vec<u8>,
+    lines: u64,
+}
+
+impl LineBatch {
+    /// An empty batch for `log`.
+    pub fn new(log: AccessLog) -> LineBatch {
+        LineBatch { log, bytes: Vec::new(), lines: 0 }
+    }
+
+    /// The buffer to append one line to (no newline); finish the line with [`LineBatch::end_line`].
+    pub fn line(&mut self) -> &mut Vec<u8> {
+        if self.bytes.capacity() == 0 {
+            self.bytes = self.log.buffer();
+        }
+        &mut self.bytes
+    }
+
+    /// Ends the line just written; hands the batch over once it holds [`BATCH_BYTES`].
+    pub fn end_line(&mut self) {
+        self.bytes.push(b'\n');
+        self.lines += 1;
+        if self.bytes.len() >= BATCH_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Hands over the buffered lines, if any.
+    pub fn flush(&mut self) {
+        if self.lines > 0 {
+            let bytes = std::mem::take(&mut self.bytes);
+            self.log.submit(bytes, std::mem::take(&mut self.lines));
+        }
+    }
+}
+
+impl Drop for LineBatch {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -161,23 +224,24 @@ fn run_writer(inner: &Inner) {
         }
         let mut n = 0u64;
         let mut lost = 0u64;
-        while let Some(mut line) = inner.lines.pop() {
-            line.push(b'\n');
+        let mut rounds = 0;
+        while let Some(mut batch) = inner.batches.pop() {
             let ok = match &mut sink {
                 Sink::Off => target.is_none(),
-                Sink::Stdout(out) => out.lock().write_all(&line).is_ok(),
-                Sink::File(f) => f.write_all(&line).is_ok(),
+                Sink::Stdout(out) => out.lock().write_all(&batch.bytes).is_ok(),
+                Sink::File(f) => f.write_all(&batch.bytes).is_ok(),
             };
             if ok {
-                n += 1
+                n += batch.lines
             } else {
-                lost += 1
+                lost += batch.lines
             }
-            if line.capacity() <= RECYCLE_MAX {
-                line.clear();
-                let _ = inner.free.push(line);
+            if batch.bytes.capacity() <= RECYCLE_MAX {
+                batch.bytes.clear();
+                let _ = inner.free.push(batch.bytes);
             }
-            if n + lost >= BATCH {
+            rounds += 1;
+            if rounds >= ROUND {
                 break;
             }
         }
@@ -192,17 +256,16 @@ fn run_writer(inner: &Inner) {
         if lost > 0 || !flushed {
             inner.failed.fetch_add(lost, Relaxed);
         }
-        // Unless the queue held a full batch, wait for the next one: writing as soon as a line
-        // or two arrive would cost one write(2) per few lines (measured: the writer thread was
-        // most of the access log's cost). Lines wait at most `IDLE` plus one write.
-        if n + lost < BATCH {
+        // Unless the queue held a full round, wait for the next one: writing as soon as a batch
+        // arrives would cost one write(2) per batch. Batches wait at most `IDLE` plus one write.
+        if rounds < ROUND {
             std::thread::sleep(IDLE);
         }
     }
 }
 
 /// One access log line. Borrowed fields only: building it allocates nothing.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct AccessRecord<'a> {
     /// RFC 3339 UTC time the response finished, millisecond precision.
     pub time: &'a str,
@@ -243,8 +306,25 @@ pub struct AccessRecord<'a> {
 impl AccessRecord<'_> {
     /// Appends this record as one JSON object (no newline) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        // Serializing borrowed strings and numbers into a Vec cannot fail.
-        let _ = serde_json::to_writer(out, self);
+        let mut o = JsonObject::new(out);
+        o.str("time", self.time);
+        o.str("request_id", self.request_id);
+        o.opt_str("trace_id", self.trace_id);
+        o.str("client_ip", self.client_ip);
+        o.str("method", self.method);
+        o.opt_str("route", self.route);
+        o.str("path", self.path);
+        o.num("status", u64::from(self.status));
+        o.num("bytes_in", self.bytes_in);
+        o.num("bytes_out", self.bytes_out);
+        o.num("duration_us", self.duration_us);
+        o.opt_num("upstream_us", self.upstream_us);
+        o.opt_str("upstream", self.upstream);
+        o.opt_str("consumer", self.consumer);
+        o.str("protocol", self.protocol);
+        o.opt_str("tls", self.tls);
+        o.opt_str("error", self.error);
+        o.end();
     }
 }
 
@@ -335,40 +415,6 @@ impl<const N: usize> std::fmt::Write for StackText<N> {
     }
 }
 
-/// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` into `buf`, returning the text.
-pub fn rfc3339_millis(t: SystemTime, buf: &mut [u8; 24]) -> &str {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let fields = [
-        (0, 4, year as u64),
-        (5, 2, month as u64),
-        (8, 2, day as u64),
-        (11, 2, rem / 3600),
-        (14, 2, rem % 3600 / 60),
-        (17, 2, rem % 60),
-        (20, 3, u64::from(d.subsec_millis())),
-    ];
-    *buf = *b"0000-00-00T00:00:00.000Z";
-    for (at, width, mut v) in fields {
-        for i in (at..at + width).rev() {
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    }
-    std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000Z")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,31 +430,23 @@ mod tests {
     }
 
     #[test]
-    fn formats_time() {
-        let mut buf = [0u8; 24];
-        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        assert_eq!(rfc3339_millis(t, &mut buf), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339_millis(UNIX_EPOCH, &mut buf), "1970-01-01T00:00:00.000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc3339_millis(leap, &mut buf), "2000-02-29T00:00:00.000Z");
-    }
-
-    #[test]
     fn writes_lines_and_counts_drops() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("access.log");
         let log = AccessLog::start(16).expect("start");
         // Off: lines are consumed and discarded.
-        let mut b = log.buffer();
-        b.extend_from_slice(b"{\"n\":0}");
-        log.submit(b);
+        let mut batch = LineBatch::new(log.clone());
+        batch.line().extend_from_slice(b"{\"n\":0}");
+        batch.end_line();
+        batch.flush();
         log.flush(Duration::from_secs(5));
         log.set_destination(path.to_str());
         for i in 1..=3 {
-            let mut b = log.buffer();
-            b.extend_from_slice(format!("{{\"n\":{i}}}").as_bytes());
-            log.submit(b);
+            batch.line().extend_from_slice(format!("{{\"n\":{i}}}").as_bytes());
+            batch.end_line();
         }
+        assert!(std::fs::read_to_string(&path).unwrap_or_default().is_empty(), "lines wait for a flush");
+        drop(batch);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -420,16 +458,22 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(log.stats().written, 3);
-        // A full queue drops instead of blocking.
-        let full = AccessLog { inner: Arc::new(Inner { lines: ArrayQueue::new(1), ..inner_parts() }) };
-        full.submit(Vec::new());
-        full.submit(Vec::new());
-        assert_eq!(full.stats().dropped, 1);
+        // A full batch goes by itself.
+        let mut batch = LineBatch::new(log.clone());
+        let long = vec![b'x'; BATCH_BYTES];
+        batch.line().extend_from_slice(&long);
+        batch.end_line();
+        assert_eq!(batch.lines, 0, "handed over at BATCH_BYTES");
+        // A full queue drops (and counts every line of the batch) instead of blocking.
+        let full = AccessLog { inner: Arc::new(Inner { batches: ArrayQueue::new(1), ..inner_parts() }) };
+        full.submit(Vec::new(), 2);
+        full.submit(Vec::new(), 5);
+        assert_eq!(full.stats().dropped, 5);
     }
 
     fn inner_parts() -> Inner {
         Inner {
-            lines: ArrayQueue::new(1),
+            batches: ArrayQueue::new(1),
             free: ArrayQueue::new(1),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),

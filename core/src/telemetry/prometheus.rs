@@ -9,6 +9,7 @@ use std::fmt::Write;
 use super::access_log::AccessLogStats;
 use super::histogram::HistogramSnapshot;
 use super::metrics::{MetricsSnapshot, SeriesSnapshot};
+use super::otlp::SpanStats;
 use super::series::{CLASSES, METHODS, PROTOCOLS};
 use crate::runtime::Status;
 
@@ -41,7 +42,7 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) 
 }
 
 /// Renders every metric.
-pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats) -> String {
+pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats, spans: SpanStats) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let labels: Vec<String> = m
         .series
@@ -152,10 +153,17 @@ pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats) -> Stri
             esc(reason)
         );
     }
-    head(&mut out, "portcullis_connections_active", "gauge", "Open client connections per shard.");
+    head(
+        &mut out,
+        "portcullis_connections_active",
+        "gauge",
+        "Open client connections per shard and protocol.",
+    );
     for (i, g) in status.shards().iter().enumerate() {
-        let n = g.connections.load(std::sync::atomic::Ordering::Relaxed);
-        let _ = writeln!(out, "portcullis_connections_active{{shard=\"{i}\",protocol=\"http\"}} {n}");
+        for (proto, n) in [("http/1", &g.connections), ("h2", &g.h2_connections), ("h3", &g.h3_connections)] {
+            let n = n.load(std::sync::atomic::Ordering::Relaxed);
+            let _ = writeln!(out, "portcullis_connections_active{{shard=\"{i}\",protocol=\"{proto}\"}} {n}");
+        }
     }
     head(&mut out, "portcullis_requests_inflight", "gauge", "Requests in flight per shard.");
     for (i, g) in status.shards().iter().enumerate() {
@@ -204,6 +212,10 @@ pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats) -> Stri
     let _ = writeln!(out, "portcullis_access_log_lines_total{{result=\"written\"}} {}", log.written);
     let _ = writeln!(out, "portcullis_access_log_lines_total{{result=\"dropped\"}} {}", log.dropped);
     let _ = writeln!(out, "portcullis_access_log_lines_total{{result=\"failed\"}} {}", log.failed);
+    head(&mut out, "portcullis_otlp_spans_total", "counter", "OTLP spans by export outcome.");
+    let _ = writeln!(out, "portcullis_otlp_spans_total{{result=\"exported\"}} {}", spans.exported);
+    let _ = writeln!(out, "portcullis_otlp_spans_total{{result=\"dropped\"}} {}", spans.dropped);
+    let _ = writeln!(out, "portcullis_otlp_spans_total{{result=\"failed\"}} {}", spans.failed);
     out
 }
 
@@ -229,7 +241,12 @@ mod tests {
             source: "t".into(),
         };
         let status = Status::new(2, running);
-        let text = render(&m.snapshot(), &status, AccessLogStats { written: 1, dropped: 2, failed: 0 });
+        let text = render(
+            &m.snapshot(),
+            &status,
+            AccessLogStats { written: 1, dropped: 2, failed: 0 },
+            SpanStats { exported: 5, dropped: 0, failed: 1 },
+        );
         assert!(
             text.contains("portcullis_events_total{event=\"rate_limited\",reason=\"per-\\\"ip\\\"\"} 4\n"),
             "{text}"
@@ -238,7 +255,8 @@ mod tests {
         assert!(text.contains("route=\"a\\\\b\""));
         assert!(text.contains("portcullis_config_generation 3\n"));
         assert!(text.contains("portcullis_access_log_lines_total{result=\"dropped\"} 2\n"));
-        assert_eq!(text.matches("portcullis_connections_active{").count(), 2);
+        assert!(text.contains("portcullis_otlp_spans_total{result=\"exported\"} 5\n"));
+        assert_eq!(text.matches("portcullis_connections_active{").count(), 6, "2 shards x 3 protocols");
         // Every sample line belongs to a declared family.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap_or_default();

@@ -51,6 +51,7 @@ struct ConnGuard<F>(Rc<ShardState<F>>);
 impl<F> Drop for ConnGuard<F> {
     fn drop(&mut self) {
         self.0.connections.set(self.0.connections.get() - 1);
+        self.0.h2_connections.set(self.0.h2_connections.get() - 1);
     }
 }
 
@@ -61,6 +62,7 @@ where
     S: AsyncReadRent + AsyncWriteRent + Unpin + 'static,
 {
     state.connections.set(state.connections.get() + 1);
+    state.h2_connections.set(state.h2_connections.get() + 1);
     let _conn = ConnGuard(state.clone());
     let sg = state.current();
     let cfg = &sg.config().http2;
@@ -85,10 +87,14 @@ where
     };
     let mut last_active = Instant::now();
     let mut closing = false;
+    // One timer for the connection's life, re-armed when it fires: a fresh sleep per accepted
+    // stream cost a timer-wheel insert and removal plus a copy for every request.
+    let tick = monoio::time::sleep(TICK);
+    let mut tick = std::pin::pin!(tick);
     loop {
         let accepted = monoio::select! {
             r = conn.accept() => Some(r),
-            _ = monoio::time::sleep(TICK) => None,
+            _ = tick.as_mut() => None,
         };
         match accepted {
             Some(Some(Ok((req, respond)))) => {
@@ -101,6 +107,7 @@ where
             }
             Some(None) => return,
             None => {
+                tick.as_mut().reset(monoio::time::Instant::now() + TICK);
                 if conn.has_streams() {
                     last_active = Instant::now();
                 }

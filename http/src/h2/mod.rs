@@ -11,7 +11,7 @@ mod prior;
 mod stream;
 
 pub use conn::serve_h2;
-pub use prior::serve_h2c_or_h1;
+pub use prior::{Prefixed, serve_h2c_or_h1};
 
 /// The client connection preface of HTTP/2 (prior knowledge starts with it).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -25,6 +25,13 @@ pub struct Prefixed<S> {
     inner: S,
 }
 
+impl<S> Prefixed<S> {
+    /// `inner`, whose reads first return `pre` (bytes already read from it to sniff the protocol).
+    pub fn new(pre: BytesMut, inner: S) -> Prefixed<S> {
+        Prefixed { pre, inner }
+    }
+}
+
 impl<S: AsyncReadRent> AsyncReadRent for Prefixed<S> {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         if self.pre.is_empty() {

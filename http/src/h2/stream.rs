@@ -22,7 +22,7 @@ use crate::downstream::{Downstream, Sent, UpBody, stream_body_in};
 use crate::h1::encode::local_reply_head;
 use crate::h1::request::ReqBody;
 use crate::io::IoFail;
-use crate::proxy::{Incoming, handle};
+use crate::proxy::{Incoming, handle, log_bare_reply};
 use crate::shard::ShardState;
 use crate::slice_io::SliceIo;
 
@@ -31,19 +31,34 @@ fn h2_err(e: h2::Error) -> RelayError {
 }
 
 /// The client side of one HTTP/2 stream.
-struct H2Down {
+struct H2Down<'a> {
     recv: RecvStream,
     respond: SendResponse<Bytes>,
     is_head: bool,
+    /// The request-id header (`[request_id] header`): unique per response, so never indexed.
+    unique_header: &'a str,
 }
 
-impl H2Down {
+impl H2Down<'_> {
     fn start(&mut self, head: &ResponseHead, end: bool) -> Result<SendStream<Bytes>, RelayError> {
-        self.respond.send_response(response_of(head), end).map_err(h2_err)
+        let mut resp = response_of(head);
+        never_index(resp.headers_mut(), self.unique_header);
+        self.respond.send_response(resp, end).map_err(h2_err)
     }
 }
 
-impl Downstream for H2Down {
+/// Marks `name`'s values as never indexed by HPACK. A value seen once (a request id) would
+/// otherwise be inserted in the connection's dynamic table, evicting useful entries, after a
+/// walk comparing it with every earlier value of that name: measurable per response under load.
+fn never_index(headers: &mut http::HeaderMap, name: &str) {
+    for (n, v) in headers.iter_mut() {
+        if n.as_str().eq_ignore_ascii_case(name) {
+            v.set_sensitive(true);
+        }
+    }
+}
+
+impl Downstream for H2Down<'_> {
     fn buffered_body(&mut self, body: ReqBody) -> Option<Bytes> {
         match body {
             ReqBody::None => Some(Bytes::new()),
@@ -85,6 +100,13 @@ impl Downstream for H2Down {
             return Ok(Sent { bytes: 0, keep: true });
         };
         let mut send = self.start(head, false)?;
+        if let Some(data) = whole_body(&kind, body.buf, limits.max_bytes) {
+            // The whole (small) body arrived with the head: one DATA frame carrying END_STREAM,
+            // without waiting for send capacity or sending an empty closing frame.
+            let bytes = data.len() as u64;
+            send.send_data(data, true).map_err(h2_err)?;
+            return Ok(Sent { bytes, keep: true });
+        }
         let mut sink = SliceIo(BodySink { send: &mut send });
         let bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
         send.send_data(Bytes::new(), true).map_err(h2_err)?;
@@ -105,6 +127,18 @@ impl Downstream for H2Down {
     }
 }
 
+/// Largest response body sent in one go without flow-control backpressure: well inside the
+/// initial stream window every client starts with (65,535 bytes).
+const WHOLE_BODY_MAX: u64 = 16 * 1024;
+
+/// The response body when all of it (a `Content-Length` body of at most `WHOLE_BODY_MAX` bytes)
+/// is already buffered after the head, taken out of `buf`; `None` otherwise (relay it).
+fn whole_body(kind: &BodyIn, buf: &mut BytesMut, max_bytes: u64) -> Option<Bytes> {
+    let BodyIn::Length(n) = *kind else { return None };
+    let n = usize::try_from(n).ok().filter(|&n| n as u64 <= WHOLE_BODY_MAX.min(max_bytes))?;
+    (buf.len() >= n).then(|| buf.split_to(n).freeze())
+}
+
 /// Runs one stream: convert, hand to the engine, log.
 pub async fn serve_stream<F: Filter>(
     state: Rc<ShardState<F>>,
@@ -123,13 +157,17 @@ pub async fn serve_stream<F: Filter>(
     let mut cx = Cx::new(client.addr, client.tls, Version::H2);
     cx.client_cert = client.client_cert;
     cx.alt_svc = client.alt_svc;
+    cx.tls_version = client.tls_version;
     let head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers(), Version::H2) {
         Ok(h) => h,
         Err(reply) => {
             let (resp, body) = local_reply_head(&reply, b"");
+            let body_len = body.len();
             if let Ok(mut send) = respond.send_response(response_of(&resp), false) {
                 let _ = send.send_data(Bytes::from(body), true);
             }
+            cx.method = Method::Other(Bytes::from_static(b"-"));
+            log_bare_reply(&sg, &mut cx, &reply, body_len);
             state.inflight.set(state.inflight.get() - 1);
             return;
         }
@@ -140,7 +178,7 @@ pub async fn serve_stream<F: Filter>(
         None => ReqBody::Chunked,
     };
     let is_head = head.method == Method::Head;
-    let mut down = H2Down { recv, respond, is_head };
+    let mut down = H2Down { recv, respond, is_head, unique_header: &sg.config().request_id.header };
     let mut wbuf = state.spares.wbuf();
     let mut scratch = Vec::new();
     let incoming = Incoming { head, body, expect_continue: false, keep: true };
@@ -149,4 +187,39 @@ pub async fn serve_stream<F: Filter>(
     state.spares.give_headers(head.headers);
     state.spares.give_wbuf(wbuf);
     state.inflight.set(state.inflight.get() - 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_body_takes_a_small_body_buffered_with_the_head() {
+        let mut buf = BytesMut::from(&b"hello"[..]);
+        assert_eq!(whole_body(&BodyIn::Length(5), &mut buf, u64::MAX).as_deref(), Some(&b"hello"[..]));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn never_index_marks_only_the_named_header() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-request-id", http::HeaderValue::from_static("abc"));
+        h.insert("content-type", http::HeaderValue::from_static("text/plain"));
+        never_index(&mut h, "X-Request-Id");
+        assert!(h["x-request-id"].is_sensitive());
+        assert!(!h["content-type"].is_sensitive());
+    }
+
+    #[test]
+    fn whole_body_leaves_partial_large_and_unframed_bodies_to_the_relay() {
+        let mut buf = BytesMut::from(&b"hel"[..]);
+        assert!(whole_body(&BodyIn::Length(5), &mut buf, u64::MAX).is_none(), "not all buffered");
+        assert!(whole_body(&BodyIn::Chunked, &mut buf, u64::MAX).is_none());
+        assert!(whole_body(&BodyIn::UntilClose, &mut buf, u64::MAX).is_none());
+        assert!(whole_body(&BodyIn::Length(3), &mut buf, 2).is_none(), "over the route's limit");
+        let mut big = BytesMut::from(&vec![b'x'; 20_000][..]);
+        assert!(whole_body(&BodyIn::Length(20_000), &mut big, u64::MAX).is_none(), "above WHOLE_BODY_MAX");
+        assert_eq!(buf.len(), 3);
+        assert_eq!(big.len(), 20_000);
+    }
 }

@@ -1,8 +1,9 @@
-//! A TLS server stream over any monoio stream: rustls does the protocol, this adapter moves the
+//! A TLS stream over any monoio stream: rustls does the protocol, this adapter moves the
 //! ciphertext with owned-buffer io_uring reads and writes. The HTTP engine sees plain
-//! `AsyncReadRent + AsyncWriteRent`, exactly like a `TcpStream`.
+//! `AsyncReadRent + AsyncWriteRent`, exactly like a `TcpStream`. Server side for the gateway's
+//! listeners; client side (`connect`) for the benchmark load generator.
 //!
-//! Owns: the handshake and record I/O of one client connection, and access to its negotiated
+//! Owns: the handshake and record I/O of one connection, and access to its negotiated
 //! parameters (ALPN, SNI, client certificates). Must not: interpret the plaintext.
 //!
 //! Ciphertext read from the socket stays in this stream's own buffer until rustls takes it, so
@@ -10,20 +11,22 @@
 //! cancelled read or write (a timeout) leaves the stream unusable except for closing it.
 
 use std::io::{self, Read, Write};
+use std::ops::DerefMut;
 use std::sync::Arc;
 
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection, SideData};
 
 /// Socket read size for ciphertext: one maximal TLS record plus its header and tag.
 const CIPHERTEXT_READ: usize = 16 * 1024 + 256;
 
-/// A server-side TLS connection over `IO`.
-pub struct TlsStream<IO> {
+/// A TLS connection over `IO`: server side by default, client side with `C = ClientConnection`.
+pub struct TlsStream<IO, C = ServerConnection> {
     io: IO,
-    conn: ServerConnection,
+    conn: C,
     rbuf: Vec<u8>,
     rpos: usize,
     wbuf: Vec<u8>,
@@ -38,6 +41,29 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
     /// Runs the server handshake on `io` (the caller bounds it with a timeout).
     pub async fn accept(io: IO, config: Arc<ServerConfig>) -> io::Result<TlsStream<IO>> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        TlsStream::handshake(io, conn).await
+    }
+}
+
+impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO, ClientConnection> {
+    /// Runs the client handshake on `io` toward `name` (the caller bounds it with a timeout).
+    pub async fn connect(
+        io: IO,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<TlsStream<IO, ClientConnection>> {
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        TlsStream::handshake(io, conn).await
+    }
+}
+
+impl<IO, C, D> TlsStream<IO, C>
+where
+    IO: AsyncReadRent + AsyncWriteRent,
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    async fn handshake(io: IO, conn: C) -> io::Result<TlsStream<IO, C>> {
         let mut s =
             TlsStream { io, conn, rbuf: Vec::new(), rpos: 0, wbuf: Vec::new(), eof: false, writing: false };
         while s.conn.is_handshaking() {
@@ -57,7 +83,7 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
     }
 
     /// The rustls connection (negotiated ALPN, SNI, client certificates, resumption).
-    pub fn connection(&self) -> &ServerConnection {
+    pub fn connection(&self) -> &C {
         &self.conn
     }
 
@@ -147,7 +173,12 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent> AsyncReadRent for TlsStream<IO> {
+impl<IO, C, D> AsyncReadRent for TlsStream<IO, C>
+where
+    IO: AsyncReadRent + AsyncWriteRent,
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         // SAFETY: the pointer and length describe the buffer's writable region, which this call
         // owns until it returns; rustls only writes plaintext into it and never reads it. The
@@ -176,7 +207,12 @@ impl<IO: AsyncReadRent + AsyncWriteRent> AsyncReadRent for TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent> AsyncWriteRent for TlsStream<IO> {
+impl<IO, C, D> AsyncWriteRent for TlsStream<IO, C>
+where
+    IO: AsyncReadRent + AsyncWriteRent,
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: the buffer's initialised bytes, owned by this call until it returns.
         let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
@@ -202,5 +238,62 @@ impl<IO: AsyncReadRent + AsyncWriteRent> AsyncWriteRent for TlsStream<IO> {
         self.conn.send_close_notify();
         self.flush_tls().await?;
         self.io.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monoio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A server config with a fresh self-signed `localhost` certificate and a client trusting it.
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let cert = rustls::pki_types::CertificateDer::from(key.cert.der().to_vec());
+        let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(key.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], pkcs8.into())
+            .expect("server config");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).expect("root");
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    #[test]
+    fn client_side_talks_to_server_side_over_tcp() {
+        let (server, client) = configs();
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().build().expect("runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let echo = monoio::spawn(async move {
+                let (tcp, _) = listener.accept().await.expect("accept");
+                let mut tls = TlsStream::accept(tcp, server).await.expect("server handshake");
+                let (res, buf) = tls.read(Vec::with_capacity(64)).await;
+                let n = res.expect("server read");
+                let (res, _) = tls.write_all(buf[..n].to_ascii_uppercase()).await;
+                res.expect("server write");
+                tls.flush().await.expect("flush");
+            });
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let name = ServerName::try_from("localhost").expect("name");
+            let mut tls = TlsStream::connect(tcp, client, name).await.expect("client handshake");
+            assert!(!tls.connection().is_handshaking());
+            let (res, _) = tls.write_all(b"ping".to_vec()).await;
+            res.expect("client write");
+            let (res, buf) = tls.read(Vec::with_capacity(64)).await;
+            assert_eq!(&buf[..res.expect("client read")], b"PING");
+            echo.await;
+        });
     }
 }

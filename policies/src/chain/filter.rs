@@ -100,6 +100,13 @@ impl Filter for AnyFilter {
             AnyFilter::Transform(f) => f.on_log(cx),
         }
     }
+
+    fn on_tick(&self) {
+        // Only the observe filter keeps anything to hand over.
+        if let AnyFilter::Observe(f) = self {
+            f.on_tick();
+        }
+    }
 }
 
 /// The ordered filters of one shard for one config generation.
@@ -134,7 +141,7 @@ impl Chain {
             filters.push(AnyFilter::Authz(f));
         }
         if RateLimitFilter::is_needed(cfg) {
-            filters.push(AnyFilter::RateLimit(RateLimitFilter::build(cfg, &env.ratelimit)));
+            filters.push(AnyFilter::RateLimit(RateLimitFilter::build(cfg, env)));
         }
         if TransformFilter::is_needed(&cfg.routes) {
             filters.push(AnyFilter::Transform(TransformFilter::build(&cfg.routes)?));
@@ -174,6 +181,12 @@ impl Filter for Chain {
 
     fn on_log(&self, cx: &Cx) {
         run_log(&self.filters, cx);
+    }
+
+    fn on_tick(&self) {
+        for f in &self.filters {
+            f.on_tick();
+        }
     }
 }
 

@@ -6,13 +6,16 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use portcullis_core::config::RouteConfig;
 use portcullis_core::config::{Config, QueryLogMode};
 use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead};
 use portcullis_core::telemetry::{
-    AccessLog, CodeTable, RouteSeries, Sample, TRACEPARENT_LEN, Telemetry, TraceContext, UNMATCHED,
-    class_index, method_index, protocol_index,
+    ClockText, CodeTable, LineBatch, METHODS, RouteSeries, Sample, SpanExporter, SpanRecord, SpanRoute,
+    TRACEPARENT_LEN, Telemetry, TraceContext, UNMATCHED, class_index, method_index, parse_http_endpoint,
+    protocol_index, realtime_coarse,
 };
 
 use super::line::{path_for_log, write_line};
@@ -30,10 +33,11 @@ struct Cells {
 
 #[derive(Debug)]
 struct Log {
-    log: AccessLog,
+    batch: RefCell<LineBatch>,
     query: QueryLogMode,
     names: Vec<Arc<str>>,
     path: RefCell<String>,
+    clock: RefCell<ClockText>,
 }
 
 #[derive(Debug)]
@@ -41,6 +45,14 @@ struct Tracing {
     sample_ratio: f64,
     rng: RefCell<fastrand::Rng>,
     chunk: RefCell<BytesMut>,
+    export: Option<Export>,
+}
+
+/// OTLP export of sampled requests (`[tracing] otlp_endpoint`).
+#[derive(Debug)]
+struct Export {
+    spans: SpanExporter,
+    routes: Vec<Arc<SpanRoute>>,
 }
 
 /// Trace context, metrics and access log (`[tracing]`, `[metrics]`, `[access_log]`).
@@ -55,14 +67,28 @@ impl ObserveFilter {
     /// Builds the filter for `shard` from `cfg`; without `telemetry` (tests, tools) only the
     /// trace context is handled. Also points the access log at the configured destination.
     pub fn build(cfg: &Config, telemetry: Option<&Telemetry>, shard: usize) -> ObserveFilter {
+        let upstream_of = |i: usize| cfg.routes[i].upstream.as_str();
+        let names: Vec<Arc<str>> =
+            cfg.routes.iter().enumerate().map(|(i, r)| r.display_name(i).into()).collect();
+        let endpoint = cfg.tracing.otlp_endpoint.as_deref().and_then(|u| parse_http_endpoint(u).ok());
+        let export = telemetry.and_then(|t| {
+            t.spans.set_endpoint(endpoint.clone().filter(|_| cfg.tracing.enabled));
+            endpoint.filter(|_| cfg.tracing.enabled).map(|_| Export {
+                spans: t.spans.clone(),
+                routes: cfg
+                    .routes
+                    .iter()
+                    .zip(&names)
+                    .map(|(r, name)| Arc::new(span_route(r, name)))
+                    .collect(),
+            })
+        });
         let tracing = cfg.tracing.enabled.then(|| Tracing {
             sample_ratio: cfg.tracing.sample_ratio,
             rng: RefCell::new(fastrand::Rng::new()),
             chunk: RefCell::new(BytesMut::new()),
+            export,
         });
-        let upstream_of = |i: usize| cfg.routes[i].upstream.as_str();
-        let names: Vec<Arc<str>> =
-            cfg.routes.iter().enumerate().map(|(i, r)| r.display_name(i).into()).collect();
         let cells = telemetry.filter(|_| cfg.metrics.enabled).map(|t| Cells {
             routes: names
                 .iter()
@@ -75,13 +101,33 @@ impl ObserveFilter {
         let log = telemetry.and_then(|t| {
             t.log.set_destination(cfg.access_log.enabled.then_some(cfg.access_log.path.as_str()));
             cfg.access_log.enabled.then(|| Log {
-                log: t.log.clone(),
+                batch: RefCell::new(LineBatch::new(t.log.clone())),
                 query: cfg.access_log.query,
                 names,
                 path: RefCell::new(String::with_capacity(256)),
+                clock: RefCell::new(ClockText::default()),
             })
         });
         ObserveFilter { tracing, cells, log }
+    }
+
+    /// Queues the span of a finished sampled request (ending now).
+    fn export(e: &Export, cx: &Cx, total: Duration) {
+        let Some(trace) = cx.trace.filter(TraceContext::sampled) else { return };
+        let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+        e.spans.submit(SpanRecord {
+            trace,
+            start_unix_ns: end.saturating_sub(total.as_nanos() as u64),
+            end_unix_ns: end,
+            route: cx.route.and_then(|i| e.routes.get(i)).cloned(),
+            method: METHODS[method_index(&cx.method)],
+            status: cx.status,
+            protocol: cx.version.as_str(),
+            client_ip: cx.client_ip,
+            upstream: cx.upstream_addr,
+            upstream_us: cx.upstream_time.map(|d| d.as_micros() as u64),
+            error: cx.error_code,
+        });
     }
 
     fn traceparent(t: &Tracing, ctx: &TraceContext) -> Bytes {
@@ -92,6 +138,16 @@ impl ObserveFilter {
         chunk.extend_from_slice(&ctx.traceparent());
         chunk.split().freeze()
     }
+}
+
+/// A route's span labels: its name and its template (`path`, or `prefix` then `*`).
+fn span_route(r: &RouteConfig, name: &Arc<str>) -> SpanRoute {
+    let template = match (&r.path, &r.prefix) {
+        (Some(p), _) => p.as_str().into(),
+        (None, Some(p)) => format!("{}*", p.trim_end_matches('/').to_owned() + "/").into(),
+        (None, None) => "/*".into(),
+    };
+    SpanRoute { name: name.clone(), template }
 }
 
 impl Filter for ObserveFilter {
@@ -117,6 +173,12 @@ impl Filter for ObserveFilter {
         Flow::Continue
     }
 
+    fn on_tick(&self) {
+        if let Some(l) = &self.log {
+            l.batch.borrow_mut().flush();
+        }
+    }
+
     fn on_log(&self, cx: &Cx) {
         let total = cx.started.elapsed();
         if let Some(c) = &self.cells {
@@ -138,9 +200,15 @@ impl Filter for ObserveFilter {
             let mut path = l.path.borrow_mut();
             path_for_log(cx, l.query, &mut path);
             let route = cx.route.and_then(|i| l.names.get(i)).map(|n| &**n);
-            let mut line = l.log.buffer();
-            write_line(cx, route, &path, total, &mut line);
-            l.log.submit(line);
+            let mut clock = l.clock.borrow_mut();
+            // The coarse clock (kernel tick resolution) is enough for a log line's time.
+            let time = clock.format(realtime_coarse());
+            let mut batch = l.batch.borrow_mut();
+            write_line(cx, route, &path, total, time, batch.line());
+            batch.end_line();
+        }
+        if let Some(e) = self.tracing.as_ref().and_then(|t| t.export.as_ref()) {
+            Self::export(e, cx, total);
         }
     }
 }

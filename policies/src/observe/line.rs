@@ -5,11 +5,11 @@
 //! ids, addresses, names, sizes and times (headers and bodies are never read here).
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use portcullis_core::config::QueryLogMode;
 use portcullis_core::pipeline::Cx;
-use portcullis_core::telemetry::{AccessRecord, StackText, rfc3339_millis};
+use portcullis_core::telemetry::{AccessRecord, StackText};
 
 /// Text of a byte field (ids and names are ASCII; anything else is shown lossily).
 fn text(b: &[u8]) -> Cow<'_, str> {
@@ -46,14 +46,20 @@ fn us(d: Duration) -> u64 {
 }
 
 /// Appends the JSON line of a finished request to `out`.
-pub(crate) fn write_line(cx: &Cx, route: Option<&str>, path: &str, total: Duration, out: &mut Vec<u8>) {
-    let mut time = [0u8; 24];
+pub(crate) fn write_line(
+    cx: &Cx,
+    route: Option<&str>,
+    path: &str,
+    total: Duration,
+    time: &str,
+    out: &mut Vec<u8>,
+) {
     let trace = cx.trace.map(|t| t.trace_id_hex());
     let request_id = text(&cx.request_id);
     let consumer = cx.consumer.as_deref().map(text);
     let (mut client, mut upstream) = (StackText::<48>::default(), StackText::<56>::default());
     AccessRecord {
-        time: rfc3339_millis(SystemTime::now(), &mut time),
+        time,
         request_id: &request_id,
         trace_id: trace.as_ref().and_then(|t| std::str::from_utf8(t).ok()),
         client_ip: client.ip(cx.client_ip),

@@ -4,8 +4,9 @@
 //!
 //! Owns: what a finished request contributes to telemetry (labels from the route *name*, never
 //! the raw path; no body, no credential, query stripped or redacted). Must not: lock, allocate
-//! in the steady state, or block: cells are this shard's own, lines go to the writer thread
-//! through a bounded queue (a full queue drops the line and counts it).
+//! in the steady state, or block: cells are this shard's own, lines collect in a shard-local
+//! batch handed to the writer thread through a bounded queue when full or at the shard's tick
+//! (a full queue drops the batch and counts its lines).
 
 mod filter;
 mod line;

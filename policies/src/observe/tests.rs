@@ -85,7 +85,8 @@ fn a_line_is_one_json_object_with_the_fields() {
     cx.error_code = Some("upstream_connect_failed");
     cx.consumer = Some(Bytes::from_static(b"alice \"the\" admin"));
     let mut out = Vec::new();
-    write_line(&cx, Some("users"), "/users/7", Duration::from_micros(1500), &mut out);
+    let time = "2026-11-30T05:00:00.000Z";
+    write_line(&cx, Some("users"), "/users/7", Duration::from_micros(1500), time, &mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
     assert_eq!(v["request_id"], "rid-1");
     assert_eq!(v["method"], "POST");
@@ -95,6 +96,7 @@ fn a_line_is_one_json_object_with_the_fields() {
     assert_eq!(v["error"], "upstream_connect_failed");
     assert_eq!(v["consumer"], "alice \"the\" admin");
     assert_eq!(v["client_ip"], "10.0.0.1");
+    assert_eq!(v["time"], time);
     assert!(v["upstream_us"].is_null() && v["trace_id"].is_null());
     assert!(!out.contains(&b'\n'));
 }

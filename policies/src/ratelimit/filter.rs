@@ -8,16 +8,20 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use portcullis_core::config::{Config, FailMode, LimitConfig};
 use portcullis_core::pipeline::{Cx, Filter, Flow, RateLimitInfo, RequestHead, ResponseHead};
 use portcullis_core::runtime::allowed_cpus;
+use portcullis_core::telemetry::bump;
 use portcullis_core::{LocalReply, Source};
 
 use super::gcra::{Decision, Gcra};
-use super::service::{Health, RateLimitService, clock_ns};
+use super::service::{Health, clock_ns};
 use super::shard::{LimitState, ShardLimiter};
+use crate::chain::ChainEnv;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
@@ -39,6 +43,8 @@ struct Limit {
     tiers: Vec<(Box<str>, Gcra, u64)>,
     rate: u64,
     per_secs: u64,
+    /// `portcullis_events_total{event="rate_limited", reason=<limit>}` on this shard.
+    hits: Option<Arc<AtomicU64>>,
 }
 
 /// The limits of one route.
@@ -57,6 +63,8 @@ pub struct RateLimitFilter {
     routes: Vec<RouteLimits>,
     fail_mode: FailMode,
     default_share: f64,
+    /// `portcullis_events_total{event="ratelimit_unavailable", reason="fail_closed"}`.
+    refused: Option<Arc<AtomicU64>>,
 }
 
 fn scope(s: &str) -> Scope {
@@ -80,9 +88,11 @@ impl RateLimitFilter {
 
     /// Compiles the limits of `cfg` on this shard, reusing the buckets of unchanged limits.
     /// Limit names were validated; an unknown one is skipped here.
-    pub fn build(cfg: &Config, service: &RateLimitService) -> RateLimitFilter {
+    pub fn build(cfg: &Config, env: &ChainEnv) -> RateLimitFilter {
         let rl = &cfg.ratelimit;
-        let shard = ShardLimiter::for_thread(service);
+        let shard = ShardLimiter::for_thread(&env.ratelimit);
+        let metrics = env.telemetry.as_ref().map(|t| &t.metrics);
+        let event = |event: &str, reason: &str| metrics.map(|m| m.event(env.shard, event, reason));
         let mut used: Vec<&str> =
             cfg.routes.iter().flat_map(|r| r.rate_limits.iter().map(String::as_str)).collect();
         used.sort_unstable();
@@ -93,7 +103,8 @@ impl RateLimitFilter {
         let limits: Vec<Limit> = wanted
             .iter()
             .zip(states)
-            .map(|((_, l), state)| Limit {
+            .map(|((name, l), state)| Limit {
+                hits: event("rate_limited", name),
                 state,
                 scopes: l.key.iter().map(|s| scope(s)).collect(),
                 default: Gcra::new(l.rate, per_ns(l), l.burst_or_rate()),
@@ -130,7 +141,14 @@ impl RateLimitFilter {
             n => n,
         };
         let split = shards as f64 * f64::from(rl.gateways.max(1));
-        RateLimitFilter { shard, limits, routes, fail_mode: rl.fail_mode, default_share: 1.0 / split }
+        RateLimitFilter {
+            shard,
+            limits,
+            routes,
+            fail_mode: rl.fail_mode,
+            default_share: 1.0 / split,
+            refused: event("ratelimit_unavailable", "fail_closed"),
+        }
     }
 
     /// Builds `limit`'s key for this request into `buf`; false when a scope has no value (the
@@ -205,6 +223,9 @@ impl Filter for RateLimitFilter {
         let health = self.shard.health();
         if health == Health::Down && self.fail_mode == FailMode::Closed {
             self.shard.count_fail_closed();
+            if let Some(c) = &self.refused {
+                bump(c, 1);
+            }
             tracing::warn!(
                 route = route.name.as_deref().unwrap_or(""),
                 client = %cx.client_ip,
@@ -248,6 +269,9 @@ impl Filter for RateLimitFilter {
                         Some(RateLimitInfo { policy: li as u32, remaining: 0, reset_secs: ceil_secs(reset) });
                     let route_name = route.name.clone().unwrap_or_else(|| Rc::from(""));
                     self.shard.count_hit(&route_name, &limit.state.name);
+                    if let Some(c) = &limit.hits {
+                        bump(c, 1);
+                    }
                     tracing::info!(
                         route = &*route_name,
                         limit = &*limit.state.name,

@@ -87,7 +87,13 @@ async fn serve_h3<F: Filter + 'static>(
     drain: Rc<DrainSignal>,
     early: Rc<Cell<bool>>,
 ) {
-    let client = ClientMeta { addr: conn.remote_address(), tls: true, client_cert: None, alt_svc: None };
+    let client = ClientMeta {
+        addr: conn.remote_address(),
+        tls: true,
+        tls_version: Some("TLSv1.3"),
+        client_cert: None,
+        alt_svc: None,
+    };
     let quic = conn.clone();
     let built = h3::server::builder()
         .max_field_section_size(settings.max_field_section_size)

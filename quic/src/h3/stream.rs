@@ -20,8 +20,8 @@ use portcullis_http::downstream::{Downstream, Sent, UpBody, stream_body_in};
 use portcullis_http::h1::encode::local_reply_head;
 use portcullis_http::h1::request::ReqBody;
 use portcullis_http::io::IoFail;
-use portcullis_http::proxy::{Incoming, handle};
-use portcullis_http::shard::ShardState;
+use portcullis_http::proxy::{Incoming, handle, log_bare_reply};
+use portcullis_http::shard::{ShardGen, ShardState};
 use portcullis_http::slice_io::SliceIo;
 
 use super::body::{BodySink, BodySource, RecvHalf, SendHalf};
@@ -111,12 +111,14 @@ fn replay_safe(m: &Method) -> bool {
 }
 
 /// Answers a stream that never reached the engine (bad head, too early).
-async fn reject(send: &mut SendHalf, reply: &LocalReply) {
+async fn reject<F: Filter>(sg: &ShardGen<F>, cx: &mut Cx, send: &mut SendHalf, reply: &LocalReply) {
     let (resp, body) = local_reply_head(reply, b"");
+    let body_len = body.len();
     if send.send_response(response_of(&resp)).await.is_ok() {
         let _ = send.send_data(Bytes::from(body)).await;
         let _ = send.finish().await;
     }
+    log_bare_reply(sg, cx, reply, body_len);
 }
 
 /// Serves one request stream. `early` is true while the connection's handshake is not yet
@@ -139,10 +141,14 @@ pub(crate) async fn serve_stream<F: Filter>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut cx = Cx::new(client.addr, true, Version::H3);
+    cx.tls_version = client.tls_version;
     let mut head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers(), Version::H3)
     {
         Ok(h) => h,
-        Err(reply) => return reject(&mut send, &reply).await,
+        Err(reply) => {
+            cx.method = Method::Other(Bytes::from_static(b"-"));
+            return reject(&sg, &mut cx, &mut send, &reply).await;
+        }
     };
     if early {
         if !replay_safe(&head.method) {
@@ -152,7 +158,8 @@ pub(crate) async fn serve_stream<F: Filter>(
                 "this request was sent in 0-RTT data and cannot be replayed safely; retry after the handshake",
                 portcullis_core::Source::Downstream,
             );
-            return reject(&mut send, &reply).await;
+            (cx.method, cx.path) = (head.method.clone(), head.path.clone());
+            return reject(&sg, &mut cx, &mut send, &reply).await;
         }
         head.headers.set("early-data", "1");
     }

@@ -49,6 +49,11 @@ pub(crate) fn check(config: &mut Config, root: &KeyPath, out: &mut Issues) {
             format!("sample_ratio {ratio} must be from 0.0 to 1.0"),
         );
     }
+    if let Some(url) = &config.tracing.otlp_endpoint
+        && let Err(e) = crate::telemetry::parse_http_endpoint(url)
+    {
+        out.push(root.key("tracing").key("otlp_endpoint"), format!("otlp_endpoint {url:?} {e}"));
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +84,8 @@ mod tests {
         one("[access_log]\nqueue = 1\n", "access_log.queue", 2, "from 16");
         one("[access_log]\npath = \"\"\n", "access_log.path", 2, "stdout");
         one("[tracing]\nsample_ratio = 1.5\n", "tracing.sample_ratio", 2, "from 0.0 to 1.0");
+        one("[tracing]\notlp_endpoint = \"https://c:4318\"\n", "tracing.otlp_endpoint", 2, "http://");
+        assert!(load("[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\n").is_ok());
         let cfg = load("[access_log]\nenabled = true\nquery = \"redact\"\n").expect("valid");
         assert!(cfg.access_log.enabled);
         assert_eq!(cfg.access_log.query, QueryLogMode::Redact);
