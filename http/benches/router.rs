@@ -68,6 +68,7 @@ fn route(
         authz: Default::default(),
         rate_limits: Vec::new(),
         require_client_cert: false,
+        cors: None,
     }
 }
 

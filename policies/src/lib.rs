@@ -1,13 +1,14 @@
 //! Portcullis policies: the request/response filters and the chain that runs them.
 //!
-//! Owns: one folder per filter (`observe`, `request_id`, `forwarded`, `mtls`, `authn`, `authz`, `ratelimit`,
-//! `transform`), each compiling its config once per shard per config generation, and `chain`, the
+//! Owns: one folder per filter (`observe`, `request_id`, `forwarded`, `cors`, `mtls`, `authn`, `authz`,
+//! `ratelimit`, `transform`), `redis` (the RESP client background threads share), each compiling its config once per shard per config generation, and `chain`, the
 //! closed-enum dispatch over them.
 //! Must not: open sockets or block on the request path, or speak any wire protocol.
 
 pub mod authn;
 mod authz;
 mod chain;
+mod cors;
 mod error;
 mod forwarded;
 mod header_rules;
@@ -23,6 +24,7 @@ mod transform;
 pub use authn::{AuthService, AuthnFilter};
 pub use authz::AuthzFilter;
 pub use chain::{AnyFilter, Chain, ChainEnv};
+pub use cors::CorsFilter;
 pub use error::BuildError;
 pub use forwarded::ForwardedFilter;
 pub use mtls::MtlsFilter;

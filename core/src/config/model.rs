@@ -63,6 +63,12 @@ pub struct Config {
     /// Rate limiting: named limits and Redis reconciliation.
     #[serde(default)]
     pub ratelimit: RateLimitConfig,
+    /// CORS for every route (a route's `cors` overrides it).
+    #[serde(default)]
+    pub cors: Option<super::model_cors::CorsConfig>,
+    /// Edits on every response toward the client (internal headers stripped).
+    #[serde(default)]
+    pub response: super::model_cors::ResponseConfig,
 }
 
 /// Which io driver a shard runs.
@@ -390,6 +396,9 @@ pub struct RouteConfig {
     /// Answer 403 unless the client presented a verified certificate (mTLS listener).
     #[serde(default)]
     pub require_client_cert: bool,
+    /// This route's CORS policy, replacing `[cors]` (`{ enabled = false }` turns it off).
+    #[serde(default)]
+    pub cors: Option<super::model_cors::CorsConfig>,
 }
 
 fn default_route_timeout() -> Dur {

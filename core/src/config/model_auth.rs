@@ -295,12 +295,22 @@ pub struct RouteAuthz {
     pub claims: Vec<ClaimMatch>,
     /// Accepted credential origins: JWT issuer names and/or `api_key` (empty = any).
     pub issuers: Vec<String>,
+    /// Conditions on the verified mTLS client certificate.
+    pub client_cert: super::model_client_cert::ClientCertMatch,
 }
 
 impl RouteAuthz {
     /// True when the route restricts nothing.
     pub fn is_empty(&self) -> bool {
-        self.scopes.is_empty() && self.roles.is_empty() && self.claims.is_empty() && self.issuers.is_empty()
+        !self.needs_identity() && self.client_cert.is_empty()
+    }
+
+    /// True when the route checks the authenticated identity (not only the client certificate).
+    pub fn needs_identity(&self) -> bool {
+        !(self.scopes.is_empty()
+            && self.roles.is_empty()
+            && self.claims.is_empty()
+            && self.issuers.is_empty())
     }
 }
 

@@ -6,6 +6,7 @@
 //! build anything the runtime uses. Route rules live in `validate/routes.rs`.
 
 mod auth;
+mod cors;
 mod edge;
 mod health;
 mod obs;
@@ -74,6 +75,7 @@ pub(crate) fn validate(config: &mut Config) -> Vec<Issue> {
     }
     obs::check(config, &root, &mut out);
     auth::check(&config.auth, &config.routes, &root, &mut out);
+    cors::check(config, &root, &mut out);
     ratelimit::check(
         &config.ratelimit,
         &config.routes,

@@ -70,6 +70,9 @@ pub struct Cx {
     /// The protocol an HTTP/1.1 client asked to switch to (`Upgrade: websocket`): forwarded to
     /// the upstream, and a `101` answer turns the exchange into a two-way byte tunnel.
     pub upgrade: Option<Bytes>,
+    /// The request's `Origin`, when a CORS policy allows it (the CORS filter's response phase
+    /// answers it).
+    pub cors_origin: Option<Bytes>,
 }
 
 /// What the rate-limit filter learned about a request, for its response phase.
@@ -113,6 +116,7 @@ impl Cx {
             client_cert: None,
             alt_svc: None,
             upgrade: None,
+            cors_origin: None,
         }
     }
 }

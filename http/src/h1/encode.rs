@@ -87,8 +87,15 @@ pub fn encode_response(out: &mut Vec<u8>, head: &ResponseHead, framing: Framing,
 
 /// Builds the response head of a local reply (JSON body, length set); the body is returned.
 pub fn local_reply_head(reply: &LocalReply, request_id: &[u8]) -> (ResponseHead, Vec<u8>) {
-    let body = reply.render_body(request_id);
     let mut head = ResponseHead::new(reply.status);
+    // 204 (a CORS preflight answer) carries neither a body nor its framing headers (RFC 9110 6.4.1).
+    if reply.status == 204 {
+        for h in reply.headers.iter() {
+            head.headers.append(h.name.clone(), h.value.clone());
+        }
+        return (head, Vec::new());
+    }
+    let body = reply.render_body(request_id);
     head.headers.append("content-type", "application/json");
     let mut len = itoa::Buffer::new();
     head.headers.append("content-length", bytes::Bytes::copy_from_slice(len.format(body.len()).as_bytes()));

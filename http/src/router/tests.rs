@@ -35,6 +35,7 @@ impl R {
             authz: Default::default(),
             rate_limits: Vec::new(),
             require_client_cert: false,
+            cors: None,
         })
     }
     /// A route with `path`.

@@ -15,9 +15,19 @@ use portcullis_core::config::{ApiKeyEntry, ApiKeysConfig};
 use portcullis_core::pipeline::Identity;
 
 use super::accept::{Accepted, IdentityHeaders};
-use super::cache::{TokenHash, token_hash};
 use super::service::{AuthService, KeysFile};
 use super::token::CompiledSource;
+
+/// SHA-256 of an API key.
+pub type TokenHash = [u8; 32];
+
+/// Hashes an API key (SHA-256, the form keys are configured in).
+pub fn token_hash(key: &[u8]) -> TokenHash {
+    let d = ring::digest::digest(&ring::digest::SHA256, key);
+    let mut out = [0; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
 
 type Table = HashMap<TokenHash, Rc<Accepted>>;
 

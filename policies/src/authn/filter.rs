@@ -22,7 +22,7 @@ use portcullis_core::telemetry::bump;
 
 use super::accept::{Accepted, IdentityHeaders};
 use super::apikey::ApiKeys;
-use super::cache::{CacheStats, VerifiedCache, token_hash, unix_now};
+use super::cache::{CacheStats, VerifiedCache, unix_now};
 use super::jwt::{JwtError, JwtIssuer, Verdict, peek_issuer};
 use super::revocation::ShardDenylist;
 use super::service::Msg;
@@ -250,13 +250,14 @@ impl AuthnFilter {
 
     /// Signature and claims of a JWT, from the cache when it has the token.
     async fn verify_jwt(&self, token: &[u8], candidates: &[usize]) -> Result<Rc<Accepted>, JwtError> {
-        let hash = token_hash(token);
+        let key = self.cache.key(token);
         let now = unix_now();
-        if let Some(hit) = self.cache.get(&hash, now)
+        if let Some(hit) = self.cache.get(key, token, now)
             && candidates.iter().any(|&i| Rc::ptr_eq(&self.issuers[i].name, &hit.identity.source))
         {
             return Ok(hit);
         }
+        let raw = token;
         let token = std::str::from_utf8(token).map_err(|_| JwtError::Malformed)?;
         let i = match candidates {
             [only] => *only,
@@ -282,7 +283,7 @@ impl AuthnFilter {
         };
         let expires = identity.expires_at;
         let acc = Rc::new(Accepted::new(identity, &self.rules));
-        self.cache.put(hash, Rc::clone(&acc), expires, now);
+        self.cache.put(key, raw, Rc::clone(&acc), expires, now);
         Ok(acc)
     }
 }

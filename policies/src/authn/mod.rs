@@ -20,7 +20,8 @@ pub mod signing;
 mod tests;
 mod token;
 
-pub use cache::{CacheStats, token_hash};
+pub use apikey::token_hash;
+pub use cache::{CacheStats, VerifiedCache};
 pub use filter::{AuthnFilter, REASONS};
 pub use jwt::{JwtError, JwtIssuer, Verdict};
 pub use keys::{KeySet, VerifyKey};

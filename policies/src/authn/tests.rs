@@ -228,9 +228,16 @@ fn cache_hits_skip_verification_and_respect_exp() {
     let short = key.sign(&claims(json!({ "exp": now() + 1 }))).expect("sign");
     assert_eq!(outcome(&f, &short), "ok");
     let c = &f.cache;
-    assert!(c.get(&token_hash(short.as_bytes()), now() + 2).is_none(), "entry outlives exp");
-    assert!(c.get(&token_hash(token.as_bytes()), now() + 2).is_some());
-    assert!(c.get(&token_hash(token.as_bytes()), now() + 301).is_none(), "entry outlives cache_ttl");
+    let get = |t: &str, at: u64| c.get(c.key(t.as_bytes()), t.as_bytes(), at);
+    assert!(get(&short, now() + 2).is_none(), "entry outlives exp");
+    assert!(get(&token, now() + 2).is_some());
+    // A token that shares the cached one's key (same length and tail: the signature) but not
+    // its bytes is never answered from the cache.
+    let mut forged = token.clone().into_bytes();
+    forged[10] ^= 1;
+    assert_eq!(c.key(&forged), c.key(token.as_bytes()));
+    assert!(c.get(c.key(&forged), &forged, now() + 2).is_none(), "a forged token hit the cache");
+    assert!(get(&token, now() + 301).is_none(), "entry outlives cache_ttl");
 }
 
 #[test]

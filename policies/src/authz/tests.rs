@@ -7,10 +7,10 @@ use bytes::Bytes;
 use portcullis_core::config::{
     ApiKeyEntry, ApiKeysConfig, AuthMode, ClaimMatch, Config, RouteAuthz, ScopeMatch,
 };
-use portcullis_core::pipeline::{Filter, Flow, Identity};
+use portcullis_core::pipeline::{ClientCert, Filter, Flow, Identity};
 
 use super::AuthzFilter;
-use super::filter::{Denial, check};
+use super::filter::{Denial, check, check_cert};
 use crate::testutil::{block_on, cx, request, values};
 use crate::transform::tests::route;
 
@@ -81,7 +81,7 @@ fn filter_answers_403_with_scope_challenge_and_401_without_identity() {
     admin.auth = Some(AuthMode::Optional);
     admin.authz = rule(&["admin"], false);
     cfg.routes = vec![route(Some("/"), None), admin];
-    let f = AuthzFilter::build(&cfg).expect("some route has authz");
+    let f = AuthzFilter::build(&cfg, &crate::ChainEnv::new()).expect("some route has authz");
     let run = |with_identity: bool, route: usize| {
         let mut req = request("/", None, &[]);
         let mut c = cx("10.0.0.1:1");
@@ -107,4 +107,25 @@ fn filter_answers_403_with_scope_challenge_and_401_without_identity() {
         Flow::Continue => panic!("anonymous passed"),
     }
     assert_eq!(f.denied(), 2);
+}
+
+#[test]
+fn client_certificate_predicates_need_every_listed_field() {
+    let cert = ClientCert {
+        subject: "CN=billing,O=Acme".to_owned(),
+        dns_names: vec!["billing.internal".to_owned(), "billing".to_owned()],
+        uris: vec!["spiffe://acme/billing".to_owned()],
+        spiffe_id: Some("spiffe://acme/billing".to_owned()),
+    };
+    let m = |subject: &[&str], dns: &[&str], spiffe: &[&str]| portcullis_core::config::ClientCertMatch {
+        subject: subject.iter().map(|s| (*s).to_owned()).collect(),
+        dns: dns.iter().map(|s| (*s).to_owned()).collect(),
+        spiffe_id: spiffe.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    assert!(check_cert(&m(&["CN=billing,O=Acme"], &[], &[]), &cert));
+    assert!(check_cert(&m(&[], &["billing"], &["spiffe://acme/audit", "spiffe://acme/billing"]), &cert));
+    assert!(!check_cert(&m(&["CN=billing"], &[], &[]), &cert), "subjects compare whole");
+    assert!(!check_cert(&m(&["CN=billing,O=Acme"], &["web"], &[]), &cert), "every list must hold");
+    let no_spiffe = ClientCert { spiffe_id: None, ..cert };
+    assert!(!check_cert(&m(&[], &[], &["spiffe://acme/billing"]), &no_spiffe));
 }

@@ -9,6 +9,7 @@ use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead, ResponseHead};
 use super::env::ChainEnv;
 use crate::authn::AuthnFilter;
 use crate::authz::AuthzFilter;
+use crate::cors::CorsFilter;
 use crate::error::BuildError;
 use crate::forwarded::ForwardedFilter;
 use crate::mtls::MtlsFilter;
@@ -26,6 +27,8 @@ pub enum AnyFilter {
     RequestId(RequestIdFilter),
     /// `[forwarded]`.
     Forwarded(ForwardedFilter),
+    /// `[cors]` / route `cors` (preflights, `Access-Control-*`) and `[response] strip_headers`.
+    Cors(CorsFilter),
     /// `[auth]`: credentials, identity hand-off.
     Authn(Box<AuthnFilter>),
     /// Per-route `authz`.
@@ -45,6 +48,7 @@ impl AnyFilter {
             AnyFilter::Observe(_) => "observe",
             AnyFilter::RequestId(_) => "request_id",
             AnyFilter::Forwarded(_) => "forwarded",
+            AnyFilter::Cors(_) => "cors",
             AnyFilter::Mtls(_) => "mtls",
             AnyFilter::Authn(_) => "authn",
             AnyFilter::Authz(_) => "authz",
@@ -60,6 +64,7 @@ impl Filter for AnyFilter {
             AnyFilter::Observe(f) => f.on_request(req, cx).await,
             AnyFilter::RequestId(f) => f.on_request(req, cx).await,
             AnyFilter::Forwarded(f) => f.on_request(req, cx).await,
+            AnyFilter::Cors(f) => f.on_request(req, cx).await,
             AnyFilter::Authn(f) => f.on_request(req, cx).await,
             AnyFilter::Authz(f) => f.on_request(req, cx).await,
             AnyFilter::RateLimit(f) => f.on_request(req, cx).await,
@@ -73,6 +78,7 @@ impl Filter for AnyFilter {
             AnyFilter::Observe(f) => f.on_response(resp, cx),
             AnyFilter::RequestId(f) => f.on_response(resp, cx),
             AnyFilter::Forwarded(f) => f.on_response(resp, cx),
+            AnyFilter::Cors(f) => f.on_response(resp, cx),
             AnyFilter::Authn(f) => f.on_response(resp, cx),
             AnyFilter::Authz(f) => f.on_response(resp, cx),
             AnyFilter::RateLimit(f) => f.on_response(resp, cx),
@@ -86,6 +92,7 @@ impl Filter for AnyFilter {
             AnyFilter::Observe(f) => f.on_log(cx),
             AnyFilter::RequestId(f) => f.on_log(cx),
             AnyFilter::Forwarded(f) => f.on_log(cx),
+            AnyFilter::Cors(f) => f.on_log(cx),
             AnyFilter::Authn(f) => f.on_log(cx),
             AnyFilter::Authz(f) => f.on_log(cx),
             AnyFilter::RateLimit(f) => f.on_log(cx),
@@ -109,7 +116,9 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds the chain for `cfg`: observe (trace context, metrics, access log), request id, forwarding headers, mTLS (when a listener asks for
+    /// Builds the chain for `cfg`: observe (trace context, metrics, access log), request id,
+    /// forwarding headers, CORS and response-header stripping (when configured; before
+    /// authentication, so preflights need no credential and error replies get CORS headers), mTLS (when a listener asks for
     /// client certificates or a route requires one), authentication (when `[auth]` configures
     /// credentials), authorisation (when some route has `authz`), rate limits (when some route
     /// has limits; after authentication, so they can key on the consumer), then transform (when
@@ -119,13 +128,16 @@ impl Chain {
         filters.push(AnyFilter::Observe(ObserveFilter::build(cfg, env.telemetry.as_ref(), env.shard)));
         filters.push(AnyFilter::RequestId(RequestIdFilter::build(&cfg.request_id)?));
         filters.push(AnyFilter::Forwarded(ForwardedFilter::build(&cfg.forwarded)?));
+        if CorsFilter::is_needed(cfg) {
+            filters.push(AnyFilter::Cors(CorsFilter::build(cfg)));
+        }
         if MtlsFilter::is_needed(cfg) {
             filters.push(AnyFilter::Mtls(MtlsFilter::build(cfg)));
         }
         if let Some(f) = AuthnFilter::build(cfg, env)? {
             filters.push(AnyFilter::Authn(Box::new(f)));
         }
-        if let Some(f) = AuthzFilter::build(cfg) {
+        if let Some(f) = AuthzFilter::build(cfg, env) {
             filters.push(AnyFilter::Authz(f));
         }
         if RateLimitFilter::is_needed(cfg) {

@@ -26,6 +26,7 @@ pub(crate) fn route(prefix: Option<&str>, rewrite: Option<&str>) -> RouteConfig 
         authz: Default::default(),
         rate_limits: Vec::new(),
         require_client_cert: false,
+        cors: None,
     }
 }
 

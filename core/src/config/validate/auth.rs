@@ -81,7 +81,7 @@ pub(super) fn check(auth: &AuthConfig, routes: &[RouteConfig], root: &KeyPath, o
                 "needs [auth] with at least one [[auth.jwt]] issuer or [auth.api_keys]",
             );
         }
-        if !r.authz.is_empty() && (r.auth == Some(AuthMode::None) || !auth.is_enabled()) {
+        if r.authz.needs_identity() && (r.auth == Some(AuthMode::None) || !auth.is_enabled()) {
             out.push(
                 here.key("authz"),
                 "authz needs authentication on the route (auth = \"required\" or \"optional\")",
@@ -94,6 +94,14 @@ pub(super) fn check(auth: &AuthConfig, routes: &[RouteConfig], root: &KeyPath, o
             }
             if m.equals.is_some() != m.one_of.is_empty() {
                 out.push(at, "give exactly one of `equals` or `one_of` (non-empty)");
+            }
+        }
+        let cert = &r.authz.client_cert;
+        for (key, list) in [("subject", &cert.subject), ("dns", &cert.dns), ("spiffe_id", &cert.spiffe_id)] {
+            for (j, v) in list.iter().enumerate() {
+                if v.is_empty() {
+                    out.push(here.key("authz").key("client_cert").key(key).index(j), "must not be empty");
+                }
             }
         }
         for (j, name) in r.authz.issuers.iter().enumerate() {
