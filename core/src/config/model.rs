@@ -301,7 +301,11 @@ pub struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { max_idle_per_endpoint: 1024, idle_timeout: Dur::secs(60), max_requests_per_connection: 0 }
+        PoolConfig {
+            max_idle_per_endpoint: 1024,
+            idle_timeout: Dur::secs(60),
+            max_requests_per_connection: 0,
+        }
     }
 }
 
