@@ -10,12 +10,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use rustls::{
-    DigitallySignedStruct, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::CryptoProvider,
-    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
-};
+use portcullis_http::upstream::NoVerify;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 
 use super::conn::RequestTemplate;
 
@@ -144,7 +140,7 @@ pub fn client_tls(insecure: bool, cacert: Option<&Path>, tls13_only: bool) -> Re
     let config = match (insecure, cacert) {
         (true, _) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
             .with_no_client_auth(),
         (false, Some(path)) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -160,46 +156,6 @@ pub fn client_tls(insecure: bool, cacert: Option<&Path>, tls13_only: bool) -> Re
         (false, None) => bail!("https:// needs --cacert FILE (the server's CA) or --insecure"),
     };
     Ok(config)
-}
-
-/// `--insecure`: accepts any server certificate (benchmarks against a self-signed one), but
-/// still checks the handshake signatures, so the cost of TLS stays real.
-#[derive(Debug)]
-struct AnyCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

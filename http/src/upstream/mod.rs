@@ -34,7 +34,7 @@ pub use outlier::Outcome;
 pub use pool::{ConnectError, Pool, PoolStats, UpConn};
 pub use service::{UpstreamService, fixed_endpoints};
 pub use stream::UpStream;
-pub use tls::{TlsFail, UpstreamTls, build as build_tls, secure};
+pub use tls::{NoVerify, TlsFail, UpstreamTls, build as build_tls, secure};
 
 /// One endpoint of an upstream on one shard.
 #[derive(Debug)]

@@ -140,9 +140,10 @@ pub async fn secure(conn: UpConn, tls: &UpstreamTls, timeout: Duration) -> Resul
     Ok(UpConn { stream: UpStream::Tls(Box::new(stream)), rbuf, requests, addr, flavor: tls.flavor, _open })
 }
 
-/// Accepts every certificate (`insecure_skip_verify`), still checking handshake signatures.
+/// Accepts every certificate (`insecure_skip_verify`, and the bench generator's `--insecure`),
+/// still checking handshake signatures with the provider's algorithms.
 #[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
+pub struct NoVerify(pub Arc<CryptoProvider>);
 
 impl ServerCertVerifier for NoVerify {
     fn verify_server_cert(
