@@ -19,6 +19,12 @@ use portcullis_core::config::load_str;
 use portcullis_core::pipeline::{Cx, Filter, Flow, Headers, Method, RequestHead, Version};
 use portcullis_policies::{ChainEnv, RateLimitFilter};
 
+mod common;
+use common::cpu_per_call;
+
+/// What one timed call is.
+const UNIT: &str = "decision";
+
 /// The system allocator, counting allocations so the bench can check a decision makes none.
 struct Counting;
 
@@ -88,25 +94,6 @@ fn decide(f: &RateLimitFilter, req: &mut RequestHead, peer: std::net::SocketAddr
     matches!(now(f.on_request(req, &mut cx)), Flow::Continue)
 }
 
-/// On-CPU nanoseconds of this thread (`/proc/thread-self/schedstat`): unlike criterion's wall
-/// time, it does not count the time other processes held the CPU on a shared machine.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-/// Prints the on-CPU cost of `f` per call over `n` calls.
-fn cpu_per_call(name: &str, n: u64, mut f: impl FnMut()) {
-    let before = thread_cpu_ns();
-    for _ in 0..n {
-        f();
-    }
-    let spent = thread_cpu_ns().saturating_sub(before);
-    println!("{name}: {:.0} on-CPU ns per decision ({n} decisions)", spent as f64 / n as f64);
-}
-
 fn bench(c: &mut Criterion) {
     let peer = "203.0.113.9:4000".parse().expect("addr");
     let admitting = filter(1_000_000_000);
@@ -118,10 +105,10 @@ fn bench(c: &mut Criterion) {
     }
     assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), before, "a decision for a known key allocated");
     // What every decision below also pays outside the limiter: a fresh context (its clock read).
-    cpu_per_call("baseline: Cx::new only", 2_000_000, || {
+    cpu_per_call(UNIT, "baseline: Cx::new only", 2_000_000, || {
         black_box(Cx::new(peer, false, Version::Http11));
     });
-    cpu_per_call("admit, 2 limits, 1 key", 2_000_000, || {
+    cpu_per_call(UNIT, "admit, 2 limits, 1 key", 2_000_000, || {
         black_box(decide(&admitting, &mut req, peer));
     });
     c.bench_function("ratelimit/admit, 2 limits, 1 key", |b| {
@@ -134,7 +121,7 @@ fn bench(c: &mut Criterion) {
         decide(&admitting, r, peer);
     }
     let mut i = 0;
-    cpu_per_call("admit, 2 limits, 10k keys", 2_000_000, || {
+    cpu_per_call(UNIT, "admit, 2 limits, 10k keys", 2_000_000, || {
         i = (i + 7919) % reqs.len();
         black_box(decide(&admitting, &mut reqs[i], peer));
     });
@@ -149,7 +136,7 @@ fn bench(c: &mut Criterion) {
     let refusing = filter(1);
     let mut req = request("consumer-1");
     decide(&refusing, &mut req, peer);
-    cpu_per_call("refuse (429)", 500_000, || {
+    cpu_per_call(UNIT, "refuse (429)", 500_000, || {
         black_box(decide(&refusing, &mut req, peer));
     });
     c.bench_function("ratelimit/refuse (429)", |b| b.iter(|| black_box(decide(&refusing, &mut req, peer))));

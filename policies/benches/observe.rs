@@ -20,24 +20,11 @@ use portcullis_core::telemetry::{
 };
 use portcullis_policies::ObserveFilter;
 
-/// On-CPU nanoseconds of this thread (`/proc/thread-self/schedstat`): unlike wall time, it does
-/// not count the time other processes held the CPU on a shared machine.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
+mod common;
+use common::cpu_per_call;
 
-/// Prints the on-CPU cost of `f` per call over `n` calls.
-fn cpu_per_call(name: &str, n: u64, mut f: impl FnMut()) {
-    let before = thread_cpu_ns();
-    for _ in 0..n {
-        f();
-    }
-    let spent = thread_cpu_ns().saturating_sub(before);
-    println!("{name}: {:.0} on-CPU ns per request ({n} requests)", spent as f64 / n as f64);
-}
+/// What one timed call is.
+const UNIT: &str = "request";
 
 fn filter(telemetry: &Telemetry, sections: &str) -> ObserveFilter {
     let text = format!(
@@ -143,9 +130,9 @@ fn bench(c: &mut Criterion) {
     let metrics = filter(&telemetry, "[tracing]\nenabled = false\n");
     let all = filter(&telemetry, "[access_log]\nenabled = true\n");
     telemetry.log.set_destination(None);
-    cpu_per_call("log phase, everything off", N, || off.on_log(black_box(&cx)));
-    cpu_per_call("log phase, metrics", N, || metrics.on_log(black_box(&cx)));
-    cpu_per_call("log phase, metrics + access log line", N, || all.on_log(black_box(&cx)));
+    cpu_per_call(UNIT, "log phase, everything off", N, || off.on_log(black_box(&cx)));
+    cpu_per_call(UNIT, "log phase, metrics", N, || metrics.on_log(black_box(&cx)));
+    cpu_per_call(UNIT, "log phase, metrics + access log line", N, || all.on_log(black_box(&cx)));
 
     let rec = record();
     let old = serde_record(&rec);
@@ -153,20 +140,20 @@ fn bench(c: &mut Criterion) {
     rec.write_to(&mut a);
     serde_json::to_writer(&mut b, &old).expect("serde");
     assert_eq!(a, b, "the hand-written line is byte for byte what serde_json wrote");
-    cpu_per_call("line encoding, serde_json (before)", N, || {
+    cpu_per_call(UNIT, "line encoding, serde_json (before)", N, || {
         b.clear();
         let _ = serde_json::to_writer(&mut b, black_box(&old));
     });
-    cpu_per_call("line encoding, hand-written (after)", N, || {
+    cpu_per_call(UNIT, "line encoding, hand-written (after)", N, || {
         a.clear();
         black_box(&rec).write_to(&mut a);
     });
     let mut buf = [0u8; 24];
-    cpu_per_call("timestamp, SystemTime::now + full format (before)", N, || {
+    cpu_per_call(UNIT, "timestamp, SystemTime::now + full format (before)", N, || {
         black_box(rfc3339_millis(SystemTime::now(), &mut buf));
     });
     let mut clock = ClockText::default();
-    cpu_per_call("timestamp, coarse clock + cached second (after)", N, || {
+    cpu_per_call(UNIT, "timestamp, coarse clock + cached second (after)", N, || {
         black_box(clock.format(realtime_coarse()));
     });
     c.bench_function("observe/log phase, metrics + access log line", |bch| {
