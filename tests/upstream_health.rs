@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Client, Gateway, LONG, Metrics, Reply, Upstream, config, echo_reply, response};
+use common::{Client, LONG, Metrics, Reply, Upstream, app_gateway, echo_reply, endpoint_list, response};
 
 const TOKEN: &str = "health-admin-token";
 
@@ -23,19 +23,6 @@ fn checked(name: &str, up: Arc<AtomicBool>) -> Upstream {
         }
         echo_reply(&name, req)
     })
-}
-
-/// One shard, the admin API, one catch-all route to upstream `app` (`upstream` = its body).
-fn gateway(upstream: &str, route: &str) -> Gateway {
-    let rest = format!(
-        "[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[[upstreams]]\nname = \"app\"\n{upstream}\n\
-         [[routes]]\nprefix = \"/\"\nupstream = \"app\"\n{route}"
-    );
-    Gateway::start(&config("", &rest).replace("shards = 2", "shards = 1"))
-}
-
-fn list(ups: &[&Upstream]) -> String {
-    ups.iter().map(|u| format!("\"{}\"", u.addr)).collect::<Vec<_>>().join(", ")
 }
 
 /// Scrapes until `ok` holds (bounded by [`LONG`]).
@@ -87,11 +74,12 @@ fn killing_one_of_three_under_load_stops_errors_within_one_interval() {
     let up = Arc::new(AtomicBool::new(true));
     let (a, b, c) = (checked("a", up.clone()), checked("b", up.clone()), checked("c", up.clone()));
     let interval = Duration::from_millis(300);
-    let gw = gateway(
+    let gw = app_gateway(
+        TOKEN,
         &format!(
             "endpoints = [{}]\noutlier = {{ consecutive_failures = 2, base_ejection = \"10s\" }}\n\
              health_check = {{ interval = \"300ms\", timeout = \"250ms\", unhealthy_threshold = 1 }}\n",
-            list(&[&a, &b, &c])
+            endpoint_list(&[&a, &b, &c])
         ),
         "retry = { max = 2, backoff = \"1ms\" }\n",
     );
@@ -135,11 +123,12 @@ fn killing_one_of_three_under_load_stops_errors_within_one_interval() {
 fn failing_probe_takes_an_endpoint_out_until_it_passes_again() {
     let (a_up, b_up) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(false)));
     let (a, b) = (checked("a", a_up), checked("b", b_up.clone()));
-    let gw = gateway(
+    let gw = app_gateway(
+        TOKEN,
         &format!(
             "endpoints = [{}]\noutlier = {{ consecutive_failures = 0 }}\n[upstreams.health_check]\n\
              path = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"500ms\"\nunhealthy_threshold = 2\nhealthy_threshold = 2\n",
-            list(&[&a, &b])
+            endpoint_list(&[&a, &b])
         ),
         "",
     );
@@ -166,7 +155,8 @@ fn tcp_probe_marks_a_closed_port_unhealthy() {
     let up = Arc::new(AtomicBool::new(true));
     let a = checked("a", up);
     let dead = common::closed_port();
-    let gw = gateway(
+    let gw = app_gateway(
+        TOKEN,
         &format!(
             "endpoints = [\"{}\", \"{dead}\"]\nhealth_check = {{ kind = \"tcp\", interval = \"100ms\", unhealthy_threshold = 1 }}\n",
             a.addr

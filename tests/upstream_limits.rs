@@ -8,22 +8,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Client, Gateway, LONG, Metrics, Reply, Upstream, config, echo_reply};
+use common::{Client, LONG, Metrics, Reply, Upstream, app_gateway, echo_reply, endpoint_list};
 
 const TOKEN: &str = "limits-admin-token";
-
-/// One shard, the admin API, one catch-all route (with `route` keys) to upstream `app`.
-fn gateway(upstream: &str, route: &str) -> Gateway {
-    let rest = format!(
-        "[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\n[[upstreams]]\nname = \"app\"\n{upstream}\n\
-         [[routes]]\nprefix = \"/\"\nupstream = \"app\"\n{route}"
-    );
-    Gateway::start(&config("", &rest).replace("shards = 2", "shards = 1"))
-}
-
-fn list(ups: &[&Upstream]) -> String {
-    ups.iter().map(|u| format!("\"{}\"", u.addr)).collect::<Vec<_>>().join(", ")
-}
 
 /// An echo upstream that answers after `delay`.
 fn slow(name: &str, delay: Duration) -> Upstream {
@@ -53,10 +40,11 @@ fn drive(addr: SocketAddr, clients: usize, run: Duration) -> usize {
 fn slow_share(lb: &str) -> f64 {
     let delay = Duration::from_millis(500);
     let (a, b, s) = (Upstream::echo("a"), Upstream::echo("b"), slow("slow", delay));
-    let gw = gateway(
+    let gw = app_gateway(
+        TOKEN,
         &format!(
             "lb = \"{lb}\"\nendpoints = [{}]\noutlier = {{ consecutive_failures = 0 }}\n",
-            list(&[&a, &b, &s])
+            endpoint_list(&[&a, &b, &s])
         ),
         "",
     );
@@ -81,10 +69,11 @@ fn least_request_sends_less_to_a_slow_endpoint_than_round_robin() {
 #[test]
 fn retry_budget_caps_retries_during_a_full_outage() {
     let ups: Vec<Upstream> = (0..3).map(|_| Upstream::fixed(503, "down")).collect();
-    let gw = gateway(
+    let gw = app_gateway(
+        TOKEN,
         &format!(
             "endpoints = [{}]\noutlier = {{ consecutive_failures = 0 }}\n",
-            list(&ups.iter().collect::<Vec<_>>())
+            endpoint_list(&ups.iter().collect::<Vec<_>>())
         ),
         "retry = { max = 2, statuses = [503], budget_percent = 10, min_retries = 3, backoff = \"1ms\" }\n",
     );
@@ -110,7 +99,11 @@ fn retry_budget_caps_retries_during_a_full_outage() {
 #[test]
 fn max_connections_trips_the_breaker_and_recovers() {
     let s = slow("slow", Duration::from_millis(800));
-    let gw = gateway(&format!("endpoints = [\"{}\"]\ncircuit = {{ max_connections = 1 }}\n", s.addr), "");
+    let gw = app_gateway(
+        TOKEN,
+        &format!("endpoints = [\"{}\"]\ncircuit = {{ max_connections = 1 }}\n", s.addr),
+        "",
+    );
     let addr = gw.addr;
     let first = std::thread::spawn(move || Client::connect(addr).get("/").status);
     s.wait_requests(1, LONG);
@@ -132,10 +125,11 @@ fn max_connections_trips_the_breaker_and_recovers() {
 fn try_timeout_retries_elsewhere_and_the_deadline_reaches_the_upstream() {
     let stuck = slow("stuck", Duration::from_secs(3));
     let fast = Upstream::echo("fast");
-    let gw = gateway(
+    let gw = app_gateway(
+        TOKEN,
         &format!(
             "endpoints = [{}]\ndeadline_header = \"x-request-deadline-ms\"\noutlier = {{ consecutive_failures = 0 }}\n",
-            list(&[&stuck, &fast])
+            endpoint_list(&[&stuck, &fast])
         ),
         "timeout = \"5s\"\ntry_timeout = \"300ms\"\nretry = { max = 1, backoff = \"1ms\", min_retries = 10 }\n",
     );

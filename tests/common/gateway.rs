@@ -28,6 +28,16 @@ pub fn config(http: &str, rest: &str) -> String {
     )
 }
 
+/// A one-shard gateway with the admin API (bearer `token`) and one catch-all route (extra keys
+/// `route`) to the upstream `app` (`upstream` = the rest of its table).
+pub fn app_gateway(token: &str, upstream: &str, route: &str) -> Gateway {
+    let rest = format!(
+        "[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"{token}\"\n\n[[upstreams]]\nname = \"app\"\n{upstream}\n\
+         [[routes]]\nprefix = \"/\"\nupstream = \"app\"\n{route}"
+    );
+    Gateway::start(&config("", &rest).replace("shards = 2", "shards = 1"))
+}
+
 #[derive(Default)]
 struct LogState {
     lines: Vec<String>,

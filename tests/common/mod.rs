@@ -19,8 +19,8 @@ pub mod wire;
 
 pub use admin::{Metrics, admin};
 pub use client::{Client, Response, get, request};
-pub use gateway::{Gateway, config};
-pub use upstream::{Reply, Req, Upstream, closed_port, echo_reply, response};
+pub use gateway::{Gateway, app_gateway, config};
+pub use upstream::{Reply, Req, Upstream, closed_port, echo_reply, endpoint_list, response};
 pub use wire::{Digest, Framing, Pattern, PatternCheck};
 
 use std::time::Duration;

@@ -360,6 +360,11 @@ fn perform(out: &mut TcpStream, reply: Reply) -> bool {
     }
 }
 
+/// The `endpoints = [...]` value listing `ups`' addresses.
+pub fn endpoint_list(ups: &[&Upstream]) -> String {
+    ups.iter().map(|u| format!("\"{}\"", u.addr)).collect::<Vec<_>>().join(", ")
+}
+
 /// An address that refuses connections for the rest of the test process: a TCP socket bound
 /// to it that never listens (so a connect gets RST) and is kept open, so no other socket (not
 /// even an outgoing connection's ephemeral port, which could self-connect) can take the port.
