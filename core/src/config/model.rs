@@ -272,6 +272,9 @@ pub struct UpstreamConfig {
     /// TLS toward the endpoints (absent = plain TCP).
     #[serde(default)]
     pub tls: Option<super::model_edge::UpstreamTlsConfig>,
+    /// More endpoints found by DNS, re-resolved on TTL (off when absent).
+    #[serde(default)]
+    pub dns: Option<super::model_dns::DnsConfig>,
     /// Resolved endpoint addresses (filled by validation).
     #[serde(skip)]
     pub addrs: Vec<SocketAddr>,

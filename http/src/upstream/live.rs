@@ -39,6 +39,7 @@ impl SharedEndpoint {
 struct Sources {
     fixed: Vec<(SocketAddr, u32)>,
     file: Vec<(SocketAddr, u32)>,
+    dns: Vec<(SocketAddr, u32)>,
 }
 
 /// Which source a discovery update replaces.
@@ -48,6 +49,8 @@ pub enum Source {
     Fixed,
     /// The watched `endpoints_file`.
     File,
+    /// DNS discovery (`[upstreams.dns]`).
+    Dns,
 }
 
 /// One upstream's endpoints, shared by all shards.
@@ -103,13 +106,14 @@ impl LiveUpstream {
         let slot = match source {
             Source::Fixed => &mut sources.fixed,
             Source::File => &mut sources.file,
+            Source::Dns => &mut sources.dns,
         };
         if slot.as_slice() == eps {
             return false;
         }
         *slot = eps.to_vec();
         let mut next: Vec<Arc<SharedEndpoint>> = Vec::new();
-        for &(addr, weight) in sources.fixed.iter().chain(&sources.file) {
+        for &(addr, weight) in sources.fixed.iter().chain(&sources.file).chain(&sources.dns) {
             if next.iter().any(|e| e.addr == addr) {
                 continue;
             }

@@ -6,6 +6,7 @@
 //! (everything is `Cell`, no locks; the shared parts are in `live.rs`).
 
 mod deadline;
+mod dns;
 mod health;
 mod lb;
 mod live;
