@@ -37,7 +37,8 @@ fn reset_reply(what: &'static str) -> Fail {
 enum Sent {
     /// The response head arrived.
     Answered(http::Response<h2::RecvStream>),
-    /// The connection could not take the request: nothing was sent.
+    /// The connection could not take the request, or lost it before any answer while its body
+    /// is still in hand: it may go again on a fresh connection.
     Unusable,
     /// The upstream failed after the request was (maybe) sent.
     Failed(Fail),
@@ -222,7 +223,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             Some(b) => {
                 if let Err(e) = send.send_data(b.clone(), true) {
                     tracing::debug!(error = %e, "upstream HTTP/2 stream failed while sending the body");
-                    return Sent::Failed(reset_reply("upstream failed while receiving the body"));
+                    return Sent::Unusable;
                 }
             }
             None => {
@@ -262,9 +263,13 @@ async fn response_by(response: ResponseFuture, deadline: Instant, buffered: bool
     let left = deadline.saturating_duration_since(Instant::now());
     match monoio::time::timeout(left, response).await {
         Ok(Ok(resp)) => Sent::Answered(resp),
-        Ok(Err(e)) if buffered && e.reason() == Some(h2::Reason::REFUSED_STREAM) => {
-            // The upstream did not process the stream (RFC 9113 8.7): safe on a fresh connection.
-            tracing::debug!(error = %e, "upstream refused the stream");
+        Ok(Err(e))
+            if buffered
+                && (e.reason() == Some(h2::Reason::REFUSED_STREAM) || e.is_go_away() || e.is_io()) =>
+        {
+            // Refused (RFC 9113 8.7), past the upstream's GOAWAY, or the connection broke before
+            // any answer: like a dead pooled HTTP/1.1 connection, sent again on a fresh one.
+            tracing::debug!(error = %e, "upstream HTTP/2 stream refused or its connection lost");
             Sent::Unusable
         }
         Ok(Err(e)) => {
