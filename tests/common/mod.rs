@@ -11,6 +11,7 @@ pub mod collector;
 pub mod dns;
 pub mod gateway;
 pub mod h2;
+pub mod h2_upstream;
 pub mod jwks;
 pub mod redis;
 pub mod tls;

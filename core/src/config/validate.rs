@@ -11,6 +11,7 @@ mod dns;
 mod edge;
 mod health;
 mod obs;
+mod protocol;
 mod quic;
 mod ratelimit;
 mod routes;
@@ -257,6 +258,7 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
         if let Some(d) = &u.dns {
             dns::check(d, &here.key("dns"), out);
         }
+        protocol::check(u, &here, out);
         if let Some(tls) = &u.tls {
             edge::check_tls(tls, &here.key("tls"), out);
         }
