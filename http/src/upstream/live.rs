@@ -180,5 +180,11 @@ mod tests {
         assert!(live.update(Source::Fixed, &[a(3)]));
         assert!(first[0].retired() && !first[1].retired(), "2 is still in the file");
         assert_eq!(live.unhealthy(), 1);
+        // DNS adds to the union; clearing it retires only what no other source lists.
+        assert!(live.update(Source::Dns, &[a(3), a(4)]));
+        let with_dns = live.list();
+        assert_eq!(with_dns.iter().map(|e| e.addr.port()).collect::<Vec<_>>(), vec![3, 2, 4]);
+        assert!(live.update(Source::Dns, &[]));
+        assert!(with_dns[2].retired() && !with_dns[0].retired());
     }
 }

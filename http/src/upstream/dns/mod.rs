@@ -16,11 +16,12 @@ mod lookup;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use portcullis_core::config::DnsConfig;
-use portcullis_core::telemetry::{Metrics, bump};
+use portcullis_core::telemetry::Metrics;
 
 use super::live::{LiveUpstream, Source};
 
@@ -82,7 +83,9 @@ pub fn refresh(
                 tracing::debug!(upstream = %live.name, name = %cfg.name, error = %e, failures, "DNS lookup failed");
             }
             if let Some(m) = metrics {
-                bump(&m.event(0, FAILURE_EVENT, &live.name), 1);
+                // Two threads may count here (a config load and the resolver thread): an atomic
+                // add, not the single-writer `bump` of the shards.
+                m.event(0, FAILURE_EVENT, &live.name).fetch_add(1, Ordering::Relaxed);
             }
             let failures = failures.saturating_add(1);
             Schedule { due: Instant::now() + backoff(cfg, failures), failures }
