@@ -291,3 +291,18 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
         res.is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::h1_trailer_block;
+
+    #[test]
+    fn trailers_become_http1_field_lines() {
+        assert!(h1_trailer_block(None).is_empty());
+        let mut map = http::HeaderMap::new();
+        map.insert("grpc-status", http::HeaderValue::from_static("5"));
+        map.insert("grpc-message", http::HeaderValue::from_static("not found"));
+        let block = h1_trailer_block(Some(map));
+        assert_eq!(&block[..], &b"grpc-status: 5\r\ngrpc-message: not found\r\n"[..]);
+    }
+}

@@ -239,9 +239,13 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                         return if upstream_failed { Sent::Failed(fail) } else { Sent::Client(fail) };
                     }
                 }
-                let ended = match self.down.request_trailers().await {
-                    Some(trailers) => send.send_trailers(trailers),
-                    None => send.send_data(Bytes::new(), true),
+                // A body read to its declared length still waits for the stream's end (and any
+                // trailers), no longer than the body's idle timeout.
+                let trailers = monoio::time::timeout(plan.limits.idle, self.down.request_trailers()).await;
+                let ended = match trailers {
+                    Ok(Some(trailers)) => send.send_trailers(trailers),
+                    Ok(None) => send.send_data(Bytes::new(), true),
+                    Err(_) => return Sent::Client(Fail::Abort),
                 };
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "upstream HTTP/2 stream failed at the end of the body");
