@@ -99,6 +99,13 @@ pub trait Downstream {
         None
     }
 
+    /// Hands over the request body as the client's HTTP/2 stream (HTTP/2 clients only), so the
+    /// engine can relay it on its own task while the response flows back (bidirectional gRPC).
+    /// Afterwards `relay_body` and `request_trailers` have nothing left to read.
+    fn take_h2_body(&mut self) -> Option<h2::RecvStream> {
+        None
+    }
+
     /// Answers `101 Switching Protocols` with `head`, then relays bytes both ways between the
     /// client and `up` (whose bytes already read are in `up_buf`) until either side closes or
     /// nothing moves for `idle`. Returns the bytes moved (client to upstream, upstream to client).
