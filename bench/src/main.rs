@@ -58,52 +58,7 @@ enum Cmd {
     },
     /// HTTP/1.1, HTTP/2 or HTTP/3 load: closed loop (max throughput) or open loop (`--rate`,
     /// constant arrival rate, latency from the intended send time); prints a JSON report.
-    Load {
-        /// Target URL (`http://host:port/path`; `https://` for TLS).
-        url: String,
-        /// Protocol: h1, h2 (TLS for https://, prior-knowledge h2c for http://) or h3.
-        #[arg(long, value_enum, default_value = "h1")]
-        proto: load::Proto,
-        /// Connections.
-        #[arg(short = 'c', long, default_value_t = 32)]
-        conns: usize,
-        /// HTTP/1.1 closed loop: requests in flight per connection (pipelining).
-        #[arg(short = 'p', long, default_value_t = 1)]
-        pipeline: usize,
-        /// HTTP/2 and HTTP/3: concurrent streams per connection (each one request at a time).
-        #[arg(short = 'm', long, default_value_t = 10)]
-        streams: usize,
-        /// https://: accept any server certificate (self-signed benchmark certificates).
-        #[arg(short = 'k', long)]
-        insecure: bool,
-        /// https://: PEM file with the CA certificate(s) to verify the server with.
-        #[arg(long)]
-        cacert: Option<PathBuf>,
-        /// Open loop: requests per second over all connections (omit for a closed loop).
-        #[arg(short = 'r', long)]
-        rate: Option<f64>,
-        /// Generator threads, one io_uring runtime each.
-        #[arg(short = 't', long, default_value_t = 1)]
-        threads: usize,
-        /// Pin thread i to CPU `cpus[i % n]` (comma-separated list).
-        #[arg(long, value_delimiter = ',')]
-        cpus: Vec<usize>,
-        /// Warm-up, excluded from every figure (`2s`, `500ms`).
-        #[arg(short = 'w', long, default_value = "2s", value_parser = parse_duration)]
-        warmup: Duration,
-        /// Measured window (`10s`).
-        #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
-        duration: Duration,
-        /// Connect and response timeout (`5s`).
-        #[arg(long, default_value = "5s", value_parser = parse_duration)]
-        timeout: Duration,
-        /// Extra request header, `Name: value` (repeatable).
-        #[arg(short = 'H', long = "header")]
-        headers: Vec<String>,
-        /// Write the JSON report to this file instead of stdout.
-        #[arg(short = 'o', long)]
-        out: Option<PathBuf>,
-    },
+    Load(load::LoadOpts),
     /// Draw an SVG chart of latency percentiles from `load` JSON reports.
     Chart {
         /// Output SVG file.
@@ -137,7 +92,7 @@ enum Cmd {
 }
 
 /// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map_or((s, "s"), |i| s.split_at(i));
     let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?} (try 10s, 500ms)"))?;
@@ -152,42 +107,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Load {
-            url,
-            proto,
-            conns,
-            pipeline,
-            streams,
-            insecure,
-            cacert,
-            rate,
-            threads,
-            cpus,
-            warmup,
-            duration,
-            timeout,
-            headers,
-            out,
-        } => {
-            let opts = load::LoadOpts {
-                url,
-                proto,
-                conns,
-                pipeline,
-                streams,
-                insecure,
-                cacert,
-                rate,
-                threads,
-                cpus,
-                warmup,
-                duration,
-                timeout,
-                headers,
-                out,
-            };
-            load::run(&opts).map(|_| ())
-        }
+        Cmd::Load(opts) => load::run(&opts).map(|_| ()),
         Cmd::Chart { out, title, series } => chart::run(&out, &title, &series),
         Cmd::Upstream { listen, body_size, cpu, ring, backlog, delay, delay_max, h3 } => {
             let delay = upstream::Delay { min: delay, max: delay_max.unwrap_or(delay) };

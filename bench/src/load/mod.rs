@@ -33,38 +33,52 @@ pub use target::Proto;
 use target::Url;
 
 /// Settings of the `load` subcommand.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct LoadOpts {
-    /// `http://host:port/path` or `https://...`.
+    /// Target URL (`http://host:port/path`; `https://` for TLS).
     pub url: String,
-    /// Protocol.
+    /// Protocol: h1, h2 (TLS for https://, prior-knowledge h2c for http://) or h3.
+    #[arg(long, value_enum, default_value = "h1")]
     pub proto: Proto,
     /// Connections.
+    #[arg(short = 'c', long, default_value_t = 32)]
     pub conns: usize,
-    /// HTTP/1.1 closed loop: requests in flight per connection.
+    /// HTTP/1.1 closed loop: requests in flight per connection (pipelining).
+    #[arg(short = 'p', long, default_value_t = 1)]
     pub pipeline: usize,
-    /// HTTP/2 and HTTP/3: concurrent streams per connection.
+    /// HTTP/2 and HTTP/3: concurrent streams per connection (each one request at a time).
+    #[arg(short = 'm', long, default_value_t = 10)]
     pub streams: usize,
-    /// Accept any server certificate.
+    /// https://: accept any server certificate (self-signed benchmark certificates).
+    #[arg(short = 'k', long)]
     pub insecure: bool,
-    /// PEM file with the CA certificates to trust.
+    /// https://: PEM file with the CA certificate(s) to verify the server with.
+    #[arg(long)]
     pub cacert: Option<PathBuf>,
-    /// Open loop: requests per second over all connections (`None` = closed loop).
+    /// Open loop: requests per second over all connections (omit for a closed loop).
+    #[arg(short = 'r', long)]
     pub rate: Option<f64>,
-    /// Generator threads.
+    /// Generator threads, one io_uring runtime each.
+    #[arg(short = 't', long, default_value_t = 1)]
     pub threads: usize,
-    /// CPUs to pin the threads to (thread i on `cpus[i % len]`); empty = no pinning.
+    /// Pin thread i to CPU `cpus[i % n]` (comma-separated list).
+    #[arg(long, value_delimiter = ',')]
     pub cpus: Vec<usize>,
-    /// Warm-up excluded from the figures.
+    /// Warm-up, excluded from every figure (`2s`, `500ms`).
+    #[arg(short = 'w', long, default_value = "2s", value_parser = crate::parse_duration)]
     pub warmup: Duration,
-    /// Measured window.
+    /// Measured window (`10s`).
+    #[arg(short = 'd', long, default_value = "10s", value_parser = crate::parse_duration)]
     pub duration: Duration,
-    /// Connect and response timeout.
+    /// Connect and response timeout (`5s`).
+    #[arg(long, default_value = "5s", value_parser = crate::parse_duration)]
     pub timeout: Duration,
-    /// Extra request header lines (`Name: value`).
+    /// Extra request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
-    /// Write the JSON here instead of stdout.
-    pub out: Option<std::path::PathBuf>,
+    /// Write the JSON report to this file instead of stdout.
+    #[arg(short = 'o', long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Runs the load and prints the report; returns it as well (for tests and the harness).
