@@ -4,41 +4,37 @@
 //! or write the line (the access log does), or log anything that could be a credential: only
 //! ids, addresses, names, sizes and times (headers and bodies are never read here).
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use portcullis_core::config::QueryLogMode;
 use portcullis_core::pipeline::Cx;
 use portcullis_core::telemetry::{AccessRecord, StackText};
 
-/// Text of a byte field (ids and names are ASCII; anything else is shown lossily).
-fn text(b: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(b)
-}
-
-/// Writes `cx.path` plus the query per `mode` into `out` (cleared first).
-pub(crate) fn path_for_log(cx: &Cx, mode: QueryLogMode, out: &mut String) {
-    out.clear();
-    out.push_str(&text(&cx.path));
-    let Some(q) = cx.query.as_ref().filter(|_| mode != QueryLogMode::Strip) else { return };
-    out.push('?');
+/// The path to log: `cx.path` itself, or (when the query is kept or redacted) the path plus
+/// the query built in `buf`. Text that is not UTF-8 is made lossy by the JSON writer.
+pub(crate) fn path_for_log<'a>(cx: &'a Cx, mode: QueryLogMode, buf: &'a mut Vec<u8>) -> &'a [u8] {
+    let Some(q) = cx.query.as_ref().filter(|_| mode != QueryLogMode::Strip) else { return &cx.path };
+    buf.clear();
+    buf.extend_from_slice(&cx.path);
+    buf.push(b'?');
     match mode {
-        QueryLogMode::Keep => out.push_str(&text(q)),
+        QueryLogMode::Keep => buf.extend_from_slice(q),
         _ => {
             for (i, pair) in q.split(|&b| b == b'&').enumerate() {
                 if i > 0 {
-                    out.push('&');
+                    buf.push(b'&');
                 }
                 match pair.iter().position(|&b| b == b'=') {
                     Some(eq) => {
-                        out.push_str(&text(&pair[..eq]));
-                        out.push_str("=REDACTED");
+                        buf.extend_from_slice(&pair[..eq]);
+                        buf.extend_from_slice(b"=REDACTED");
                     }
-                    None => out.push_str(&text(pair)),
+                    None => buf.extend_from_slice(pair),
                 }
             }
         }
     }
+    buf
 }
 
 fn us(d: Duration) -> u64 {
@@ -49,19 +45,17 @@ fn us(d: Duration) -> u64 {
 pub(crate) fn write_line(
     cx: &Cx,
     route: Option<&str>,
-    path: &str,
+    path: &[u8],
     total: Duration,
     time: &str,
     out: &mut Vec<u8>,
 ) {
     let trace = cx.trace.map(|t| t.trace_id_hex());
-    let request_id = text(&cx.request_id);
-    let consumer = cx.consumer.as_deref().map(text);
     let (mut client, mut upstream) = (StackText::<48>::default(), StackText::<56>::default());
     AccessRecord {
         time,
-        request_id: &request_id,
-        trace_id: trace.as_ref().and_then(|t| std::str::from_utf8(t).ok()),
+        request_id: &cx.request_id,
+        trace_id: trace.as_ref().map(|t| &t[..]),
         client_ip: client.ip(cx.client_ip),
         method: cx.method.as_str(),
         route,
@@ -72,7 +66,7 @@ pub(crate) fn write_line(
         duration_us: us(total),
         upstream_us: cx.upstream_time.map(us),
         upstream: cx.upstream_addr.map(|a| upstream.socket(a)),
-        consumer: consumer.as_deref(),
+        consumer: cx.consumer.as_deref(),
         protocol: cx.version.as_str(),
         tls: cx.tls_version,
         error: cx.error_code,
