@@ -116,9 +116,11 @@ impl Downstream for H2Down<'_> {
         if let Some(data) = whole_body(&kind, body.buf, limits.max_bytes) {
             // The whole (small) body arrived with the head: one DATA frame carrying END_STREAM,
             // without waiting for send capacity or sending an empty closing frame.
+            // Taken whole from the upstream either way: a client gone meanwhile leaves the
+            // upstream connection reusable, as above.
             let bytes = data.len() as u64;
-            send.send_data(data, true).map_err(h2_err)?;
-            return Ok(Sent { bytes, keep: true });
+            let sent = send.send_data(data, true).is_ok();
+            return Ok(Sent { bytes: if sent { bytes } else { 0 }, keep: sent });
         }
         let mut sink = SliceIo(BodySink { send: &mut send });
         let bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
