@@ -31,6 +31,8 @@ pub enum BodyOut {
     Raw,
     /// Re-encode as chunked.
     Chunked,
+    /// Re-encode as chunked but leave the last chunk to the caller (it may add trailers).
+    ChunkedOpen,
 }
 
 /// Why a relay stopped early.
@@ -158,7 +160,7 @@ async fn send<W: AsyncWriteRent>(
             let (res, _) = write_all(dst, data, idle).await;
             res.map_err(RelayError::Dest)
         }
-        BodyOut::Chunked => {
+        BodyOut::Chunked | BodyOut::ChunkedOpen => {
             let mut buf = std::mem::take(scratch);
             buf.clear();
             write_chunk_header(&mut buf, data.len());
@@ -171,7 +173,9 @@ async fn send<W: AsyncWriteRent>(
     }
 }
 
-async fn finish_chunked<W: AsyncWriteRent>(
+/// Writes the last chunk of a chunked body with `trailers` (HTTP/1.1 field lines, each ending
+/// in CRLF; empty for none).
+pub async fn finish_chunked<W: AsyncWriteRent>(
     dst: &mut W,
     trailers: Bytes,
     scratch: &mut Vec<u8>,

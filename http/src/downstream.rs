@@ -12,11 +12,37 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use portcullis_core::pipeline::{ResponseHead, Version};
 
-use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
+use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, finish_chunked, relay};
 use crate::h1::encode::{ConnHeader, Framing, encode_response};
 use crate::h1::request::ReqBody;
 use crate::h1::response::RespBody;
 use crate::io::write_all;
+use crate::upstream::UpStream;
+
+/// Where a proxied response body comes from: a byte stream that may end with trailers (an
+/// HTTP/2 upstream's stream does; an HTTP/1.1 connection's chunked trailers travel in its bytes).
+pub trait UpSource: AsyncReadRent {
+    /// The trailers that followed the body, once it was read to its end; `None` when there are
+    /// none (or the client did not ask for them).
+    fn take_trailers(&mut self) -> Option<http::HeaderMap> {
+        None
+    }
+}
+
+impl UpSource for UpStream {}
+
+/// Trailers as HTTP/1.1 field lines (`name: value` CRLF each), for the last chunk.
+pub fn h1_trailer_block(trailers: Option<http::HeaderMap>) -> Bytes {
+    let Some(map) = trailers else { return Bytes::new() };
+    let mut out = Vec::new();
+    for (name, value) in &map {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    Bytes::from(out)
+}
 
 /// The response body still to come from the upstream connection.
 pub struct UpBody<'a, R> {
@@ -57,7 +83,7 @@ pub trait Downstream {
     /// Sends a proxied response head and relays its body. `Err` = the client is gone or the
     /// upstream broke mid-body: the connection must close.
     #[allow(clippy::too_many_arguments)]
-    async fn send_response<R: AsyncReadRent>(
+    async fn send_response<R: UpSource>(
         &mut self,
         head: &ResponseHead,
         body: UpBody<'_, R>,
@@ -66,6 +92,12 @@ pub trait Downstream {
         wbuf: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
     ) -> Result<Sent, RelayError>;
+
+    /// The request's trailers, once its body was relayed to the end (HTTP/2 clients may send
+    /// them; the others never do).
+    async fn request_trailers(&mut self) -> Option<http::HeaderMap> {
+        None
+    }
 
     /// Answers `101 Switching Protocols` with `head`, then relays bytes both ways between the
     /// client and `up` (whose bytes already read are in `up_buf`) until either side closes or
@@ -156,7 +188,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
         relay(self.stream, self.rbuf, kind, up, out, limits, scratch).await
     }
 
-    async fn send_response<R: AsyncReadRent>(
+    async fn send_response<R: UpSource>(
         &mut self,
         head: &ResponseHead,
         body: UpBody<'_, R>,
@@ -172,7 +204,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
             RespBody::Chunked if http10 => (Framing::Close, Some(BodyIn::Chunked), BodyOut::Raw),
             RespBody::Chunked => (Framing::Chunked, Some(BodyIn::Chunked), BodyOut::Chunked),
             RespBody::UntilClose if http10 => (Framing::Close, Some(BodyIn::UntilClose), BodyOut::Raw),
-            RespBody::UntilClose => (Framing::Chunked, Some(BodyIn::UntilClose), BodyOut::Chunked),
+            // The last chunk is written here, with the trailers an HTTP/2 upstream sent.
+            RespBody::UntilClose => (Framing::Chunked, Some(BodyIn::UntilClose), BodyOut::ChunkedOpen),
         };
         if framing == Framing::Close {
             keep = false;
@@ -203,6 +236,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
             res.map_err(RelayError::Dest)?;
             let kind = body_in.unwrap_or(BodyIn::Length(0));
             bytes = relay(body.stream, body.buf, kind, self.stream, body_out, limits, scratch).await?;
+            if body_out == BodyOut::ChunkedOpen {
+                let trailers = h1_trailer_block(body.stream.take_trailers());
+                finish_chunked(self.stream, trailers, scratch, limits.idle).await?;
+            }
         }
         Ok(Sent { bytes, keep })
     }

@@ -10,6 +10,7 @@ pub mod h1;
 pub mod h2;
 pub mod io;
 pub mod proxy;
+mod proxy_h2;
 pub mod router;
 pub mod shard;
 pub mod slice_io;

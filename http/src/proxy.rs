@@ -7,23 +7,25 @@
 //! name (the chain is a type parameter), parse heads itself, or frame responses for a client.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use portcullis_core::LocalReply;
-use portcullis_core::pipeline::{Cx, Filter, Flow, Headers, Method, RequestHead};
+use portcullis_core::pipeline::{Cx, Filter, Flow, Headers, Method, RequestHead, ResponseHead};
 
 use crate::body::{BodyOut, RelayError, RelayLimits};
 use crate::conn::{ClientMeta, ConnBufs};
-use crate::downstream::{Downstream, H1Down, UpBody};
+use crate::downstream::{Downstream, H1Down, Sent, UpBody, UpSource};
 use crate::h1::encode::{Framing, encode_request, local_reply_head};
 use crate::h1::request::{ParsedRequest, ReqBody};
 use crate::h1::response::{ParsedResponse, RespBody, parse_response};
 use crate::io::{IoFail, read_more_by, write_all};
 use crate::shard::{ShardGen, ShardState};
 use crate::upstream::{
-    ConnectError, Outcome, Pool, TlsFail, UpConn, Upstream, UpstreamTls, secure, stamp_deadline,
+    Attempts, ConnectError, EndpointSet, Outcome, Pool, TlsFail, UpConn, Upstream, UpstreamTls, secure,
+    stamp_deadline,
 };
 
 /// What happens to the client connection after an exchange.
@@ -36,7 +38,7 @@ pub enum After {
 }
 
 /// Why forwarding stopped.
-enum Fail {
+pub(crate) enum Fail {
     /// Nothing was sent to the client yet: answer with this reply.
     Reply(LocalReply),
     /// The response was already started or the client broke: close the connection.
@@ -57,6 +59,9 @@ pub struct Incoming {
     /// The client connection may stay open after this exchange (HTTP/1.1 keep-alive; always
     /// true for HTTP/2 streams).
     pub keep: bool,
+    /// The client sent `TE: trailers` (forwarded to HTTP/2 upstreams; HTTP/1.1 clients get
+    /// response trailers only then).
+    pub te_trailers: bool,
 }
 
 /// Handles one HTTP/1.1 request end to end. Returns what to do with the connection and the
@@ -70,7 +75,7 @@ pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     meta: &ClientMeta,
     last: bool,
 ) -> (After, Headers) {
-    let ParsedRequest { mut head, body, keep_alive, expect_continue, upgrade } = req;
+    let ParsedRequest { mut head, body, keep_alive, expect_continue, upgrade, te_trailers } = req;
     let mut cx = Cx::new(meta.addr, meta.tls, head.version);
     if let Some(proto) = upgrade {
         // A WebSocket handshake: filters and the upstream see the upgrade headers.
@@ -85,7 +90,7 @@ pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     let mut down =
         H1Down { stream: client, rbuf, version: head.version, is_head: head.method == Method::Head };
     let keep = keep_alive && !last && !state.draining.get();
-    let incoming = Incoming { head, body, expect_continue, keep };
+    let incoming = Incoming { head, body, expect_continue, keep, te_trailers };
     let (after, mut head) = handle(state, sg, &mut down, wbuf, scratch, incoming, &mut cx).await;
     sg.chain.on_log(&cx);
     (after, std::mem::take(&mut head.headers))
@@ -120,7 +125,7 @@ pub async fn handle<F: Filter, D: Downstream>(
     req: Incoming,
     cx: &mut Cx,
 ) -> (After, RequestHead) {
-    let Incoming { mut head, body, expect_continue, keep: client_keep } = req;
+    let Incoming { mut head, body, expect_continue, keep: client_keep, te_trailers } = req;
     (cx.method, cx.path, cx.query) = (head.method.clone(), head.path.clone(), head.query.clone());
     cx.route = sg.generation.shared.router.find(&head);
     let is_head = head.method == Method::Head;
@@ -130,7 +135,8 @@ pub async fn handle<F: Filter, D: Downstream>(
         Flow::Continue => match cx.route {
             None => Err(Fail::Reply(LocalReply::route_not_found())),
             Some(route) => {
-                let mut ex = Exchange { state, sg, down: &mut *down, wbuf, scratch, cx: &mut *cx };
+                let mut ex =
+                    Exchange { state, sg, down: &mut *down, wbuf, scratch, cx: &mut *cx, te_trailers };
                 ex.forward(&mut head, body, expect_continue, route, client_keep).await
             }
         },
@@ -192,7 +198,7 @@ fn connect_reply(e: ConnectError) -> Fail {
 }
 
 /// Opens a new connection to `addr`, with the TLS handshake when the upstream speaks TLS.
-async fn open(
+pub(crate) async fn open(
     pool: &Pool,
     addr: SocketAddr,
     up: &Upstream,
@@ -242,13 +248,65 @@ async fn read_response(
 }
 
 /// The state one forwarded exchange works on.
-struct Exchange<'a, F, D> {
-    state: &'a ShardState<F>,
-    sg: &'a ShardGen<F>,
-    down: &'a mut D,
-    wbuf: &'a mut Vec<u8>,
-    scratch: &'a mut Vec<u8>,
-    cx: &'a mut Cx,
+pub(crate) struct Exchange<'a, F, D> {
+    pub(crate) state: &'a ShardState<F>,
+    pub(crate) sg: &'a ShardGen<F>,
+    pub(crate) down: &'a mut D,
+    pub(crate) wbuf: &'a mut Vec<u8>,
+    pub(crate) scratch: &'a mut Vec<u8>,
+    pub(crate) cx: &'a mut Cx,
+    /// The client sent `TE: trailers`.
+    pub(crate) te_trailers: bool,
+}
+
+/// What every forward path needs, prepared once per request before the first attempt.
+pub(crate) struct Plan<'a> {
+    /// The upstream (this shard's view).
+    pub(crate) upstream: &'a Upstream,
+    /// Its TLS context, when it speaks TLS.
+    pub(crate) tls: Option<&'a UpstreamTls>,
+    /// The endpoint set this request works on, whatever discovery publishes meanwhile.
+    pub(crate) set: Rc<EndpointSet>,
+    /// The consistent-hash key.
+    pub(crate) key: u64,
+    /// The request body when already complete (retries need it).
+    pub(crate) buffered: Option<Bytes>,
+    /// Body relay limits.
+    pub(crate) limits: RelayLimits,
+    /// All attempts end by then (the route's `timeout`).
+    pub(crate) deadline: Instant,
+    /// The route's per-attempt timeout.
+    pub(crate) try_timeout: Option<std::time::Duration>,
+    /// Retry bookkeeping.
+    pub(crate) attempts: Attempts<'a>,
+}
+
+impl Plan<'_> {
+    /// The deadline of an attempt starting now.
+    pub(crate) fn try_deadline(&self) -> Instant {
+        match self.try_timeout {
+            Some(t) => self.deadline.min(Instant::now() + t),
+            None => self.deadline,
+        }
+    }
+}
+
+/// The reply for a request body relay that stopped (`upstream_failed`: the upstream side broke,
+/// which counts against the endpoint).
+pub(crate) fn body_fail(e: RelayError) -> (Fail, bool) {
+    match e {
+        RelayError::TooLarge(limit) => (Fail::Reply(LocalReply::payload_too_large(limit)), false),
+        RelayError::Framing(e) => {
+            (Fail::Reply(LocalReply::bad_request(format!("invalid chunked body: {e}"))), false)
+        }
+        RelayError::Source(_) => (Fail::Abort, false),
+        RelayError::Dest(e) => {
+            tracing::debug!(error = %e, "upstream failed while receiving the body");
+            let reply = LocalReply::bad_gateway("upstream_reset", "upstream failed while receiving the body")
+                .closing();
+            (Fail::Reply(reply), true)
+        }
+    }
 }
 
 impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
@@ -265,11 +323,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let route = &cfg.routes[route_idx];
         let up_idx = sg.generation.shared.route_upstream[route_idx];
         let upstream = &sg.upstreams[up_idx];
-        let up_tls = sg.generation.shared.upstream_tls[up_idx].as_ref();
-        let flavor = up_tls.map_or(0, |t| t.flavor);
         let max_body = route.max_body_bytes.unwrap_or(cfg.http.max_body_bytes).0;
-        let idle = cfg.http.body_timeout.0;
-        let is_head = head.method == Method::Head;
         if let ReqBody::Length(n) = body
             && n > max_body
         {
@@ -283,10 +337,9 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         if let Some(b) = &buffered {
             self.cx.bytes_in = b.len() as u64;
         }
-        let up_framing = if body == ReqBody::Chunked { Framing::Chunked } else { Framing::AsIs };
         let limits = RelayLimits {
             max_bytes: max_body,
-            idle,
+            idle: cfg.http.body_timeout.0,
             chunk: RELAY_CHUNK,
             max_trailer_bytes: cfg.http.max_header_bytes.0 as usize,
         };
@@ -296,14 +349,41 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         };
         let key = upstream.hash_key(&head.headers, self.cx.client_ip);
         upstream.note_request();
-        // The endpoint set this request works on, whatever discovery publishes meanwhile.
-        let set = upstream.endpoints(&state.pool);
         let retry = &route.retry;
         // Retries need the whole body in hand (to send it again) and a method safe to repeat.
         let replayable = buffered.is_some() && (retry.any_method || head.method.is_idempotent());
-        let mut retries_left = if replayable { retry.max } else { 0 };
-        let mut retries_done = 0u32;
-        let mut exclude = None;
+        let plan = Plan {
+            upstream,
+            tls: sg.generation.shared.upstream_tls[up_idx].as_ref(),
+            set: upstream.endpoints(&state.pool),
+            key,
+            buffered,
+            limits,
+            deadline,
+            try_timeout: route.try_timeout.map(|t| t.0),
+            attempts: Attempts::new(upstream, retry, replayable, deadline),
+        };
+        if upstream.protocol.is_h2() {
+            return self.forward_h2(head, body, expect_continue, plan, client_keep).await;
+        }
+        self.forward_h1(head, body, expect_continue, plan, client_keep).await
+    }
+
+    /// The request's forward over HTTP/1.1 connections.
+    async fn forward_h1(
+        &mut self,
+        head: &mut RequestHead,
+        body: ReqBody,
+        expect_continue: bool,
+        mut plan: Plan<'_>,
+        client_keep: bool,
+    ) -> Result<After, Fail> {
+        let (state, sg) = (self.state, self.sg);
+        let cfg = sg.config();
+        let (upstream, set, buffered, limits) = (plan.upstream, &plan.set, &plan.buffered, plan.limits);
+        let flavor = plan.tls.map_or(0, |t| t.flavor);
+        let (idle, is_head) = (limits.idle, head.method == Method::Head);
+        let up_framing = if body == ReqBody::Chunked { Framing::Chunked } else { Framing::AsIs };
         // Set after a pooled connection turned out dead: try the same endpoint on a fresh one.
         let mut stale_on: Option<usize> = None;
         let mut tracked;
@@ -312,13 +392,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         // otherwise fails with `$fail`.
         macro_rules! retry_or_fail {
             ($ep:expr, $fail:expr) => {{
-                if retries_left > 0 && upstream.take_retry(retry.budget_percent, retry.min_retries) {
-                    retries_left -= 1;
-                    retries_done += 1;
-                    exclude = Some($ep);
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let wait = upstream.backoff(retry.backoff.0, retries_done).min(left);
-                    tracing::debug!(upstream = %upstream.name, retry = retries_done, "retrying on another endpoint");
+                if let Some(wait) = plan.attempts.retry($ep) {
                     monoio::time::sleep(wait).await;
                     continue;
                 }
@@ -332,13 +406,10 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             sent_at = Instant::now();
             let picked = match stale_on.take() {
                 Some(ep) => Some((ep, true)),
-                None => upstream.pick(&set, key, exclude).map(|ep| (ep, false)),
+                None => plan.attempts.pick(set, plan.key).map(|ep| (ep, false)),
             };
             let Some((ep, after_stale)) = picked else {
-                return Err(Fail::Reply(LocalReply::unavailable(
-                    "no_upstream_endpoint",
-                    "upstream has no endpoints",
-                )));
+                return Err(Fail::Reply(no_endpoint()));
             };
             let addr = set.eps[ep].addr;
             tracked = Some(set.track(ep));
@@ -348,13 +419,13 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             let (mut conn, reused) = match pooled {
                 Some(c) => (c, true),
                 None => {
-                    let Some(_pending) = upstream.begin_connect(&set, &state.pool) else {
+                    let Some(_pending) = upstream.begin_connect(set, &state.pool) else {
                         return Err(Fail::Reply(circuit_open(&upstream.name)));
                     };
-                    match open(&state.pool, addr, upstream, up_tls).await {
+                    match open(&state.pool, addr, upstream, plan.tls).await {
                         Ok(c) => (c, false),
                         Err(fail) => {
-                            upstream.report(&set, ep, Outcome::Failure);
+                            upstream.report(set, ep, Outcome::Failure);
                             retry_or_fail!(ep, fail);
                         }
                     }
@@ -362,10 +433,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             };
             let retry_ok = reused && buffered.is_some();
             // This attempt's deadline; the upstream is told what is left of it.
-            let try_deadline = match route.try_timeout {
-                Some(t) => deadline.min(Instant::now() + t.0),
-                None => deadline,
-            };
+            let try_deadline = plan.try_deadline();
             if let Some(name) = upstream.deadline_header.as_deref() {
                 let left = try_deadline.saturating_duration_since(Instant::now());
                 stamp_deadline(&mut head.headers, Some(name), left);
@@ -373,7 +441,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             let mut out = std::mem::take(self.wbuf);
             out.clear();
             encode_request(&mut out, head, up_framing);
-            if let Some(b) = &buffered {
+            if let Some(b) = buffered {
                 out.extend_from_slice(b);
             }
             let (res, out) = write_all(&mut conn.stream, out, idle).await;
@@ -385,7 +453,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     continue;
                 }
                 tracing::debug!(error = %e, "upstream write failed");
-                upstream.report(&set, ep, Outcome::Failure);
+                upstream.report(set, ep, Outcome::Failure);
                 retry_or_fail!(
                     ep,
                     Fail::Reply(LocalReply::bad_gateway("upstream_reset", "upstream connection failed"))
@@ -399,51 +467,33 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     .await;
                 match relayed {
                     Ok(n) => self.cx.bytes_in = n,
-                    Err(RelayError::TooLarge(limit)) => {
-                        return Err(Fail::Reply(LocalReply::payload_too_large(limit)));
-                    }
-                    Err(RelayError::Framing(e)) => {
-                        return Err(Fail::Reply(LocalReply::bad_request(format!(
-                            "invalid chunked body: {e}"
-                        ))));
-                    }
-                    Err(RelayError::Source(_)) => return Err(Fail::Abort),
-                    Err(RelayError::Dest(e)) => {
-                        tracing::debug!(error = %e, "upstream failed while receiving the body");
-                        upstream.report(&set, ep, Outcome::Failure);
-                        return Err(Fail::Reply(
-                            LocalReply::bad_gateway(
-                                "upstream_reset",
-                                "upstream failed while receiving the body",
-                            )
-                            .closing(),
-                        ));
+                    Err(e) => {
+                        let (fail, upstream_failed) = body_fail(e);
+                        if upstream_failed {
+                            upstream.report(set, ep, Outcome::Failure);
+                        }
+                        return Err(fail);
                     }
                 }
             }
             let max_head = cfg.http.max_header_bytes.0 as usize * 4;
             match read_response(&mut conn, try_deadline, is_head, max_head).await {
                 Ok(resp) => {
-                    if retries_left > 0
-                        && retry.statuses.contains(&resp.head.status)
-                        && upstream.take_retry(retry.budget_percent, retry.min_retries)
+                    if plan.attempts.retries_status(resp.head.status)
+                        && let Some(wait) = plan.attempts.retry(ep)
                     {
-                        upstream.report(&set, ep, Outcome::Failure);
-                        retries_left -= 1;
-                        retries_done += 1;
-                        exclude = Some(ep);
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        monoio::time::sleep(upstream.backoff(retry.backoff.0, retries_done).min(left)).await;
+                        upstream.report(set, ep, Outcome::Failure);
+                        monoio::time::sleep(wait).await;
                         continue;
                     }
                     self.cx.upstream_time = Some(sent_at.elapsed());
                     break (conn, resp, ep);
                 }
                 Err((IoFail::Timeout, _)) => {
-                    upstream.report(&set, ep, Outcome::Failure);
+                    upstream.report(set, ep, Outcome::Failure);
                     let fail = Fail::Reply(LocalReply::gateway_timeout("upstream did not answer in time"));
                     // Only an attempt cut short by `try_timeout` leaves time for another.
-                    if try_deadline >= deadline {
+                    if try_deadline >= plan.deadline {
                         return Err(fail);
                     }
                     retry_or_fail!(ep, fail);
@@ -454,7 +504,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                 }
                 Err((IoFail::Io(e), true)) => {
                     tracing::debug!(error = %e, "upstream sent an invalid response");
-                    upstream.report(&set, ep, Outcome::Failure);
+                    upstream.report(set, ep, Outcome::Failure);
                     return Err(Fail::Reply(LocalReply::bad_gateway(
                         "upstream_bad_response",
                         "upstream sent an invalid response",
@@ -462,7 +512,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                 }
                 Err((e, got)) => {
                     tracing::debug!(error = %e, "upstream closed before responding");
-                    upstream.report(&set, ep, Outcome::Failure);
+                    upstream.report(set, ep, Outcome::Failure);
                     let fail = Fail::Reply(LocalReply::bad_gateway(
                         "upstream_reset",
                         "upstream closed the connection",
@@ -477,13 +527,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
 
         // Response toward the client.
         let ParsedResponse { head: mut resp_head, body: resp_body, reusable } = resp;
-        upstream.report(&set, ep, if resp_head.status >= 500 { Outcome::Failure } else { Outcome::Success });
-        sg.chain.on_response(&mut resp_head, self.cx);
-        if let Some(v) = &self.cx.alt_svc {
-            // The edge advertises its own HTTP/3 endpoint, never an upstream's.
-            resp_head.headers.set("alt-svc", v.clone());
-        }
-        self.cx.status = resp_head.status;
+        self.response_head(&plan, ep, &mut resp_head);
         if resp_head.status == 101 {
             let Some(proto) = self.cx.upgrade.clone() else {
                 return Err(Fail::Reply(LocalReply::bad_gateway(
@@ -502,29 +546,59 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         }
         // A drain that began while the upstream was answering announces the close on this response.
         let keep = client_keep && !state.draining.get();
-        let limits = RelayLimits { max_bytes: u64::MAX, ..limits };
         let up_body = UpBody { stream: &mut conn.stream, buf: &mut conn.rbuf, kind: resp_body };
-        let sent =
-            match self.down.send_response(&resp_head, up_body, keep, limits, self.wbuf, self.scratch).await {
-                Ok(sent) => sent,
-                Err(e) => {
-                    tracing::debug!(error = %e, "response body relay failed");
-                    return Err(Fail::Abort);
-                }
-            };
-        self.cx.bytes_out = sent.bytes;
+        let sent = self.send_response(&resp_head, up_body, keep, limits).await?;
         let retire = upstream.max_requests != 0 && conn.requests >= upstream.max_requests;
-        let serves = upstream.still_serves(&set, conn.addr);
+        let serves = upstream.still_serves(set, conn.addr);
         if reusable && !retire && serves && conn.rbuf.is_empty() && resp_body != RespBody::UntilClose {
             state.pool.checkin(conn, upstream.max_idle);
         }
         drop(tracked);
         Ok(if sent.keep { After::KeepAlive } else { After::Close })
     }
+
+    /// Takes a final response head from endpoint `ep`: reports the outcome, runs the response
+    /// phase of the chain, and records the status.
+    pub(crate) fn response_head(&mut self, plan: &Plan<'_>, ep: usize, resp_head: &mut ResponseHead) {
+        let outcome = if resp_head.status >= 500 { Outcome::Failure } else { Outcome::Success };
+        plan.upstream.report(&plan.set, ep, outcome);
+        self.sg.chain.on_response(resp_head, self.cx);
+        if let Some(v) = &self.cx.alt_svc {
+            // The edge advertises its own HTTP/3 endpoint, never an upstream's.
+            resp_head.headers.set("alt-svc", v.clone());
+        }
+        self.cx.status = resp_head.status;
+    }
+
+    /// Sends a proxied response to the client and records the bytes sent.
+    pub(crate) async fn send_response<R: UpSource>(
+        &mut self,
+        resp_head: &ResponseHead,
+        body: UpBody<'_, R>,
+        keep: bool,
+        limits: RelayLimits,
+    ) -> Result<Sent, Fail> {
+        let limits = RelayLimits { max_bytes: u64::MAX, ..limits };
+        match self.down.send_response(resp_head, body, keep, limits, self.wbuf, self.scratch).await {
+            Ok(sent) => {
+                self.cx.bytes_out = sent.bytes;
+                Ok(sent)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "response body relay failed");
+                Err(Fail::Abort)
+            }
+        }
+    }
+}
+
+/// The reply when the upstream has no endpoint to send to.
+pub(crate) fn no_endpoint() -> LocalReply {
+    LocalReply::unavailable("no_upstream_endpoint", "upstream has no endpoints")
 }
 
 /// The circuit breaker's refusal: 503 with its own code.
-fn circuit_open(upstream: &str) -> LocalReply {
+pub(crate) fn circuit_open(upstream: &str) -> LocalReply {
     tracing::debug!(upstream, "upstream circuit open");
     LocalReply::unavailable("upstream_circuit_open", "upstream is at its concurrency limit")
 }

@@ -81,7 +81,7 @@ fn record() -> AccessRecord<'static> {
     AccessRecord {
         time: TIME,
         request_id: b"6f1c0e0a9b4d4f3e8a7b6c5d4e3f2a1b",
-        trace_id: Some(TRACE.as_bytes()),
+        trace_id: Some(TRACE),
         client_ip: "203.0.113.9",
         method: "GET",
         route: Some("users"),

@@ -10,6 +10,7 @@ pub mod client;
 pub mod collector;
 pub mod gateway;
 pub mod h2;
+pub mod h2_upstream;
 pub mod jwks;
 pub mod redis;
 pub mod tls;

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 /// ALPN protocol ids that may be offered to an upstream.
-pub const UPSTREAM_ALPN: &[&str] = &["http/1.1"];
+pub const UPSTREAM_ALPN: &[&str] = &["h2", "http/1.1"];
 
 /// `[upstreams.tls]`: connect to this upstream's endpoints over TLS.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq, Hash)]

@@ -10,6 +10,7 @@ mod cors;
 mod edge;
 mod health;
 mod obs;
+mod protocol;
 mod quic;
 mod ratelimit;
 mod routes;
@@ -253,6 +254,7 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
         }
         health::check(u, &here, out);
         upstream::check(u, &here, out);
+        protocol::check(u, &here, out);
         if let Some(tls) = &u.tls {
             edge::check_tls(tls, &here.key("tls"), out);
         }

@@ -278,8 +278,8 @@ pub struct AccessRecord<'a> {
     pub time: &'a str,
     /// Request id (bytes as received or generated; shown lossily if not UTF-8).
     pub request_id: &'a [u8],
-    /// W3C trace id (32 hex digits), when tracing is on.
-    pub trace_id: Option<&'a [u8]>,
+    /// W3C trace id (32 lowercase hex digits), when tracing is on.
+    pub trace_id: Option<&'a str>,
     /// Client IP (after trusted-proxy processing).
     pub client_ip: &'a str,
     /// Request method.
@@ -316,10 +316,12 @@ impl AccessRecord<'_> {
         // Keys, punctuation and fixed-size fields take ~300 bytes; one reservation covers them.
         let hint = 320 + self.request_id.len() + self.path.len() + self.consumer.map_or(0, <[u8]>::len);
         let mut o = JsonObject::new(out, hint);
-        o.str("time", self.time);
+        // Fields the gateway formats itself (time, hex ids, addresses, static names) need no
+        // escaping; client- or config-supplied text does.
+        o.plain("time", self.time);
         o.bytes("request_id", self.request_id);
-        o.opt_bytes("trace_id", self.trace_id);
-        o.str("client_ip", self.client_ip);
+        o.opt_plain("trace_id", self.trace_id);
+        o.plain("client_ip", self.client_ip);
         o.str("method", self.method);
         o.opt_str("route", self.route);
         o.bytes("path", self.path);
@@ -328,11 +330,11 @@ impl AccessRecord<'_> {
         o.num("bytes_out", self.bytes_out);
         o.num("duration_us", self.duration_us);
         o.opt_num("upstream_us", self.upstream_us);
-        o.opt_str("upstream", self.upstream);
+        o.opt_plain("upstream", self.upstream);
         o.opt_bytes("consumer", self.consumer);
-        o.str("protocol", self.protocol);
-        o.opt_str("tls", self.tls);
-        o.opt_str("error", self.error);
+        o.plain("protocol", self.protocol);
+        o.opt_plain("tls", self.tls);
+        o.opt_plain("error", self.error);
         o.end();
     }
 }

@@ -49,6 +49,26 @@ impl<'a> JsonObject<'a> {
         self.out.push(b'"');
     }
 
+    /// A string field the gateway produced itself and that needs no escaping (a timestamp, hex
+    /// digits, an address, a method token, a static name): copied as is.
+    #[inline(always)]
+    pub(crate) fn plain(&mut self, key: &str, value: &str) {
+        debug_assert!(!value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'), "{value:?}");
+        self.key(key);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
+    }
+
+    /// A [`JsonObject::plain`] field, `null` when absent.
+    #[inline(always)]
+    pub(crate) fn opt_plain(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.plain(key, v),
+            None => self.null(key),
+        }
+    }
+
     /// A string field, `null` when absent.
     #[inline(always)]
     pub(crate) fn opt_str(&mut self, key: &str, value: Option<&str>) {
@@ -214,10 +234,13 @@ mod tests {
         let mut o = JsonObject::new(&mut out, 0);
         o.bytes("p", b"/a\xff\xfe/b\"c");
         o.opt_bytes("q", None);
+        o.plain("t", "2026-11-30T05:00:00.123Z");
+        o.opt_plain("u", None);
         o.end();
         let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
         assert_eq!(v["p"], "/a\u{fffd}\u{fffd}/b\"c");
-        assert!(v["q"].is_null());
+        assert!(v["q"].is_null() && v["u"].is_null());
+        assert_eq!(v["t"], "2026-11-30T05:00:00.123Z");
         let mut empty = Vec::new();
         JsonObject::new(&mut empty, 64).end();
         assert_eq!(empty, b"{}");

@@ -44,12 +44,23 @@ impl ConnectionInfo {
 const HOP_BY_HOP: [&str; 7] =
     ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
 
-/// Removes hop-by-hop fields, including any named in `Connection`.
-pub fn strip_hop_by_hop(headers: &mut Headers, conn: &ConnectionInfo) {
+/// Removes hop-by-hop fields, including any named in `Connection`. Returns whether a removed
+/// `TE` field listed `trailers` (the client accepts trailers in the response).
+pub fn strip_hop_by_hop(headers: &mut Headers, conn: &ConnectionInfo) -> bool {
+    let mut te_trailers = false;
     headers.retain(|h| {
-        !HOP_BY_HOP.iter().any(|n| h.name.eq_ignore_ascii_case(n.as_bytes()))
-            && !conn.extra.iter().any(|n| h.name.eq_ignore_ascii_case(n))
+        let hop = HOP_BY_HOP.iter().any(|n| h.name.eq_ignore_ascii_case(n.as_bytes()));
+        if hop && h.name.eq_ignore_ascii_case(b"te") {
+            te_trailers |= lists_trailers(&h.value);
+        }
+        !hop && !conn.extra.iter().any(|n| h.name.eq_ignore_ascii_case(n))
     });
+    te_trailers
+}
+
+/// Whether a `TE` value lists the `trailers` token.
+pub fn lists_trailers(te: &[u8]) -> bool {
+    te.split(|&c| c == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
 }
 
 /// Parses every `Content-Length` value (fields and comma lists) strictly: all must be the same
@@ -109,8 +120,9 @@ mod tests {
         ]);
         let info = ConnectionInfo::from_headers(&h);
         assert!(info.close);
-        strip_hop_by_hop(&mut h, &info);
+        assert!(strip_hop_by_hop(&mut h, &info), "TE: trailers is reported");
         let names: Vec<_> = h.iter().map(|f| f.name.clone()).collect();
         assert_eq!(names, vec![bytes::Bytes::from("X-Kept")]);
+        assert!(lists_trailers(b"gzip, Trailers") && !lists_trailers(b"gzip"));
     }
 }

@@ -49,6 +49,8 @@ pub struct ParsedRequest {
     /// The `Upgrade` value of an HTTP/1.1 `GET` asking to switch to WebSocket (`Connection:
     /// upgrade`, `Upgrade: websocket`); `None` for every other request.
     pub upgrade: Option<Bytes>,
+    /// The client sent `TE: trailers`: response trailers may be sent to it (chunked).
+    pub te_trailers: bool,
 }
 
 /// True when the request line is `METHOD SP target SP HTTP/d.d`: httparse reports a bad version
@@ -289,7 +291,7 @@ fn finish(
     } else {
         None
     };
-    strip_hop_by_hop(&mut headers, &conn);
+    let te_trailers = strip_hop_by_hop(&mut headers, &conn);
 
     Ok(Some(ParsedRequest {
         head: RequestHead { method, path, query, version, authority, headers },
@@ -297,6 +299,7 @@ fn finish(
         keep_alive,
         expect_continue,
         upgrade,
+        te_trailers,
     }))
 }
 

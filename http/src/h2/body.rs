@@ -28,20 +28,26 @@ pub struct BodySource<'a> {
 
 impl SliceRead for BodySource<'_> {
     async fn read_into(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pending.is_empty() {
-            match self.recv.data().await {
-                Some(Ok(b)) => self.pending = b,
-                Some(Err(e)) => return Err(h2_io(e)),
-                None => return Ok(0),
-            }
-        }
-        let n = self.pending.len().min(out.len());
-        out[..n].copy_from_slice(&self.pending[..n]);
-        let _ = self.pending.split_to(n);
-        // The window reopens only as fast as the upstream takes the bytes.
-        let _ = self.recv.flow_control().release_capacity(n);
-        Ok(n)
+        read_data(self.recv, &mut self.pending, out).await
     }
+}
+
+/// Copies the next body bytes of an HTTP/2 stream (either direction) into `out`, taking a DATA
+/// frame into `pending` when it is empty; `Ok(0)` at END_STREAM. Flow-control capacity is
+/// released for what was copied, so the window reopens only as fast as the far side takes them.
+pub async fn read_data(recv: &mut RecvStream, pending: &mut Bytes, out: &mut [u8]) -> io::Result<usize> {
+    while pending.is_empty() {
+        match recv.data().await {
+            Some(Ok(b)) => *pending = b,
+            Some(Err(e)) => return Err(h2_io(e)),
+            None => return Ok(0),
+        }
+    }
+    let n = pending.len().min(out.len());
+    out[..n].copy_from_slice(&pending[..n]);
+    let _ = pending.split_to(n);
+    let _ = recv.flow_control().release_capacity(n);
+    Ok(n)
 }
 
 /// Writes a response body into an HTTP/2 stream as DATA frames, honouring flow control.

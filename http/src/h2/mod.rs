@@ -4,7 +4,7 @@
 //! Owns: HTTP/2 client-side framing and connection management. Must not: duplicate the engine
 //! (`crate::proxy` runs every stream) or know filters by name.
 
-mod body;
+pub(crate) mod body;
 mod conn;
 pub mod guard;
 mod prior;

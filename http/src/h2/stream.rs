@@ -11,14 +11,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::AsyncWriteRent;
 use portcullis_core::pipeline::{Cx, Filter, Method, ResponseHead, Version};
 
 use super::body::{BodySink, BodySource};
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
 use crate::conn::ClientMeta;
 use crate::convert::{request_head, response_of};
-use crate::downstream::{Downstream, Sent, UpBody, stream_body_in};
+use crate::downstream::{Downstream, Sent, UpBody, UpSource, stream_body_in};
 use crate::h1::encode::local_reply_head;
 use crate::h1::request::ReqBody;
 use crate::io::IoFail;
@@ -85,7 +85,7 @@ impl Downstream for H2Down<'_> {
         relay(&mut src, &mut buf, kind, up, out, limits, scratch).await
     }
 
-    async fn send_response<R: AsyncReadRent>(
+    async fn send_response<R: UpSource>(
         &mut self,
         head: &ResponseHead,
         body: UpBody<'_, R>,
@@ -124,8 +124,15 @@ impl Downstream for H2Down<'_> {
         }
         let mut sink = SliceIo(BodySink { send: &mut send });
         let bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
-        send.send_data(Bytes::new(), true).map_err(h2_err)?;
+        match body.stream.take_trailers() {
+            Some(trailers) => send.send_trailers(trailers).map_err(h2_err)?,
+            None => send.send_data(Bytes::new(), true).map_err(h2_err)?,
+        }
         Ok(Sent { bytes, keep: true })
+    }
+
+    async fn request_trailers(&mut self) -> Option<http::HeaderMap> {
+        self.recv.trailers().await.ok().flatten()
     }
 
     async fn send_local(
@@ -169,6 +176,7 @@ pub async fn serve_stream<F: Filter>(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let te_trailers = parts.headers.get(http::header::TE).is_some_and(|v| v == "trailers");
     let mut cx = Cx::new(client.addr, client.tls, Version::H2);
     cx.client_cert = client.client_cert;
     cx.alt_svc = client.alt_svc;
@@ -196,7 +204,7 @@ pub async fn serve_stream<F: Filter>(
     let mut down = H2Down { recv, respond, is_head, unique_header: &sg.config().request_id.header };
     let mut wbuf = state.spares.wbuf();
     let mut scratch = Vec::new();
-    let incoming = Incoming { head, body, expect_continue: false, keep: true };
+    let incoming = Incoming { head, body, expect_continue: false, keep: true, te_trailers };
     // Boxed: the exchange's state machine is several KiB. Inline, it made this task as large,
     // and `monoio::spawn` copied all of it for every stream (~3 % of the shard under h2load);
     // boxed, the spawned task holds only the arguments and the box is filled in place.

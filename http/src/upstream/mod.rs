@@ -5,7 +5,9 @@
 //! circuit counters). Must not: know routes or filters, or be shared across threads
 //! (everything is `Cell`, no locks; the shared parts are in `live.rs`).
 
+mod attempts;
 mod deadline;
+pub mod h2;
 mod health;
 mod lb;
 mod live;
@@ -23,10 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use portcullis_core::config::{LbPolicy, OutlierConfig, UpstreamConfig};
+use portcullis_core::config::{LbPolicy, OutlierConfig, UpstreamConfig, UpstreamProtocol};
 use portcullis_core::pipeline::Headers;
 use portcullis_core::telemetry::{Metrics, bump};
 
+pub use attempts::Attempts;
 pub use deadline::stamp_deadline;
 pub use lb::{build_ring, hash_bytes, hash_ip, ring_lookup};
 pub use live::{LiveUpstream, SharedEndpoint, Source};
@@ -170,6 +173,8 @@ pub struct Upstream {
     pub max_requests: u64,
     /// Header carrying the remaining deadline to the upstream.
     pub deadline_header: Option<String>,
+    /// Wire protocol toward the endpoints.
+    pub protocol: UpstreamProtocol,
     live: Arc<LiveUpstream>,
     seen: Cell<u64>,
     set: RefCell<Rc<EndpointSet>>,
@@ -230,6 +235,7 @@ impl Upstream {
             idle_timeout: cfg.pool.idle_timeout.0,
             max_requests: cfg.pool.max_requests_per_connection,
             deadline_header: cfg.deadline_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            protocol: cfg.protocol,
             live: env.live,
             seen: Cell::new(seen),
             set: RefCell::new(Rc::new(set)),

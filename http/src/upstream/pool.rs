@@ -33,11 +33,11 @@ pub struct UpConn {
     /// Its TLS settings' identity (0 = plain TCP): part of the pool key.
     pub flavor: u64,
     /// Counts it as open toward its endpoint until dropped.
-    pub(super) _open: OpenGuard,
+    pub(crate) _open: OpenGuard,
 }
 
 /// One open connection in its endpoint's count.
-pub(super) struct OpenGuard(Rc<Cell<u32>>);
+pub(crate) struct OpenGuard(Rc<Cell<u32>>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -59,9 +59,11 @@ pub struct PoolStats {
     pub reuses: u64,
 }
 
-/// The shard's idle connections.
+/// The shard's idle connections (HTTP/1.1) and multiplexed HTTP/2 connections.
 #[derive(Default)]
 pub struct Pool {
+    /// HTTP/2 connections, shared by concurrent requests.
+    pub h2: super::h2::H2Pool,
     idle: RefCell<HashMap<(SocketAddr, u64), Vec<Idle>>>,
     open: RefCell<HashMap<SocketAddr, Rc<Cell<u32>>>>,
     connects: Cell<u64>,
@@ -139,6 +141,9 @@ impl Pool {
                 list.remove(0);
                 return true;
             }
+            if self.h2.evict_idle(addr) {
+                return true;
+            }
         }
         false
     }
@@ -147,10 +152,12 @@ impl Pool {
     /// finish their request and are then closed instead of pooled.
     pub fn forget(&self, addr: SocketAddr) {
         self.idle.borrow_mut().retain(|k, _| k.0 != addr);
+        self.h2.forget(addr);
     }
 
     /// Closes idle connections older than `max_idle` (run periodically by the shard).
     pub fn sweep(&self, max_idle: Duration) {
+        self.h2.sweep(max_idle);
         let mut map = self.idle.borrow_mut();
         for list in map.values_mut() {
             list.retain(|i| i.since.elapsed() < max_idle);

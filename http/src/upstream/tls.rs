@@ -10,7 +10,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_core::config::{UpstreamConfig, UpstreamTlsConfig};
+use portcullis_core::config::{UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
@@ -111,9 +111,13 @@ pub fn build(tls: &UpstreamTlsConfig, up: &UpstreamConfig) -> Result<UpstreamTls
         _ => builder.with_no_client_auth(),
     };
     config.alpn_protocols = tls.alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
+    if up.protocol == UpstreamProtocol::H2 && config.alpn_protocols.is_empty() {
+        config.alpn_protocols.push(b"h2".to_vec());
+    }
     let server_name = server_name(tls, up)?;
     let mut h = DefaultHasher::new();
     tls.hash(&mut h);
+    up.protocol.hash(&mut h);
     server_name.to_str().hash(&mut h);
     Ok(UpstreamTls { config: Arc::new(config), server_name, flavor: h.finish() | 1 })
 }

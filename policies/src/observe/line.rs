@@ -55,7 +55,7 @@ pub(crate) fn write_line(
     AccessRecord {
         time,
         request_id: &cx.request_id,
-        trace_id: trace.as_ref().map(|t| &t[..]),
+        trace_id: trace.as_ref().and_then(|t| std::str::from_utf8(t).ok()),
         client_ip: client.ip(cx.client_ip),
         method: cx.method.as_str(),
         route,

@@ -10,13 +10,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::AsyncWriteRent;
 use portcullis_core::LocalReply;
 use portcullis_core::pipeline::{Cx, Filter, Method, ResponseHead, Version};
 use portcullis_http::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
 use portcullis_http::conn::ClientMeta;
 use portcullis_http::convert::{request_head, response_of};
-use portcullis_http::downstream::{Downstream, Sent, UpBody, stream_body_in};
+use portcullis_http::downstream::{Downstream, Sent, UpBody, UpSource, stream_body_in};
 use portcullis_http::h1::encode::local_reply_head;
 use portcullis_http::h1::request::ReqBody;
 use portcullis_http::io::IoFail;
@@ -64,7 +64,7 @@ impl Downstream for H3Down {
         relay(&mut src, &mut buf, kind, up, out, limits, scratch).await
     }
 
-    async fn send_response<R: AsyncReadRent>(
+    async fn send_response<R: UpSource>(
         &mut self,
         head: &ResponseHead,
         body: UpBody<'_, R>,
@@ -79,6 +79,9 @@ impl Downstream for H3Down {
         if let Some(kind) = kind.filter(|_| !self.is_head) {
             let mut sink = SliceIo(BodySink { send: &mut self.send });
             bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
+        }
+        if let Some(trailers) = body.stream.take_trailers() {
+            self.send.send_trailers(trailers).await.map_err(h3_err)?;
         }
         self.send.finish().await.map_err(h3_err)?;
         Ok(Sent { bytes, keep: true })
@@ -140,6 +143,7 @@ pub(crate) async fn serve_stream<F: Filter>(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let te_trailers = parts.headers.get(http::header::TE).is_some_and(|v| v == "trailers");
     let mut cx = Cx::new(client.addr, true, Version::H3);
     cx.tls_version = client.tls_version;
     let mut head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers(), Version::H3)
@@ -177,7 +181,7 @@ pub(crate) async fn serve_stream<F: Filter>(
     let mut down = H3Down { send, recv, is_head };
     let mut wbuf = state.spares.wbuf();
     let mut scratch = Vec::new();
-    let incoming = Incoming { head, body, expect_continue: false, keep: true };
+    let incoming = Incoming { head, body, expect_continue: false, keep: true, te_trailers };
     let (_, head) = handle(&state, &sg, &mut down, &mut wbuf, &mut scratch, incoming, &mut cx).await;
     sg.chain.on_log(&cx);
     state.spares.give_headers(head.headers);
