@@ -9,11 +9,17 @@
 # and "log" (access log only) to see what each part costs, and "base": the "on" config run by
 # another build (BASE_BIN=path, e.g. a copy of the binary before a change) for before/after
 # figures from the same run.
+# PROFILE=1: after the rounds, one more run per variant under `perf record -e cpu-clock` (no
+# hardware counters needed) and its top symbols by share, with the share of each thread, so
+# "on" and "off" can be compared symbol by symbol (shares are robust to foreign load; the
+# CPU-µs figures are not).
 # Usage: bench/obs-cost.sh   Env: DURATION=8s CONNS=32 ROUNDS=3 PROXY_CPU=1 LOAD_CPU=0 VARIANTS BASE_BIN
+#        PROFILE=0 TOP=25
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 VARIANTS=${VARIANTS:-off on}
+PROFILE=${PROFILE:-0} TOP=${TOP:-25}
 DURATION=${DURATION:-8s} CONNS=${CONNS:-32} ROUNDS=${ROUNDS:-3} PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
 BIN=$TARGET_DIR/release/portcullis BENCH=$TARGET_DIR/release/portcullis-bench
 [ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release -p portcullis -p portcullis-bench" >&2; exit 1; }
@@ -95,3 +101,18 @@ echo
 for v in $VARIANTS; do
     [ -f "$WORK/access-$v.log" ] && echo "access log lines written by '$v': $(wc -l <"$WORK/access-$v.log")"
 done
+if [ "$PROFILE" = 1 ]; then
+    command -v perf >/dev/null || { echo "PROFILE=1 needs perf (apt-get install linux-perf)" >&2; exit 1; }
+    for v in $VARIANTS; do
+        pid_var=PID_$v; pid=${!pid_var}
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:${PORT[$v]}/" >/dev/null &
+        wrk_pid=$!
+        sleep 0.5
+        perf record -q -e cpu-clock -F 2000 -p "$pid" -o "$WORK/perf-$v.data" -- sleep "${DURATION%s}" 2>/dev/null || true
+        wait "$wrk_pid"
+        echo
+        echo "### profile '$v': threads, then the top $TOP symbols (share of the process's samples)"
+        perf report -i "$WORK/perf-$v.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]'
+        perf report -i "$WORK/perf-$v.data" --no-children --sort sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n "$TOP"
+    done
+fi

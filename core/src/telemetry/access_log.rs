@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
-use super::json_line::JsonObject;
+use super::json_line::{JsonObject, key};
 
 /// A shard hands its batch over once it holds this many bytes (about 50 lines).
 pub const BATCH_BYTES: usize = 16 * 1024;
@@ -318,23 +318,23 @@ impl AccessRecord<'_> {
         let mut o = JsonObject::new(out, hint);
         // Fields the gateway formats itself (time, hex ids, addresses, static names) need no
         // escaping; client- or config-supplied text does.
-        o.plain("time", self.time);
-        o.bytes("request_id", self.request_id);
-        o.opt_plain("trace_id", self.trace_id);
-        o.plain("client_ip", self.client_ip);
-        o.str("method", self.method);
-        o.opt_str("route", self.route);
-        o.bytes("path", self.path);
-        o.num("status", u64::from(self.status));
-        o.num("bytes_in", self.bytes_in);
-        o.num("bytes_out", self.bytes_out);
-        o.num("duration_us", self.duration_us);
-        o.opt_num("upstream_us", self.upstream_us);
-        o.opt_plain("upstream", self.upstream);
-        o.opt_bytes("consumer", self.consumer);
-        o.plain("protocol", self.protocol);
-        o.opt_plain("tls", self.tls);
-        o.opt_plain("error", self.error);
+        o.plain(key!("time"), self.time);
+        o.bytes(key!("request_id"), self.request_id);
+        o.opt_plain(key!("trace_id"), self.trace_id);
+        o.plain(key!("client_ip"), self.client_ip);
+        o.str(key!("method"), self.method);
+        o.opt_str(key!("route"), self.route);
+        o.bytes(key!("path"), self.path);
+        o.num(key!("status"), u64::from(self.status));
+        o.num(key!("bytes_in"), self.bytes_in);
+        o.num(key!("bytes_out"), self.bytes_out);
+        o.num(key!("duration_us"), self.duration_us);
+        o.opt_num(key!("upstream_us"), self.upstream_us);
+        o.opt_plain(key!("upstream"), self.upstream);
+        o.opt_bytes(key!("consumer"), self.consumer);
+        o.plain(key!("protocol"), self.protocol);
+        o.opt_plain(key!("tls"), self.tls);
+        o.opt_plain(key!("error"), self.error);
         o.end();
     }
 }

@@ -18,7 +18,7 @@ use portcullis_core::telemetry::{
     protocol_index, realtime_coarse,
 };
 
-use super::line::{path_for_log, write_line};
+use super::line::{AddrText, path_for_log, write_line};
 
 /// `traceparent` values are carved out of one buffer this many at a time.
 const TRACEPARENTS_PER_CHUNK: usize = 64;
@@ -38,6 +38,7 @@ struct Log {
     names: Vec<Arc<str>>,
     path: RefCell<Vec<u8>>,
     clock: RefCell<ClockText>,
+    addrs: RefCell<AddrText>,
 }
 
 #[derive(Debug)]
@@ -106,6 +107,7 @@ impl ObserveFilter {
                 names,
                 path: RefCell::new(Vec::with_capacity(256)),
                 clock: RefCell::new(ClockText::default()),
+                addrs: RefCell::new(AddrText::default()),
             })
         });
         ObserveFilter { tracing, cells, log }
@@ -202,7 +204,7 @@ impl Filter for ObserveFilter {
             // The coarse clock (kernel tick resolution) is enough for a log line's time.
             let time = clock.format(realtime_coarse());
             let mut batch = l.batch.borrow_mut();
-            write_line(cx, route, path, total, time, batch.line());
+            write_line(cx, route, path, total, time, &mut l.addrs.borrow_mut(), batch.line());
             batch.end_line();
         }
         if let Some(e) = self.tracing.as_ref().and_then(|t| t.export.as_ref()) {

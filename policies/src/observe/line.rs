@@ -4,6 +4,7 @@
 //! or write the line (the access log does), or log anything that could be a credential: only
 //! ids, addresses, names, sizes and times (headers and bodies are never read here).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use portcullis_core::config::QueryLogMode;
@@ -37,6 +38,32 @@ pub(crate) fn path_for_log<'a>(cx: &'a Cx, mode: QueryLogMode, buf: &'a mut Vec<
     buf
 }
 
+/// The text of the client IP and upstream address of the last line on this shard. Consecutive
+/// requests mostly share them (keep-alive connections, few upstream endpoints), so each is
+/// formatted when it changes instead of for every line.
+#[derive(Debug, Default)]
+pub(crate) struct AddrText {
+    client: Option<IpAddr>,
+    client_text: StackText<48>,
+    upstream: Option<SocketAddr>,
+    upstream_text: StackText<56>,
+}
+
+impl AddrText {
+    /// The texts of `client` and `upstream`, formatted only if they differ from the last ones.
+    fn texts(&mut self, client: IpAddr, upstream: Option<SocketAddr>) -> (&str, Option<&str>) {
+        if self.client != Some(client) {
+            self.client_text.ip(client);
+            self.client = Some(client);
+        }
+        if let Some(up) = upstream.filter(|&u| self.upstream != Some(u)) {
+            self.upstream_text.socket(up);
+            self.upstream = Some(up);
+        }
+        (self.client_text.as_str(), upstream.map(|_| self.upstream_text.as_str()))
+    }
+}
+
 fn us(d: Duration) -> u64 {
     d.as_micros() as u64
 }
@@ -48,15 +75,16 @@ pub(crate) fn write_line(
     path: &[u8],
     total: Duration,
     time: &str,
+    addrs: &mut AddrText,
     out: &mut Vec<u8>,
 ) {
     let trace = cx.trace.map(|t| t.trace_id_hex());
-    let (mut client, mut upstream) = (StackText::<48>::default(), StackText::<56>::default());
+    let (client_ip, upstream) = addrs.texts(cx.client_ip, cx.upstream_addr);
     AccessRecord {
         time,
         request_id: &cx.request_id,
         trace_id: trace.as_ref().and_then(|t| std::str::from_utf8(t).ok()),
-        client_ip: client.ip(cx.client_ip),
+        client_ip,
         method: cx.method.as_str(),
         route,
         path,
@@ -65,7 +93,7 @@ pub(crate) fn write_line(
         bytes_out: cx.bytes_out,
         duration_us: us(total),
         upstream_us: cx.upstream_time.map(us),
-        upstream: cx.upstream_addr.map(|a| upstream.socket(a)),
+        upstream,
         consumer: cx.consumer.as_deref(),
         protocol: cx.version.as_str(),
         tls: cx.tls_version,
