@@ -38,7 +38,8 @@ struct Log {
     names: Vec<Arc<str>>,
     path: RefCell<Vec<u8>>,
     clock: RefCell<ClockText>,
-    addrs: RefCell<AddrText>,
+    /// Boxed: ~180 bytes of text buffers would make every chain filter variant that large.
+    addrs: RefCell<Box<AddrText>>,
 }
 
 #[derive(Debug)]
@@ -107,7 +108,7 @@ impl ObserveFilter {
                 names,
                 path: RefCell::new(Vec::with_capacity(256)),
                 clock: RefCell::new(ClockText::default()),
-                addrs: RefCell::new(AddrText::default()),
+                addrs: RefCell::new(Box::default()),
             })
         });
         ObserveFilter { tracing, cells, log }
