@@ -1,7 +1,8 @@
 //! gRPC end to end through the real binary: a tonic client talks to the gateway (cleartext
 //! HTTP/2 with prior knowledge, and TLS with ALPN h2), which forwards to a real tonic server over
 //! an `h2c` upstream. Unary calls (payload and metadata both ways), server streaming (order),
-//! client streaming, and non-OK statuses with their exact message (they travel in trailers).
+//! client streaming, bidirectional ping-pong (each reply before the next message), and non-OK
+//! statuses with their exact message (they travel in trailers).
 
 mod common;
 mod grpc_echo;
@@ -129,6 +130,38 @@ async fn exercise(c: &mut Client, via: &str) {
         .await
         .expect("client streaming call");
     assert_eq!(resp.into_inner().message, "a,b,c,d,e");
+
+    // Bidirectional: each message is sent only after the reply to the previous one arrived, so
+    // the gateway must relay both directions at once.
+    let chat = tokio::time::timeout(std::time::Duration::from_secs(30), ping_pong(c, 5));
+    assert_eq!(
+        chat.await.expect("ping-pong finished in time"),
+        (0..5).map(|i| format!("echo:m{i}")).collect::<Vec<_>>()
+    );
+}
+
+/// Sends `n` messages on a `Chat` call, each after the previous reply; returns the replies.
+async fn ping_pong(c: &mut Client, n: u32) -> Vec<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<EchoRequest>(1);
+    let outbound = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    tx.send(req("m0", 0, 0)).await.expect("first message");
+    c.ready().await.expect("ready");
+    let resp = c
+        .streaming(Request::new(outbound), PathAndQuery::from_static("/test.Echo/Chat"), codec())
+        .await
+        .expect("bidirectional call");
+    let mut inbound = resp.into_inner();
+    let mut replies = Vec::new();
+    for i in 1..=n {
+        let reply = inbound.message().await.expect("reply").expect("a reply before the end");
+        replies.push(reply.message);
+        if i < n {
+            tx.send(req(&format!("m{i}"), 0, 0)).await.expect("next message");
+        }
+    }
+    drop(tx);
+    assert!(inbound.message().await.expect("clean end").is_none(), "the call ends after the client does");
+    replies
 }
 
 #[test]

@@ -197,3 +197,24 @@ fn h2_over_tls_with_alpn_reaches_an_h2_only_listener() {
     assert_eq!(seen.path(), "/over/tls");
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"), "the inner gateway served it over TLS");
 }
+
+#[test]
+fn a_slow_answer_times_out_with_504_and_the_connection_serves_the_next_request() {
+    let up = H2Upstream::start(100, |r| H2Reply {
+        body: b"ok".to_vec(),
+        delay: if r.uri.ends_with("/slow") { Duration::from_secs(5) } else { Duration::ZERO },
+        ..H2Reply::default()
+    });
+    let gw = Gateway::start(&format!(
+        "[server]\nshards = 1\npin_cpus = false\nwatch_config = false\n\n\
+         [[listeners]]\nbind = \"127.0.0.1:0\"\n\n\
+         [[upstreams]]\nname = \"app\"\nprotocol = \"h2c\"\nendpoints = [\"{}\"]\n\n\
+         [[routes]]\nprefix = \"/\"\nupstream = \"app\"\ntimeout = \"300ms\"\n",
+        up.addr
+    ));
+    common::get(gw.addr, "/slow").assert_routed_error(504, "upstream_timeout");
+    // The timed-out stream was reset, not the connection: the next request shares it.
+    let r = common::get(gw.addr, "/fast");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(up.accepted(), 1);
+}

@@ -1,6 +1,7 @@
 //! HTTP/3 against the real binary: our own HTTP/3 client (Debian's curl has none) over real UDP
 //! and TLS 1.3 with a test CA, through the same router, filter chain, upstream pool and error
-//! shape as HTTP/1.1; `Alt-Svc` on the TCP side; the graceful drain with a request in flight.
+//! shape as HTTP/1.1; `Alt-Svc` on the TCP side; the graceful drain with a request in flight;
+//! trailers from an HTTP/2 upstream.
 
 mod common;
 
@@ -309,4 +310,33 @@ fn the_demo_serves_http3_and_prints_a_working_command() {
     assert!(fetched.status.success(), "{stdout}{}", String::from_utf8_lossy(&fetched.stderr));
     assert!(stdout.starts_with("HTTP/3 200"), "{stdout}");
     assert!(stdout.contains("\"path\": \"/users/42\""), "the echo upstream answered: {stdout}");
+}
+
+#[test]
+fn http3_clients_get_the_trailers_of_an_h2c_upstream() {
+    use common::h2_upstream::{H2Reply, H2Upstream};
+    let up = H2Upstream::start(100, |_| H2Reply {
+        body: b"payload".to_vec(),
+        trailers: vec![("grpc-status", "7".into()), ("grpc-message", "denied".into())],
+        ..H2Reply::default()
+    });
+    let pki = Pki::new();
+    let (crt, key) = pki.issue("server", &["localhost"]);
+    let gw = Gateway::start(&format!(
+        "[server]\nshards = 1\npin_cpus = false\nwatch_config = false\n\n\
+         [[listeners]]\nbind = \"127.0.0.1:0\"\n\
+         [listeners.tls]\n[[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n[listeners.http3]\n\n\
+         [[upstreams]]\nname = \"app\"\nprotocol = \"h2c\"\nendpoints = [\"{}\"]\n\n\
+         [[routes]]\nprefix = \"/\"\nupstream = \"app\"\n",
+        crt.display().to_string(),
+        key.display().to_string(),
+        up.addr
+    ));
+    let resp = with_client(gw.addr, &pki, async |c| {
+        c.request(request("GET", "/t"), Bytes::new()).await.expect("HTTP/3 request")
+    });
+    assert_eq!((resp.status, &resp.body[..]), (200, &b"payload"[..]));
+    let trailers = resp.trailers.expect("trailers over HTTP/3");
+    assert_eq!(trailers.get("grpc-status").map(|v| v.as_bytes()), Some(&b"7"[..]));
+    assert_eq!(trailers.get("grpc-message").map(|v| v.as_bytes()), Some(&b"denied"[..]));
 }

@@ -1,7 +1,9 @@
 //! WebSockets over HTTP/1.1 against the real binary: a real tokio-tungstenite client and server
 //! (in the test process) talk through the gateway. The upgrade is routed and runs through the
 //! chain like any request, text and binary frames are echoed both ways, an idle tunnel is
-//! closed after `websocket_idle_timeout`, and a config reload does not cut an open tunnel.
+//! closed after `websocket_idle_timeout`, and a config reload does not cut an open tunnel. Over a
+//! TLS listener (rcgen certificates), a blocking tungstenite client speaks `wss://` to the same
+//! plain upstream.
 
 mod common;
 
@@ -75,12 +77,14 @@ impl EchoServer {
 }
 
 fn gateway_toml(up: SocketAddr, http: &str) -> String {
-    config(
-        http,
-        &format!(
-            "[[upstreams]]\nname = \"ws\"\nendpoints = [\"{up}\"]\n\n\
-             [[routes]]\nprefix = \"/ws\"\nupstream = \"ws\"\n"
-        ),
+    config(http, &ws_upstream(up))
+}
+
+/// The `ws` upstream and its `/ws` route.
+fn ws_upstream(up: SocketAddr) -> String {
+    format!(
+        "[[upstreams]]\nname = \"ws\"\nendpoints = [\"{up}\"]\n\n\
+         [[routes]]\nprefix = \"/ws\"\nupstream = \"ws\"\n"
     )
 }
 
@@ -159,4 +163,49 @@ fn an_open_tunnel_survives_a_config_reload() {
         let mut ws2 = connect(gw.addr, "/ws").await.expect("handshake after reload");
         assert_eq!(echo(&mut ws2, Message::text("new")).await, Message::text("echo:new"));
     });
+}
+
+#[test]
+fn frames_are_echoed_through_a_tls_listener() {
+    let up = EchoServer::start();
+    let pki = common::tls::Pki::new();
+    let (crt, key) = pki.issue("server", &["localhost"]);
+    let toml = format!(
+        "[server]\nshards = 1\npin_cpus = false\nwatch_config = false\n\n\
+         [[listeners]]\nname = \"tls\"\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n\
+         [[listeners.tls.certificates]]\ncert = {:?}\nkey = {:?}\n\n{}",
+        crt.display().to_string(),
+        key.display().to_string(),
+        ws_upstream(up.addr)
+    );
+    let gw = Gateway::start(&toml);
+    let tls_cfg = std::sync::Arc::new(pki.client_config(&["http/1.1"]));
+    let stream = common::tls::tls_stream(gw.addr, "localhost", &tls_cfg).expect("TLS handshake");
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut ws, resp) =
+        tokio_tungstenite::tungstenite::client("wss://localhost/ws/tls", stream).expect("wss handshake");
+    assert_eq!(resp.status(), 101);
+    let mut echo = |msg: Message| {
+        ws.send(msg).expect("send");
+        loop {
+            match ws.read().expect("read") {
+                m @ (Message::Text(_) | Message::Binary(_)) => return m,
+                _ => continue,
+            }
+        }
+    };
+    assert_eq!(echo(Message::text("over tls")), Message::text("echo:over tls"));
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let want: Vec<u8> = big.iter().rev().copied().collect();
+    assert_eq!(echo(Message::binary(big)), Message::binary(want));
+    for i in 0..10 {
+        assert_eq!(echo(Message::text(format!("t{i}"))), Message::text(format!("echo:t{i}")));
+    }
+    ws.close(None).expect("close");
+    // The upstream saw a plain WebSocket upgrade that the gateway forwarded from the TLS side.
+    let hs = up.handshakes.lock().expect("lock").clone();
+    assert_eq!(hs.len(), 1, "{hs:?}");
+    let proto =
+        hs[0].iter().find(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-proto")).map(|(_, v)| v.as_str());
+    assert_eq!(proto, Some("https"), "{hs:?}");
 }

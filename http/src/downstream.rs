@@ -99,6 +99,13 @@ pub trait Downstream {
         None
     }
 
+    /// Hands over the request body as the client's HTTP/2 stream (HTTP/2 clients only), so the
+    /// engine can relay it on its own task while the response flows back (bidirectional gRPC).
+    /// Afterwards `relay_body` and `request_trailers` have nothing left to read.
+    fn take_h2_body(&mut self) -> Option<h2::RecvStream> {
+        None
+    }
+
     /// Answers `101 Switching Protocols` with `head`, then relays bytes both ways between the
     /// client and `up` (whose bytes already read are in `up_buf`) until either side closes or
     /// nothing moves for `idle`. Returns the bytes moved (client to upstream, upstream to client).
@@ -289,5 +296,20 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
         let (res, out) = write_all(self.stream, out, idle).await;
         *wbuf = out;
         res.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::h1_trailer_block;
+
+    #[test]
+    fn trailers_become_http1_field_lines() {
+        assert!(h1_trailer_block(None).is_empty());
+        let mut map = http::HeaderMap::new();
+        map.insert("grpc-status", http::HeaderValue::from_static("5"));
+        map.insert("grpc-message", http::HeaderValue::from_static("not found"));
+        let block = h1_trailer_block(Some(map));
+        assert_eq!(&block[..], &b"grpc-status: 5\r\ngrpc-message: not found\r\n"[..]);
     }
 }

@@ -11,6 +11,7 @@ pub mod h2;
 pub mod io;
 pub mod proxy;
 mod proxy_h2;
+mod proxy_plan;
 pub mod router;
 pub mod shard;
 pub mod slice_io;

@@ -7,7 +7,6 @@
 //! name (the chain is a type parameter), parse heads itself, or frame responses for a client.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,7 +14,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use portcullis_core::LocalReply;
 use portcullis_core::pipeline::{Cx, Filter, Flow, Headers, Method, RequestHead, ResponseHead};
 
-use crate::body::{BodyOut, RelayError, RelayLimits};
+use crate::body::{BodyOut, RelayLimits};
 use crate::conn::{ClientMeta, ConnBufs};
 use crate::downstream::{Downstream, H1Down, Sent, UpBody, UpSource};
 use crate::h1::encode::{Framing, encode_request, local_reply_head};
@@ -24,8 +23,7 @@ use crate::h1::response::{ParsedResponse, RespBody, parse_response};
 use crate::io::{IoFail, read_more_by, write_all};
 use crate::shard::{ShardGen, ShardState};
 use crate::upstream::{
-    Attempts, ConnectError, EndpointSet, Outcome, Pool, TlsFail, UpConn, Upstream, UpstreamTls, secure,
-    stamp_deadline,
+    Attempts, ConnectError, Outcome, Pool, TlsFail, UpConn, Upstream, UpstreamTls, secure, stamp_deadline,
 };
 
 /// What happens to the client connection after an exchange.
@@ -220,6 +218,8 @@ pub(crate) async fn open(
     })
 }
 
+pub(crate) use crate::proxy_plan::{Plan, body_fail};
+
 /// Reads response heads from the upstream until a final (non-1xx) one, by `deadline`.
 async fn read_response(
     conn: &mut UpConn,
@@ -257,56 +257,6 @@ pub(crate) struct Exchange<'a, F, D> {
     pub(crate) cx: &'a mut Cx,
     /// The client sent `TE: trailers`.
     pub(crate) te_trailers: bool,
-}
-
-/// What every forward path needs, prepared once per request before the first attempt.
-pub(crate) struct Plan<'a> {
-    /// The upstream (this shard's view).
-    pub(crate) upstream: &'a Upstream,
-    /// Its TLS context, when it speaks TLS.
-    pub(crate) tls: Option<&'a UpstreamTls>,
-    /// The endpoint set this request works on, whatever discovery publishes meanwhile.
-    pub(crate) set: Rc<EndpointSet>,
-    /// The consistent-hash key.
-    pub(crate) key: u64,
-    /// The request body when already complete (retries need it).
-    pub(crate) buffered: Option<Bytes>,
-    /// Body relay limits.
-    pub(crate) limits: RelayLimits,
-    /// All attempts end by then (the route's `timeout`).
-    pub(crate) deadline: Instant,
-    /// The route's per-attempt timeout.
-    pub(crate) try_timeout: Option<std::time::Duration>,
-    /// Retry bookkeeping.
-    pub(crate) attempts: Attempts<'a>,
-}
-
-impl Plan<'_> {
-    /// The deadline of an attempt starting now.
-    pub(crate) fn try_deadline(&self) -> Instant {
-        match self.try_timeout {
-            Some(t) => self.deadline.min(Instant::now() + t),
-            None => self.deadline,
-        }
-    }
-}
-
-/// The reply for a request body relay that stopped (`upstream_failed`: the upstream side broke,
-/// which counts against the endpoint).
-pub(crate) fn body_fail(e: RelayError) -> (Fail, bool) {
-    match e {
-        RelayError::TooLarge(limit) => (Fail::Reply(LocalReply::payload_too_large(limit)), false),
-        RelayError::Framing(e) => {
-            (Fail::Reply(LocalReply::bad_request(format!("invalid chunked body: {e}"))), false)
-        }
-        RelayError::Source(_) => (Fail::Abort, false),
-        RelayError::Dest(e) => {
-            tracing::debug!(error = %e, "upstream failed while receiving the body");
-            let reply = LocalReply::bad_gateway("upstream_reset", "upstream failed while receiving the body")
-                .closing();
-            (Fail::Reply(reply), true)
-        }
-    }
 }
 
 impl<F: Filter, D: Downstream> Exchange<'_, F, D> {

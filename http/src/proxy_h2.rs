@@ -9,20 +9,23 @@
 //! failures to 502/504. Must not: manage connections (that is `upstream::h2`) or frame client
 //! responses (that is the `Downstream`).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use h2::SendStream;
 use h2::client::ResponseFuture;
 use portcullis_core::LocalReply;
 use portcullis_core::pipeline::{Filter, RequestHead, Version};
 
-use crate::body::BodyOut;
+use crate::body::{BodyIn, BodyOut, RelayLimits, relay};
 use crate::convert::{request_of, response_head};
 use crate::downstream::{Downstream, UpBody};
 use crate::h1::request::ReqBody;
 use crate::h1::response::RespBody;
-use crate::h2::body::BodySink;
+use crate::h2::body::{BodySink, BodySource};
 use crate::proxy::{After, Exchange, Fail, Plan, body_fail, circuit_open, no_endpoint, open};
 use crate::slice_io::SliceIo;
 use crate::upstream::h2::body::RespSource;
@@ -69,6 +72,8 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let mut stale_on: Option<usize> = None;
         let mut tracked;
         let mut sent_at;
+        // Bytes of a request body relayed on its own task (`pump`).
+        let mut pumped = None;
 
         macro_rules! retry_or_fail {
             ($ep:expr, $fail:expr) => {{
@@ -113,7 +118,8 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             stamp_deadline(&mut head.headers, upstream.deadline_header.as_deref(), left);
             let scheme = if plan.tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
             let req = request_of(head, scheme, addr, self.te_trailers).map_err(Fail::Reply)?;
-            let outcome = self.attempt(&plan, &lease, req, body, expect_continue, try_deadline).await;
+            let outcome =
+                self.attempt(&plan, &lease, req, body, expect_continue, try_deadline, &mut pumped).await;
             match outcome {
                 Sent::Answered(resp) => {
                     let status = resp.status().as_u16();
@@ -166,6 +172,9 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let keep = client_keep && !state.draining.get();
         let up_body = UpBody { stream: &mut src, buf: &mut buf, kind };
         let sent = self.send_response(&resp_head, up_body, keep, plan.limits).await;
+        if let Some(moved) = pumped {
+            self.cx.bytes_in = moved.get();
+        }
         state.spares.give_headers(resp_head.headers);
         drop(tracked);
         Ok(if sent?.keep { After::KeepAlive } else { After::Close })
@@ -188,6 +197,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
 
     /// One attempt on a leased stream: the head, the body and its trailers, then the response
     /// head by `try_deadline`.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &mut self,
         plan: &Plan<'_>,
@@ -196,6 +206,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         body: ReqBody,
         expect_continue: bool,
         try_deadline: Instant,
+        pumped: &mut Option<Rc<Cell<u64>>>,
     ) -> Sent {
         let left = try_deadline.saturating_duration_since(Instant::now());
         let ready = match monoio::time::timeout(left, lease.sender().ready()).await {
@@ -227,6 +238,14 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                 }
             }
             None => {
+                if let Some(recv) = self.down.take_h2_body() {
+                    // An HTTP/2 client's body goes on its own task: the response may start (and
+                    // stream) while the client still sends, as bidirectional gRPC calls need.
+                    let moved = Rc::new(Cell::new(0));
+                    *pumped = Some(moved.clone());
+                    monoio::spawn(pump(recv, send, body, plan.limits, moved));
+                    return response_by(response, try_deadline, false).await;
+                }
                 let mut sink = SliceIo(BodySink { send: &mut send });
                 let relayed = self
                     .down
@@ -239,9 +258,13 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                         return if upstream_failed { Sent::Failed(fail) } else { Sent::Client(fail) };
                     }
                 }
-                let ended = match self.down.request_trailers().await {
-                    Some(trailers) => send.send_trailers(trailers),
-                    None => send.send_data(Bytes::new(), true),
+                // A body read to its declared length still waits for the stream's end (and any
+                // trailers), no longer than the body's idle timeout.
+                let trailers = monoio::time::timeout(plan.limits.idle, self.down.request_trailers()).await;
+                let ended = match trailers {
+                    Ok(Some(trailers)) => send.send_trailers(trailers),
+                    Ok(None) => send.send_data(Bytes::new(), true),
+                    Err(_) => return Sent::Client(Fail::Abort),
                 };
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "upstream HTTP/2 stream failed at the end of the body");
@@ -277,5 +300,46 @@ async fn response_by(response: ResponseFuture, deadline: Instant, buffered: bool
             Sent::Failed(reset_reply("upstream closed the stream"))
         }
         Err(_) => Sent::Failed(timed_out()),
+    }
+}
+
+/// Relays an HTTP/2 client's request body, then its trailers (or the end of the stream), to the
+/// upstream stream; `moved` gets the body's length. On a failure the upstream stream is reset,
+/// which fails the exchange waiting for (or streaming) the response.
+async fn pump(
+    mut recv: h2::RecvStream,
+    mut send: SendStream<Bytes>,
+    body: ReqBody,
+    limits: RelayLimits,
+    moved: Rc<Cell<u64>>,
+) {
+    let kind = match body {
+        ReqBody::Length(n) => BodyIn::Length(n),
+        _ => BodyIn::UntilClose,
+    };
+    let mut scratch = Vec::new();
+    let relayed = {
+        let mut src = SliceIo(BodySource { recv: &mut recv, pending: Bytes::new() });
+        let mut sink = SliceIo(BodySink { send: &mut send });
+        relay(&mut src, &mut BytesMut::new(), kind, &mut sink, BodyOut::Raw, limits, &mut scratch).await
+    };
+    match relayed {
+        Ok(n) => moved.set(n),
+        Err(e) => {
+            tracing::debug!(error = %e, "request body relay to the HTTP/2 upstream failed");
+            send.send_reset(h2::Reason::CANCEL);
+            return;
+        }
+    }
+    let ended = match monoio::time::timeout(limits.idle, recv.trailers()).await {
+        Ok(Ok(Some(trailers))) => send.send_trailers(trailers),
+        Ok(Ok(None)) => send.send_data(Bytes::new(), true),
+        _ => {
+            send.send_reset(h2::Reason::CANCEL);
+            return;
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "HTTP/2 upstream stream failed at the end of the body");
     }
 }

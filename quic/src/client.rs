@@ -37,6 +37,8 @@ pub struct Response {
     pub headers: http::HeaderMap,
     /// The body.
     pub body: Bytes,
+    /// Trailers that ended the response, if any.
+    pub trailers: Option<http::HeaderMap>,
 }
 
 /// One HTTP/3 connection to a server. Clones share the connection: each clone can have its own
@@ -130,25 +132,27 @@ impl H3Client {
     /// Sends one request with `body` and reads the whole response.
     pub async fn request(&mut self, req: http::Request<()>, body: Bytes) -> Result<Response, ClientError> {
         let mut out = BytesMut::new();
-        let head = self.exchange(req, body, |part| out.extend_from_slice(part)).await?;
-        Ok(Response { status: head.status().as_u16(), headers: head.headers().clone(), body: out.freeze() })
+        let (head, trailers) = self.exchange(req, body, |part| out.extend_from_slice(part)).await?;
+        let (status, headers) = (head.status().as_u16(), head.headers().clone());
+        Ok(Response { status, headers, body: out.freeze(), trailers })
     }
 
     /// Sends one bodiless request and reads the response through, keeping only its status and
     /// body size (the load generator's request: no copy of the body).
     pub async fn fetch(&mut self, req: http::Request<()>) -> Result<(u16, u64), ClientError> {
         let mut len = 0u64;
-        let head = self.exchange(req, Bytes::new(), |part| len += part.len() as u64).await?;
+        let (head, _) = self.exchange(req, Bytes::new(), |part| len += part.len() as u64).await?;
         Ok((head.status().as_u16(), len))
     }
 
-    /// One request: sends `body`, hands every received body piece to `sink`, returns the head.
+    /// One request: sends `body`, hands every received body piece to `sink`, returns the head
+    /// and the trailers.
     async fn exchange(
         &mut self,
         req: http::Request<()>,
         body: Bytes,
         mut sink: impl FnMut(&[u8]),
-    ) -> Result<http::Response<()>, ClientError> {
+    ) -> Result<(http::Response<()>, Option<http::HeaderMap>), ClientError> {
         let h3 = |e: h3::error::StreamError| ClientError::H3(e.to_string());
         let mut stream = self.send.send_request(req).await.map_err(h3)?;
         if !body.is_empty() {
@@ -164,7 +168,8 @@ impl H3Client {
                 chunk.advance(n);
             }
         }
-        Ok(resp)
+        let trailers = stream.recv_trailers().await.map_err(h3)?;
+        Ok((resp, trailers))
     }
 
     /// Whether the QUIC connection has closed (for any reason); requests on it then fail.

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod client;
 pub mod collector;
+pub mod dns;
 pub mod gateway;
 pub mod h2;
 pub mod h2_upstream;

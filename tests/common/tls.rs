@@ -144,6 +144,24 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
+/// A blocking TLS connection to `addr` with `sni` as the server name, handshake done.
+pub fn tls_stream(
+    addr: SocketAddr,
+    sni: &str,
+    config: &Arc<ClientConfig>,
+) -> io::Result<StreamOwned<ClientConnection, TcpStream>> {
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    sock.set_read_timeout(Some(IO_TIMEOUT))?;
+    sock.set_write_timeout(Some(IO_TIMEOUT))?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(io::Error::other)?;
+    let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+    let mut stream = StreamOwned::new(conn, sock);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
 /// A TLS connection to the gateway speaking HTTP/1.1.
 pub struct TlsClient {
     wire: Wire<StreamOwned<ClientConnection, TcpStream>>,
@@ -152,16 +170,7 @@ pub struct TlsClient {
 impl TlsClient {
     /// Connects and completes the handshake with `sni` as the server name.
     pub fn connect(addr: SocketAddr, sni: &str, config: &Arc<ClientConfig>) -> io::Result<TlsClient> {
-        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-        sock.set_read_timeout(Some(IO_TIMEOUT))?;
-        sock.set_write_timeout(Some(IO_TIMEOUT))?;
-        let name = ServerName::try_from(sni.to_owned()).map_err(io::Error::other)?;
-        let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
-        let mut stream = StreamOwned::new(conn, sock);
-        while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock)?;
-        }
-        Ok(TlsClient { wire: Wire::new(stream) })
+        Ok(TlsClient { wire: Wire::new(tls_stream(addr, sni, config)?) })
     }
 
     /// The rustls connection (version, suite, ALPN, resumption).

@@ -98,7 +98,14 @@ pub struct Upstream {
 impl Upstream {
     /// Starts a server answering each request with `handler`.
     pub fn start(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an upstream port");
+        Upstream::start_on(TcpListener::bind("127.0.0.1:0").expect("bind an upstream port"), handler)
+    }
+
+    /// Starts a server on an already bound `listener` (a chosen address) answering with `handler`.
+    pub fn start_on(
+        listener: TcpListener,
+        handler: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> Upstream {
         let addr = listener.local_addr().expect("upstream address");
         let shared = Arc::new(Shared {
             accepted: AtomicUsize::new(0),

@@ -4,7 +4,8 @@
 //!
 //! Service `test.Echo`: `Unary` echoes the message and the `x-meta` request metadata (or fails
 //! with `code` and the message when `code` is not 0), `Count` streams `count` numbered replies
-//! (then fails with `code` when it is not 0), `Collect` joins a client stream of messages.
+//! (then fails with `code` when it is not 0), `Collect` joins a client stream of messages, and
+//! `Chat` answers each message of a client stream as it arrives (`echo:<message>`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,9 +13,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures_util::Stream;
 use tonic::body::Body;
 use tonic::codegen::Service;
-use tonic::server::{ClientStreamingService, Grpc, NamedService, ServerStreamingService, UnaryService};
+use tonic::server::{
+    ClientStreamingService, Grpc, NamedService, ServerStreamingService, StreamingService, UnaryService,
+};
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_prost::ProstCodec;
 
@@ -115,6 +119,32 @@ impl ClientStreamingService<EchoRequest> for Collect {
     }
 }
 
+struct Chat;
+
+type ChatStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send>>;
+
+impl StreamingService<EchoRequest> for Chat {
+    type Response = EchoReply;
+    type ResponseStream = ChatStream;
+    type Future = Boxed<Response<ChatStream>>;
+
+    fn call(&mut self, req: Request<Streaming<EchoRequest>>) -> Self::Future {
+        let replies =
+            futures_util::stream::unfold((req.into_inner(), 0u32), |(mut inbound, seq)| async move {
+                match inbound.message().await {
+                    Ok(Some(m)) => {
+                        let reply =
+                            EchoReply { message: format!("echo:{}", m.message), meta: String::new(), seq };
+                        Some((Ok(reply), (inbound, seq + 1)))
+                    }
+                    Ok(None) => None,
+                    Err(status) => Some((Err(status), (inbound, seq))),
+                }
+            });
+        Box::pin(async move { Ok(Response::new(Box::pin(replies) as ChatStream)) })
+    }
+}
+
 /// The `test.Echo` service: routes each method path to its handler.
 #[derive(Clone)]
 pub struct EchoServer;
@@ -139,6 +169,7 @@ impl Service<http::Request<Body>> for EchoServer {
                 "/test.Echo/Unary" => grpc.unary(Unary, req).await,
                 "/test.Echo/Count" => grpc.server_streaming(Count, req).await,
                 "/test.Echo/Collect" => grpc.client_streaming(Collect, req).await,
+                "/test.Echo/Chat" => grpc.streaming(Chat, req).await,
                 _ => Status::unimplemented("no such method").into_http(),
             })
         })

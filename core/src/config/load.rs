@@ -428,6 +428,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             "[[upstreams]]\n[upstreams.circuit]\n",
             "[[upstreams]]\n[upstreams.health_check]\n",
             "[[upstreams]]\n[upstreams.tls]\n",
+            "[[upstreams]]\n[upstreams.dns]\n",
             "[[routes]]\n",
             "[[routes]]\n[[routes.headers]]\n",
             "[[routes]]\n[routes.request_headers]\n",
@@ -475,6 +476,7 @@ response_headers = { add = { x-served-by = \"portcullis\" } }
             ("[ratelimit]\n", "fail_mode"),
             ("[[upstreams]]\n", "lb"),
             ("[[upstreams]]\n[upstreams.health_check]\n", "kind"),
+            ("[[upstreams]]\n[upstreams.dns]\n", "type"),
             ("[access_log]\n", "query"),
         ] {
             for variant in accepted(table, &format!("{key} = \"zzz_unknown\"")) {

@@ -272,6 +272,9 @@ pub struct UpstreamConfig {
     /// TLS toward the endpoints (absent = plain TCP).
     #[serde(default)]
     pub tls: Option<super::model_edge::UpstreamTlsConfig>,
+    /// More endpoints found by DNS, re-resolved on TTL (off when absent).
+    #[serde(default)]
+    pub dns: Option<super::model_dns::DnsConfig>,
     /// Wire protocol toward the endpoints: HTTP/1.1, HTTP/2 over TLS, or cleartext HTTP/2.
     #[serde(default)]
     pub protocol: super::model_protocol::UpstreamProtocol,

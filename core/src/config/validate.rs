@@ -7,6 +7,7 @@
 
 mod auth;
 mod cors;
+mod dns;
 mod edge;
 mod health;
 mod obs;
@@ -235,10 +236,10 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
         } else {
             seen.insert(u.name.clone(), i);
         }
-        if u.endpoints.is_empty() && u.endpoints_file.is_none() {
+        if u.endpoints.is_empty() && u.endpoints_file.is_none() && u.dns.is_none() {
             out.push(
                 here.key("endpoints"),
-                "an upstream needs at least one endpoint, e.g. [\"127.0.0.1:9000\"]",
+                "an upstream needs at least one endpoint, e.g. [\"127.0.0.1:9000\"], an endpoints_file or dns",
             );
         }
         u.addrs.clear();
@@ -254,6 +255,9 @@ fn upstreams(list: &mut [UpstreamConfig], path: &KeyPath, out: &mut Issues) -> H
         }
         health::check(u, &here, out);
         upstream::check(u, &here, out);
+        if let Some(d) = &u.dns {
+            dns::check(d, &here.key("dns"), out);
+        }
         protocol::check(u, &here, out);
         if let Some(tls) = &u.tls {
             edge::check_tls(tls, &here.key("tls"), out);

@@ -32,7 +32,8 @@ fn h2_err(e: h2::Error) -> RelayError {
 
 /// The client side of one HTTP/2 stream.
 struct H2Down<'a> {
-    recv: RecvStream,
+    /// The request body (taken by the engine when it relays it on its own task).
+    recv: Option<RecvStream>,
     respond: SendResponse<Bytes>,
     is_head: bool,
     /// The request-id header (`[request_id] header`): unique per response, so never indexed.
@@ -80,7 +81,8 @@ impl Downstream for H2Down<'_> {
             ReqBody::Length(n) => BodyIn::Length(n),
             _ => BodyIn::UntilClose,
         };
-        let mut src = SliceIo(BodySource { recv: &mut self.recv, pending: Bytes::new() });
+        let Some(recv) = self.recv.as_mut() else { return Ok(0) };
+        let mut src = SliceIo(BodySource { recv, pending: Bytes::new() });
         let mut buf = BytesMut::new();
         relay(&mut src, &mut buf, kind, up, out, limits, scratch).await
     }
@@ -132,7 +134,11 @@ impl Downstream for H2Down<'_> {
     }
 
     async fn request_trailers(&mut self) -> Option<http::HeaderMap> {
-        self.recv.trailers().await.ok().flatten()
+        self.recv.as_mut()?.trailers().await.ok().flatten()
+    }
+
+    fn take_h2_body(&mut self) -> Option<RecvStream> {
+        self.recv.take()
     }
 
     async fn send_local(
@@ -201,7 +207,8 @@ pub async fn serve_stream<F: Filter>(
         None => ReqBody::Chunked,
     };
     let is_head = head.method == Method::Head;
-    let mut down = H2Down { recv, respond, is_head, unique_header: &sg.config().request_id.header };
+    let mut down =
+        H2Down { recv: Some(recv), respond, is_head, unique_header: &sg.config().request_id.header };
     let mut wbuf = state.spares.wbuf();
     let mut scratch = Vec::new();
     let incoming = Incoming { head, body, expect_continue: false, keep: true, te_trailers };

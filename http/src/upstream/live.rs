@@ -39,6 +39,7 @@ impl SharedEndpoint {
 struct Sources {
     fixed: Vec<(SocketAddr, u32)>,
     file: Vec<(SocketAddr, u32)>,
+    dns: Vec<(SocketAddr, u32)>,
 }
 
 /// Which source a discovery update replaces.
@@ -48,6 +49,8 @@ pub enum Source {
     Fixed,
     /// The watched `endpoints_file`.
     File,
+    /// DNS discovery (`[upstreams.dns]`).
+    Dns,
 }
 
 /// One upstream's endpoints, shared by all shards.
@@ -103,13 +106,14 @@ impl LiveUpstream {
         let slot = match source {
             Source::Fixed => &mut sources.fixed,
             Source::File => &mut sources.file,
+            Source::Dns => &mut sources.dns,
         };
         if slot.as_slice() == eps {
             return false;
         }
         *slot = eps.to_vec();
         let mut next: Vec<Arc<SharedEndpoint>> = Vec::new();
-        for &(addr, weight) in sources.fixed.iter().chain(&sources.file) {
+        for &(addr, weight) in sources.fixed.iter().chain(&sources.file).chain(&sources.dns) {
             if next.iter().any(|e| e.addr == addr) {
                 continue;
             }
@@ -176,5 +180,11 @@ mod tests {
         assert!(live.update(Source::Fixed, &[a(3)]));
         assert!(first[0].retired() && !first[1].retired(), "2 is still in the file");
         assert_eq!(live.unhealthy(), 1);
+        // DNS adds to the union; clearing it retires only what no other source lists.
+        assert!(live.update(Source::Dns, &[a(3), a(4)]));
+        let with_dns = live.list();
+        assert_eq!(with_dns.iter().map(|e| e.addr.port()).collect::<Vec<_>>(), vec![3, 2, 4]);
+        assert!(live.update(Source::Dns, &[]));
+        assert!(with_dns[2].retired() && !with_dns[0].retired());
     }
 }

@@ -7,6 +7,7 @@
 
 mod attempts;
 mod deadline;
+mod dns;
 pub mod h2;
 mod health;
 mod lb;

@@ -1,6 +1,6 @@
 //! The upstream service: one background thread per process (a small monoio runtime) that runs
-//! active health checks and watches endpoints files, publishing the results to every shard
-//! through each upstream's [`LiveUpstream`].
+//! active health checks and watches endpoints files, and the DNS resolver thread (`dns`),
+//! publishing the results to every shard through each upstream's [`LiveUpstream`].
 //!
 //! Owns: the registry of live upstreams by name (kept across config reloads, so health and
 //! discovery state survive them) and the background tasks. Must not: run on a shard or be
@@ -14,9 +14,10 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use portcullis_core::config::{Config, UpstreamConfig, load_endpoints_file};
+use portcullis_core::config::{Config, DnsConfig, UpstreamConfig, load_endpoints_file};
 use portcullis_core::telemetry::Metrics;
 
+use super::dns::{self, DnsDiscovery, Target};
 use super::health;
 use super::live::{LiveUpstream, SharedEndpoint, Source};
 
@@ -26,9 +27,17 @@ const TICK: Duration = Duration::from_millis(200);
 /// Handle to the upstream service (cheap to clone, `Send + Sync`).
 #[derive(Clone, Debug)]
 pub struct UpstreamService {
-    registry: Arc<Mutex<HashMap<String, Arc<LiveUpstream>>>>,
+    registry: Arc<Mutex<Registry>>,
     tx: Sender<Update>,
+    dns: DnsDiscovery,
     metrics: Option<Metrics>,
+}
+
+/// The live upstreams by name and the DNS settings each was last resolved with.
+#[derive(Debug, Default)]
+struct Registry {
+    lives: HashMap<String, Arc<LiveUpstream>>,
+    dns: HashMap<String, DnsConfig>,
 }
 
 /// A new generation's config and its live upstreams (config order), for the thread.
@@ -50,7 +59,8 @@ impl UpstreamService {
                 Err(e) => tracing::error!("cannot start the upstream service runtime: {e}"),
             }
         })?;
-        Ok(UpstreamService { registry: Arc::default(), tx, metrics })
+        let dns = DnsDiscovery::start(metrics.clone())?;
+        Ok(UpstreamService { registry: Arc::default(), tx, dns, metrics })
     }
 
     /// The metrics registry the service reports to.
@@ -58,23 +68,46 @@ impl UpstreamService {
         self.metrics.as_ref()
     }
 
-    /// The live upstreams of `cfg` (config order), created or updated from it; the thread then
-    /// starts or adjusts the health checks and discovery of each. Called once per generation.
+    /// The live upstreams of `cfg` (config order), created or updated from it; the threads then
+    /// start or adjust the health checks and discovery of each. Called once per generation.
+    /// An upstream whose `dns` is new or changed is resolved here first (blocking up to its
+    /// `timeout` per server and question), so its endpoints exist before the generation serves.
     pub fn register(&self, cfg: &Arc<Config>) -> Vec<Arc<LiveUpstream>> {
         let mut reg = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let reg = &mut *reg;
+        let mut targets = Vec::new();
         let lives: Vec<Arc<LiveUpstream>> = cfg
             .upstreams
             .iter()
             .map(|u| {
                 let live = reg
+                    .lives
                     .entry(u.name.clone())
-                    .or_insert_with(|| Arc::new(LiveUpstream::new(&u.name, &[], &[])));
+                    .or_insert_with(|| Arc::new(LiveUpstream::new(&u.name, &[], &[])))
+                    .clone();
+                // DNS first: an upstream moving from static endpoints to DNS never has none.
+                match &u.dns {
+                    Some(d) => {
+                        let sched = (reg.dns.get(&u.name) != Some(d))
+                            .then(|| dns::refresh(&live, d, None, self.metrics.as_ref()));
+                        reg.dns.insert(u.name.clone(), d.clone());
+                        targets.push(Target { live: live.clone(), cfg: d.clone(), sched });
+                    }
+                    None => {
+                        reg.dns.remove(&u.name);
+                    }
+                }
                 live.update(Source::Fixed, &fixed_endpoints(u));
                 live.update(Source::File, &u.file_addrs);
-                live.clone()
+                if u.dns.is_none() {
+                    live.update(Source::Dns, &[]);
+                }
+                live
             })
             .collect();
-        reg.retain(|name, _| cfg.upstreams.iter().any(|u| &u.name == name));
+        reg.lives.retain(|name, _| cfg.upstreams.iter().any(|u| &u.name == name));
+        reg.dns.retain(|name, _| reg.lives.contains_key(name));
+        self.dns.track(targets);
         let _ = self.tx.send((cfg.clone(), lives.clone()));
         lives
     }
