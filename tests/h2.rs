@@ -32,6 +32,8 @@ fn echo_with_slow() -> Upstream {
     Upstream::start(|req| {
         if req.path().starts_with("/api/slow") {
             Reply::Delay(Duration::from_secs(3), Box::new(echo_reply("app", req)))
+        } else if req.path().starts_with("/api/brief") {
+            Reply::Delay(Duration::from_millis(300), Box::new(echo_reply("app", req)))
         } else {
             echo_reply("app", req)
         }
@@ -151,6 +153,35 @@ fn many_streams_share_one_connection() {
         }
     });
     assert_eq!(up.requests(), 40);
+}
+
+#[test]
+fn a_stream_reset_while_the_upstream_answers_keeps_the_upstream_connection() {
+    let pki = Pki::new();
+    let up = echo_with_slow();
+    // The access log tells when the reset stream's exchange has finished.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("access.log");
+    let gw = gateway(
+        &pki,
+        &format!("\n[access_log]\nenabled = true\npath = {:?}\n", log.display().to_string()),
+        &up,
+    );
+    let mut raw = RawH2::connect(gw.listeners[1].1);
+    raw.send(&frame(kind::HEADERS, 0x5, 1, &get_block("/api/brief"))).expect("send");
+    up.wait_requests(1, LONG);
+    // The client gives up (as every in-flight stream does when a load run stops).
+    raw.send(&frame(kind::RST_STREAM, 0, 1, &8u32.to_be_bytes())).expect("reset");
+    let deadline = std::time::Instant::now() + LONG;
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("/api/brief") {
+        assert!(std::time::Instant::now() < deadline, "no access log line for the reset stream");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    raw.send(&frame(kind::HEADERS, 0x5, 3, &get_block("/api/again"))).expect("send");
+    let done = raw.until(|f| f.stream == 3 && f.flags & 0x1 == 0x1);
+    assert!(done.is_some(), "the second stream was answered");
+    assert_eq!(up.requests(), 2);
+    assert_eq!(up.accepted(), 1, "the answer read whole left the upstream connection reusable");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! by a timeout. Must not: interpret the bytes.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use monoio::buf::{IoBuf, IoBufMut};
@@ -32,13 +32,24 @@ pub async fn read_more<S: AsyncReadRent>(
     min_spare: usize,
     limit: Duration,
 ) -> Result<usize, IoFail> {
+    read_more_by(stream, buf, min_spare, Instant::now() + limit).await
+}
+
+/// Like [`read_more`], bounded by a `deadline` the caller already holds (one clock read less
+/// than turning it back into a duration).
+pub async fn read_more_by<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    min_spare: usize,
+    deadline: Instant,
+) -> Result<usize, IoFail> {
     if buf.capacity() - buf.len() < min_spare {
         buf.reserve(min_spare);
     }
     let owned = std::mem::take(buf);
     let len = owned.len();
     let fut = stream.read(owned.slice_mut(len..));
-    match monoio::time::timeout(limit, fut).await {
+    match monoio::time::timeout_at(monoio::time::Instant::from_std(deadline), fut).await {
         Ok((res, slice)) => {
             *buf = slice.into_inner();
             match res {

@@ -20,7 +20,7 @@ use crate::downstream::{Downstream, H1Down, Sent, UpBody, UpSource};
 use crate::h1::encode::{Framing, encode_request, local_reply_head};
 use crate::h1::request::{ParsedRequest, ReqBody};
 use crate::h1::response::{ParsedResponse, RespBody, parse_response};
-use crate::io::{IoFail, read_more, write_all};
+use crate::io::{IoFail, read_more_by, write_all};
 use crate::shard::{ShardGen, ShardState};
 use crate::upstream::{
     Attempts, ConnectError, Outcome, Pool, TlsFail, UpConn, Upstream, UpstreamTls, secure, stamp_deadline,
@@ -241,8 +241,7 @@ async fn read_response(
                 }
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if let Err(e) = read_more(&mut conn.stream, &mut conn.rbuf, 4096, left).await {
+        if let Err(e) = read_more_by(&mut conn.stream, &mut conn.rbuf, 4096, deadline).await {
             return Err((e, got_bytes));
         }
     }
@@ -385,8 +384,10 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             let retry_ok = reused && buffered.is_some();
             // This attempt's deadline; the upstream is told what is left of it.
             let try_deadline = plan.try_deadline();
-            let left = try_deadline.saturating_duration_since(Instant::now());
-            stamp_deadline(&mut head.headers, upstream.deadline_header.as_deref(), left);
+            if let Some(name) = upstream.deadline_header.as_deref() {
+                let left = try_deadline.saturating_duration_since(Instant::now());
+                stamp_deadline(&mut head.headers, Some(name), left);
+            }
             let mut out = std::mem::take(self.wbuf);
             out.clear();
             encode_request(&mut out, head, up_framing);

@@ -98,16 +98,31 @@ impl Downstream for H2Down<'_> {
     ) -> Result<Sent, RelayError> {
         let kind = stream_body_in(body.kind);
         let Some(kind) = kind.filter(|_| !self.is_head) else {
-            self.start(head, true)?;
-            return Ok(Sent { bytes: 0, keep: true });
+            // No body: whether or not the client is still there, the upstream connection is
+            // clean (`keep` is about the client connection, which HTTP/2 keeps regardless).
+            return Ok(Sent { bytes: 0, keep: self.start(head, true).is_ok() });
         };
-        let mut send = self.start(head, false)?;
+        let mut send = match self.start(head, false) {
+            Ok(send) => send,
+            Err(e) => {
+                // The client reset the stream or closed the connection while the upstream was
+                // answering (every in-flight stream when a load run stops). An answer already
+                // read whole is consumed, so the upstream connection goes back to the pool
+                // instead of being closed and reopened.
+                return match whole_body(&kind, body.buf, limits.max_bytes) {
+                    Some(_) => Ok(Sent { bytes: 0, keep: false }),
+                    None => Err(e),
+                };
+            }
+        };
         if let Some(data) = whole_body(&kind, body.buf, limits.max_bytes) {
             // The whole (small) body arrived with the head: one DATA frame carrying END_STREAM,
             // without waiting for send capacity or sending an empty closing frame.
+            // Taken whole from the upstream either way: a client gone meanwhile leaves the
+            // upstream connection reusable, as above.
             let bytes = data.len() as u64;
-            send.send_data(data, true).map_err(h2_err)?;
-            return Ok(Sent { bytes, keep: true });
+            let sent = send.send_data(data, true).is_ok();
+            return Ok(Sent { bytes: if sent { bytes } else { 0 }, keep: sent });
         }
         let mut sink = SliceIo(BodySink { send: &mut send });
         let bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
@@ -197,7 +212,11 @@ pub async fn serve_stream<F: Filter>(
     let mut wbuf = state.spares.wbuf();
     let mut scratch = Vec::new();
     let incoming = Incoming { head, body, expect_continue: false, keep: true, te_trailers };
-    let (_, head) = handle(&state, &sg, &mut down, &mut wbuf, &mut scratch, incoming, &mut cx).await;
+    // Boxed: the exchange's state machine is several KiB. Inline, it made this task as large,
+    // and `monoio::spawn` copied all of it for every stream (~3 % of the shard under h2load);
+    // boxed, the spawned task holds only the arguments and the box is filled in place.
+    let exchange = Box::pin(handle(&state, &sg, &mut down, &mut wbuf, &mut scratch, incoming, &mut cx));
+    let (_, head) = exchange.await;
     sg.chain.on_log(&cx);
     state.spares.give_headers(head.headers);
     state.spares.give_wbuf(wbuf);

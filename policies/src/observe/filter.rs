@@ -18,7 +18,7 @@ use portcullis_core::telemetry::{
     protocol_index, realtime_coarse,
 };
 
-use super::line::{path_for_log, write_line};
+use super::line::{AddrText, path_for_log, write_line};
 
 /// `traceparent` values are carved out of one buffer this many at a time.
 const TRACEPARENTS_PER_CHUNK: usize = 64;
@@ -36,8 +36,10 @@ struct Log {
     batch: RefCell<LineBatch>,
     query: QueryLogMode,
     names: Vec<Arc<str>>,
-    path: RefCell<String>,
+    path: RefCell<Vec<u8>>,
     clock: RefCell<ClockText>,
+    /// Boxed: ~180 bytes of text buffers would make every chain filter variant that large.
+    addrs: RefCell<Box<AddrText>>,
 }
 
 #[derive(Debug)]
@@ -104,8 +106,9 @@ impl ObserveFilter {
                 batch: RefCell::new(LineBatch::new(t.log.clone())),
                 query: cfg.access_log.query,
                 names,
-                path: RefCell::new(String::with_capacity(256)),
+                path: RefCell::new(Vec::with_capacity(256)),
                 clock: RefCell::new(ClockText::default()),
+                addrs: RefCell::new(Box::default()),
             })
         });
         ObserveFilter { tracing, cells, log }
@@ -153,15 +156,13 @@ fn span_route(r: &RouteConfig, name: &Arc<str>) -> SpanRoute {
 impl Filter for ObserveFilter {
     async fn on_request(&self, req: &mut RequestHead, cx: &mut Cx) -> Flow {
         if let Some(t) = &self.tracing {
-            let (incoming, several) = {
-                let mut all = req.headers.get_all("traceparent");
-                (all.next().cloned(), all.next().is_some())
-            };
-            let incoming = incoming.filter(|_| !several);
             let ctx = {
+                let mut all = req.headers.get_all("traceparent");
+                // Several `traceparent`s are as unreadable as a malformed one.
+                let incoming = all.next().filter(|_| all.next().is_none());
                 let mut rng = t.rng.borrow_mut();
                 let sampled = t.sample_ratio >= 1.0 || rng.f64() < t.sample_ratio;
-                TraceContext::continue_or_start(incoming.as_deref(), sampled, &mut rng)
+                TraceContext::continue_or_start(incoming.map(|v| &v[..]), sampled, &mut rng)
             };
             if ctx.parent_id.is_none() {
                 // A restarted trace carries no vendor state from a trace we could not read.
@@ -197,14 +198,14 @@ impl Filter for ObserveFilter {
             }
         }
         if let Some(l) = &self.log {
-            let mut path = l.path.borrow_mut();
-            path_for_log(cx, l.query, &mut path);
+            let mut buf = l.path.borrow_mut();
+            let path = path_for_log(cx, l.query, &mut buf);
             let route = cx.route.and_then(|i| l.names.get(i)).map(|n| &**n);
             let mut clock = l.clock.borrow_mut();
             // The coarse clock (kernel tick resolution) is enough for a log line's time.
             let time = clock.format(realtime_coarse());
             let mut batch = l.batch.borrow_mut();
-            write_line(cx, route, &path, total, time, batch.line());
+            write_line(cx, route, path, total, time, &mut l.addrs.borrow_mut(), batch.line());
             batch.end_line();
         }
         if let Some(e) = self.tracing.as_ref().and_then(|t| t.export.as_ref()) {

@@ -4,40 +4,63 @@
 //! or write the line (the access log does), or log anything that could be a credential: only
 //! ids, addresses, names, sizes and times (headers and bodies are never read here).
 
-use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use portcullis_core::config::QueryLogMode;
 use portcullis_core::pipeline::Cx;
 use portcullis_core::telemetry::{AccessRecord, StackText};
 
-/// Text of a byte field (ids and names are ASCII; anything else is shown lossily).
-fn text(b: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(b)
-}
-
-/// Writes `cx.path` plus the query per `mode` into `out` (cleared first).
-pub(crate) fn path_for_log(cx: &Cx, mode: QueryLogMode, out: &mut String) {
-    out.clear();
-    out.push_str(&text(&cx.path));
-    let Some(q) = cx.query.as_ref().filter(|_| mode != QueryLogMode::Strip) else { return };
-    out.push('?');
+/// The path to log: `cx.path` itself, or (when the query is kept or redacted) the path plus
+/// the query built in `buf`. Text that is not UTF-8 is made lossy by the JSON writer.
+pub(crate) fn path_for_log<'a>(cx: &'a Cx, mode: QueryLogMode, buf: &'a mut Vec<u8>) -> &'a [u8] {
+    let Some(q) = cx.query.as_ref().filter(|_| mode != QueryLogMode::Strip) else { return &cx.path };
+    buf.clear();
+    buf.extend_from_slice(&cx.path);
+    buf.push(b'?');
     match mode {
-        QueryLogMode::Keep => out.push_str(&text(q)),
+        QueryLogMode::Keep => buf.extend_from_slice(q),
         _ => {
             for (i, pair) in q.split(|&b| b == b'&').enumerate() {
                 if i > 0 {
-                    out.push('&');
+                    buf.push(b'&');
                 }
                 match pair.iter().position(|&b| b == b'=') {
                     Some(eq) => {
-                        out.push_str(&text(&pair[..eq]));
-                        out.push_str("=REDACTED");
+                        buf.extend_from_slice(&pair[..eq]);
+                        buf.extend_from_slice(b"=REDACTED");
                     }
-                    None => out.push_str(&text(pair)),
+                    None => buf.extend_from_slice(pair),
                 }
             }
         }
+    }
+    buf
+}
+
+/// The text of the client IP and upstream address of the last line on this shard. Consecutive
+/// requests mostly share them (keep-alive connections, few upstream endpoints), so each is
+/// formatted when it changes instead of for every line.
+#[derive(Debug, Default)]
+pub(crate) struct AddrText {
+    client: Option<IpAddr>,
+    client_text: StackText<48>,
+    upstream: Option<SocketAddr>,
+    upstream_text: StackText<56>,
+}
+
+impl AddrText {
+    /// The texts of `client` and `upstream`, formatted only if they differ from the last ones.
+    fn texts(&mut self, client: IpAddr, upstream: Option<SocketAddr>) -> (&str, Option<&str>) {
+        if self.client != Some(client) {
+            self.client_text.ip(client);
+            self.client = Some(client);
+        }
+        if let Some(up) = upstream.filter(|&u| self.upstream != Some(u)) {
+            self.upstream_text.socket(up);
+            self.upstream = Some(up);
+        }
+        (self.client_text.as_str(), upstream.map(|_| self.upstream_text.as_str()))
     }
 }
 
@@ -49,20 +72,19 @@ fn us(d: Duration) -> u64 {
 pub(crate) fn write_line(
     cx: &Cx,
     route: Option<&str>,
-    path: &str,
+    path: &[u8],
     total: Duration,
     time: &str,
+    addrs: &mut AddrText,
     out: &mut Vec<u8>,
 ) {
     let trace = cx.trace.map(|t| t.trace_id_hex());
-    let request_id = text(&cx.request_id);
-    let consumer = cx.consumer.as_deref().map(text);
-    let (mut client, mut upstream) = (StackText::<48>::default(), StackText::<56>::default());
+    let (client_ip, upstream) = addrs.texts(cx.client_ip, cx.upstream_addr);
     AccessRecord {
         time,
-        request_id: &request_id,
+        request_id: &cx.request_id,
         trace_id: trace.as_ref().and_then(|t| std::str::from_utf8(t).ok()),
-        client_ip: client.ip(cx.client_ip),
+        client_ip,
         method: cx.method.as_str(),
         route,
         path,
@@ -71,8 +93,8 @@ pub(crate) fn write_line(
         bytes_out: cx.bytes_out,
         duration_us: us(total),
         upstream_us: cx.upstream_time.map(us),
-        upstream: cx.upstream_addr.map(|a| upstream.socket(a)),
-        consumer: consumer.as_deref(),
+        upstream,
+        consumer: cx.consumer.as_deref(),
         protocol: cx.version.as_str(),
         tls: cx.tls_version,
         error: cx.error_code,

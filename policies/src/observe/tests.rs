@@ -6,7 +6,7 @@ use portcullis_core::pipeline::{Filter, Method};
 use portcullis_core::telemetry::{Telemetry, parse_traceparent};
 
 use super::ObserveFilter;
-use super::line::{path_for_log, write_line};
+use super::line::{AddrText, path_for_log, write_line};
 use crate::testutil::{block_on, cx, request, values};
 
 const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -67,13 +67,12 @@ fn query_is_stripped_redacted_or_kept() {
     let mut cx = cx("10.0.0.1:5000");
     cx.path = Bytes::from_static(b"/search");
     cx.query = Some(Bytes::from_static(b"q=secret&flag&token=abc"));
-    let mut out = String::new();
-    path_for_log(&cx, QueryLogMode::Strip, &mut out);
-    assert_eq!(out, "/search");
-    path_for_log(&cx, QueryLogMode::Redact, &mut out);
-    assert_eq!(out, "/search?q=REDACTED&flag&token=REDACTED");
-    path_for_log(&cx, QueryLogMode::Keep, &mut out);
-    assert_eq!(out, "/search?q=secret&flag&token=abc");
+    let mut buf = Vec::new();
+    assert_eq!(path_for_log(&cx, QueryLogMode::Strip, &mut buf), b"/search");
+    assert_eq!(path_for_log(&cx, QueryLogMode::Redact, &mut buf), b"/search?q=REDACTED&flag&token=REDACTED");
+    assert_eq!(path_for_log(&cx, QueryLogMode::Keep, &mut buf), b"/search?q=secret&flag&token=abc");
+    cx.query = None;
+    assert_eq!(path_for_log(&cx, QueryLogMode::Keep, &mut buf), b"/search", "no query, no '?'");
 }
 
 #[test]
@@ -86,7 +85,8 @@ fn a_line_is_one_json_object_with_the_fields() {
     cx.consumer = Some(Bytes::from_static(b"alice \"the\" admin"));
     let mut out = Vec::new();
     let time = "2026-11-30T05:00:00.000Z";
-    write_line(&cx, Some("users"), "/users/7", Duration::from_micros(1500), time, &mut out);
+    let mut addrs = AddrText::default();
+    write_line(&cx, Some("users"), b"/users/7", Duration::from_micros(1500), time, &mut addrs, &mut out);
     let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
     assert_eq!(v["request_id"], "rid-1");
     assert_eq!(v["method"], "POST");
@@ -99,6 +99,16 @@ fn a_line_is_one_json_object_with_the_fields() {
     assert_eq!(v["time"], time);
     assert!(v["upstream_us"].is_null() && v["trace_id"].is_null());
     assert!(!out.contains(&b'\n'));
+    // The address texts are reused only while the addresses stay the same.
+    let mut again = crate::testutil::cx("[2001:db8::7]:5000");
+    again.upstream_addr = Some("10.0.0.9:8080".parse().expect("addr"));
+    for (c, client, upstream) in [(&again, "2001:db8::7", "10.0.0.9:8080"), (&cx, "10.0.0.1", "null")] {
+        let mut out = Vec::new();
+        write_line(c, None, b"/", Duration::ZERO, time, &mut addrs, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(v["client_ip"], client);
+        assert_eq!(v["upstream"].to_string().trim_matches('"'), upstream);
+    }
 }
 
 #[test]
