@@ -73,12 +73,14 @@ fn load(addr: SocketAddr, clients: usize, t0: Instant, stop: Arc<AtomicBool>) ->
 fn killing_one_of_three_under_load_stops_errors_within_one_interval() {
     let up = Arc::new(AtomicBool::new(true));
     let (a, b, c) = (checked("a", up.clone()), checked("b", up.clone()), checked("c", up.clone()));
+    // A killed endpoint refuses at once; the long probe timeout only keeps a saturated machine
+    // from failing the healthy endpoints' probes (threshold 1) and ejecting them too.
     let interval = Duration::from_millis(300);
     let gw = app_gateway(
         TOKEN,
         &format!(
             "endpoints = [{}]\noutlier = {{ consecutive_failures = 2, base_ejection = \"10s\" }}\n\
-             health_check = {{ interval = \"300ms\", timeout = \"250ms\", unhealthy_threshold = 1 }}\n",
+             health_check = {{ interval = \"300ms\", timeout = \"2s\", unhealthy_threshold = 1 }}\n",
             endpoint_list(&[&a, &b, &c])
         ),
         "retry = { max = 2, backoff = \"1ms\" }\n",
