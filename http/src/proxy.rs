@@ -218,7 +218,7 @@ pub(crate) async fn open(
     })
 }
 
-pub(crate) use crate::proxy_plan::{Plan, body_fail};
+pub(crate) use crate::proxy_plan::{Plan, body_fail, retry_or_fail};
 
 /// Reads response heads from the upstream until a final (non-1xx) one, by `deadline`.
 async fn read_response(
@@ -338,18 +338,6 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let mut stale_on: Option<usize> = None;
         let mut tracked;
 
-        // Retries on another endpoint when allowed (count, budget), after a jittered backoff;
-        // otherwise fails with `$fail`.
-        macro_rules! retry_or_fail {
-            ($ep:expr, $fail:expr) => {{
-                if let Some(wait) = plan.attempts.retry($ep) {
-                    monoio::time::sleep(wait).await;
-                    continue;
-                }
-                return Err($fail);
-            }};
-        }
-
         // Upstream time: request sent until response head, per attempt.
         let mut sent_at;
         let (mut conn, resp, ep) = loop {
@@ -376,7 +364,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                         Ok(c) => (c, false),
                         Err(fail) => {
                             upstream.report(set, ep, Outcome::Failure);
-                            retry_or_fail!(ep, fail);
+                            retry_or_fail!(plan, ep, fail);
                         }
                     }
                 }
@@ -405,6 +393,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                 tracing::debug!(error = %e, "upstream write failed");
                 upstream.report(set, ep, Outcome::Failure);
                 retry_or_fail!(
+                    plan,
                     ep,
                     Fail::Reply(LocalReply::bad_gateway("upstream_reset", "upstream connection failed"))
                 );
@@ -446,7 +435,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     if try_deadline >= plan.deadline {
                         return Err(fail);
                     }
-                    retry_or_fail!(ep, fail);
+                    retry_or_fail!(plan, ep, fail);
                 }
                 Err((_, false)) if retry_ok => {
                     stale_on = Some(ep);
@@ -470,7 +459,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     if got {
                         return Err(fail);
                     }
-                    retry_or_fail!(ep, fail);
+                    retry_or_fail!(plan, ep, fail);
                 }
             }
         };

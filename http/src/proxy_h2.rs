@@ -26,7 +26,7 @@ use crate::downstream::{Downstream, UpBody};
 use crate::h1::request::ReqBody;
 use crate::h1::response::RespBody;
 use crate::h2::body::{BodySink, BodySource};
-use crate::proxy::{After, Exchange, Fail, Plan, body_fail, circuit_open, no_endpoint, open};
+use crate::proxy::{After, Exchange, Fail, Plan, body_fail, circuit_open, no_endpoint, open, retry_or_fail};
 use crate::slice_io::SliceIo;
 use crate::upstream::h2::body::RespSource;
 use crate::upstream::h2::{HandshakeError, Lease};
@@ -75,16 +75,6 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         // Bytes of a request body relayed on its own task (`pump`).
         let mut pumped = None;
 
-        macro_rules! retry_or_fail {
-            ($ep:expr, $fail:expr) => {{
-                if let Some(wait) = plan.attempts.retry($ep) {
-                    monoio::time::sleep(wait).await;
-                    continue;
-                }
-                return Err($fail);
-            }};
-        }
-
         let (resp, ep, _lease) = loop {
             sent_at = Instant::now();
             let picked = match stale_on.take() {
@@ -108,7 +98,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                         Ok(lease) => lease,
                         Err(fail) => {
                             upstream.report(&set, ep, Outcome::Failure);
-                            retry_or_fail!(ep, fail);
+                            retry_or_fail!(plan, ep, fail);
                         }
                     }
                 }
@@ -139,7 +129,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                 }
                 Sent::Unusable => {
                     upstream.report(&set, ep, Outcome::Failure);
-                    retry_or_fail!(ep, reset_reply("upstream refused the HTTP/2 stream"));
+                    retry_or_fail!(plan, ep, reset_reply("upstream refused the HTTP/2 stream"));
                 }
                 Sent::Client(fail) => return Err(fail),
                 Sent::Failed(fail) => {
@@ -147,7 +137,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                     if Instant::now() >= plan.deadline {
                         return Err(fail);
                     }
-                    retry_or_fail!(ep, fail);
+                    retry_or_fail!(plan, ep, fail);
                 }
             }
         };

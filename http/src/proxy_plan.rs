@@ -63,3 +63,16 @@ pub(crate) fn body_fail(e: RelayError) -> (Fail, bool) {
         }
     }
 }
+
+/// In a forward path's attempt loop: retries on another endpoint when `$plan` allows it (count,
+/// budget) after its jittered backoff (`continue`), otherwise returns `Err($fail)`.
+macro_rules! retry_or_fail {
+    ($plan:ident, $ep:expr, $fail:expr) => {{
+        if let Some(wait) = $plan.attempts.retry($ep) {
+            monoio::time::sleep(wait).await;
+            continue;
+        }
+        return Err($fail);
+    }};
+}
+pub(crate) use retry_or_fail;

@@ -64,11 +64,7 @@ impl Pki {
         edit(&mut params);
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.ca).expect("sign");
-        let (crt, keyf) =
-            (self.dir.path().join(format!("{stem}.crt")), self.dir.path().join(format!("{stem}.key")));
-        write_atomic(&crt, cert.pem().as_bytes());
-        write_atomic(&keyf, key.serialize_pem().as_bytes());
-        (crt, keyf)
+        self.write_pair(stem, &cert, &key)
     }
 
     /// Issues a client certificate (common name `cn`, optional SPIFFE URI); returns it and its key.
@@ -98,6 +94,11 @@ impl Pki {
         params.extended_key_usages.push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.ca).expect("sign");
+        self.write_pair(stem, &cert, &key)
+    }
+
+    /// Writes `cert` and `key` as PEM files `<stem>.crt` / `<stem>.key`; returns both paths.
+    fn write_pair(&self, stem: &str, cert: &rcgen::Certificate, key: &KeyPair) -> (PathBuf, PathBuf) {
         let (crt, keyf) =
             (self.dir.path().join(format!("{stem}.crt")), self.dir.path().join(format!("{stem}.key")));
         write_atomic(&crt, cert.pem().as_bytes());

@@ -48,13 +48,10 @@ impl ClockText {
     }
 }
 
-/// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` into `buf`, returning the text.
-pub fn rfc3339_millis(t: SystemTime, buf: &mut [u8; 24]) -> &str {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
+/// The civil (proleptic Gregorian) date `(year, month, day)` of a day count since 1970-01-01
+/// (Howard Hinnant's algorithm).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -62,7 +59,15 @@ pub fn rfc3339_millis(t: SystemTime, buf: &mut [u8; 24]) -> &str {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ` into `buf`, returning the text.
+pub fn rfc3339_millis(t: SystemTime, buf: &mut [u8; 24]) -> &str {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
     let fields = [
         (0, 4, year as u64),
         (5, 2, month as u64),

@@ -17,7 +17,7 @@ mod span;
 mod trace;
 
 pub use access_log::{AccessLog, AccessLogStats, AccessRecord, BATCH_BYTES, LineBatch, StackText};
-pub use clock::{ClockText, realtime_coarse, rfc3339_millis};
+pub use clock::{ClockText, civil_from_days, realtime_coarse, rfc3339_millis};
 pub use histogram::{BUCKETS, Histogram, HistogramSnapshot, bucket_of, bump};
 pub use metrics::{
     GaugeSnapshot, MAX_GAUGES, MAX_SERIES, Metrics, MetricsSnapshot, OVERFLOW, SeriesSnapshot, UNMATCHED,
