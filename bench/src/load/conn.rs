@@ -19,7 +19,7 @@ use monoio::{
 };
 
 use super::{
-    outcome::{Fail, connect, count, first_connect_error, status_ok},
+    outcome::{Fail, connect, count, first_connect_error},
     pacer::Pacer,
     response::{RespFramer, RespInfo},
     schedule::Schedule,
@@ -197,9 +197,8 @@ async fn closed_loop(plan: &Plan, stats: &RefCell<Stats>) {
                 for resp in &conn.done {
                     let Some(at) = sent.pop_front() else { break };
                     close |= resp.close;
-                    if at >= plan.measure_from && status_ok(&mut st.errors, resp.status) {
-                        st.record(done - at);
-                        st.in_window += u64::from(done < plan.end);
+                    if at >= plan.measure_from {
+                        st.answered(resp.status, done - at, done < plan.end);
                     }
                 }
                 close
@@ -221,14 +220,7 @@ async fn closed_loop(plan: &Plan, stats: &RefCell<Stats>) {
 }
 
 async fn open_loop(plan: &Plan, schedule: Schedule, stats: &RefCell<Stats>) {
-    let pacer = match Pacer::new() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("portcullis-bench load: {e:#}");
-            stats.borrow_mut().errors.connect += 1;
-            return;
-        }
-    };
+    let Some(pacer) = Pacer::for_sender(stats) else { return };
     let mut first = true;
     let mut k = 0u64;
     let Some(mut conn) = connect(plan, stats, &mut first, || Conn::open(plan)).await else { return };
@@ -268,9 +260,8 @@ async fn open_loop(plan: &Plan, schedule: Schedule, stats: &RefCell<Stats>) {
                 let mut close = false;
                 for resp in &conn.done {
                     close |= resp.close;
-                    if measured && status_ok(&mut st.errors, resp.status) {
-                        st.record(done - origin);
-                        st.in_window += u64::from(done < plan.end);
+                    if measured {
+                        st.answered(resp.status, done - origin, done < plan.end);
                     }
                 }
                 close

@@ -13,7 +13,7 @@ use std::{
 
 use super::{
     conn::Plan,
-    outcome::{Fail, connect, count, status_ok},
+    outcome::{Fail, connect, count},
     pacer::Pacer,
     schedule::Schedule,
     stats::Stats,
@@ -95,10 +95,7 @@ impl<M: Mux> Slot<M> {
                     if measured {
                         let mut st = stats.borrow_mut();
                         st.bytes_read += bytes;
-                        if status_ok(&mut st.errors, status) {
-                            st.record(done - at);
-                            st.in_window += u64::from(done < plan.end);
-                        }
+                        st.answered(status, done - at, done < plan.end);
                     }
                 }
                 Err(fail) => {
@@ -114,14 +111,7 @@ impl<M: Mux> Slot<M> {
     }
 
     async fn open_loop(mut self, plan: &Plan, schedule: Schedule, stats: &RefCell<Stats>, next: &Cell<u64>) {
-        let pacer = match Pacer::new() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("portcullis-bench load: {e:#}");
-                stats.borrow_mut().errors.connect += 1;
-                return;
-            }
-        };
+        let Some(pacer) = Pacer::for_sender(stats) else { return };
         let mut free_at = Instant::now();
         loop {
             let k = next.get();
@@ -150,10 +140,7 @@ impl<M: Mux> Slot<M> {
                         if !busy {
                             st.record_lag(sent - intended);
                         }
-                        if status_ok(&mut st.errors, status) {
-                            st.record(done - origin);
-                            st.in_window += u64::from(done < plan.end);
-                        }
+                        st.answered(status, done - origin, done < plan.end);
                     }
                 }
                 Err(fail) => {

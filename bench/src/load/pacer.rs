@@ -28,6 +28,19 @@ fn monotonic_now() -> Duration {
 }
 
 impl Pacer {
+    /// The open-loop timer of one sender; on failure says why, counts a connect error in
+    /// `stats` and gives `None` (the sender then stops).
+    pub fn for_sender(stats: &std::cell::RefCell<super::stats::Stats>) -> Option<Self> {
+        match Self::new() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("portcullis-bench load: {e:#}");
+                stats.borrow_mut().errors.connect += 1;
+                None
+            }
+        }
+    }
+
     /// Creates the timer (non-blocking, so io_uring polls it instead of parking a worker).
     pub fn new() -> Result<Self> {
         // SAFETY: plain syscall with constant arguments; the result is checked.

@@ -103,6 +103,15 @@ impl Stats {
         self.latency.saturating_record(clamp_ns(latency));
     }
 
+    /// Records one measured response: its status (an error unless a success), and for a success
+    /// its latency and whether it ended inside the measured window.
+    pub fn answered(&mut self, status: u16, latency: Duration, in_window: bool) {
+        if super::outcome::status_ok(&mut self.errors, status) {
+            self.record(latency);
+            self.in_window += u64::from(in_window);
+        }
+    }
+
     /// Records the sender's own lateness for one request.
     pub fn record_lag(&mut self, lag: Duration) {
         self.send_lag.saturating_record(clamp_ns(lag));
