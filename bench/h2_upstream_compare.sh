@@ -28,9 +28,10 @@ done
 [ -x "$BENCH" ] && [ -x "$PORTCULLIS_BIN" ] || { echo "build first: cargo build --release -p portcullis -p portcullis-bench" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/portcullis-h2up.XXXXXX)
-CLK_TCK=$(getconf CLK_TCK)
 # shellcheck source=lib/common.sh
 . "$ROOT/bench/lib/common.sh"
+# shellcheck source=lib/load_run.sh
+. "$ROOT/bench/lib/load_run.sh"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
@@ -79,26 +80,14 @@ wait_port "$GW_PORT" "$GW" 20 || { cat "$WORK/p.log" >&2; die "portcullis did no
 
 # One measured run of MODE: prints "rps p50 p99 failed cpu_us_per_req".
 run() {
-    local mode=$1 json=$WORK/$1.json proto path
-    case $mode in
+    local proto path
+    case $1 in
         h2-h2c) proto=h2 path=/h2c/ ;;
         h2-http1) proto=h2 path=/http1/ ;;
         h1-http1) proto=h1 path=/http1/ ;;
-        *) die "unknown mode $mode" ;;
+        *) die "unknown mode $1" ;;
     esac
-    taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:$GW_PORT$path" --proto "$proto" \
-        -c "$CONNS" -m "$STREAMS" -w "${WARMUP}s" -d "${DURATION}s" -o "$json" 2>"$WORK/load.err" &
-    local lp=$!
-    # The generator starts sending 0.3 s after it starts; sample the gateway's CPU over the
-    # measured window only.
-    sleep "$(awk -v w="$WARMUP" 'BEGIN {print w + 0.3}')"
-    local t0 t1
-    t0=$(cpu_ticks "$GW")
-    sleep "$DURATION"
-    t1=$(cpu_ticks "$GW")
-    wait "$lp" || { cat "$WORK/load.err" >&2; return 1; }
-    jq -r --argjson d $((t1 - t0)) --argjson hz "$CLK_TCK" \
-        '"\(.rps|round) \(.latency_us.p50) \(.latency_us.p99) \(.errors_total) \(if .requests > 0 then ($d * 1e6 / $hz / .requests * 10 | round / 10) else 0 end)"' "$json"
+    measure_load "$GW" "$WORK/$1.json" "http://127.0.0.1:$GW_PORT$path" --proto "$proto" -c "$CONNS" -m "$STREAMS"
 }
 
 declare -A SUM

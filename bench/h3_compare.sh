@@ -47,8 +47,8 @@ openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key
 
 port_open() { (exec 9<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { for _ in $(seq 100); do port_open "$1" && return 0; sleep 0.1; done; return 1; }
-ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-CLK_TCK=$(getconf CLK_TCK)
+# shellcheck source=lib/load_run.sh
+. "$ROOT/bench/lib/load_run.sh"
 
 taskset -c "$LOAD_CPU" "$BENCH" upstream --listen "127.0.0.1:$UP_PORT" >"$WORK/up.log" 2>&1 &
 PIDS+=($!)
@@ -82,20 +82,8 @@ wait_port "$GW_PORT" || { echo "portcullis did not start:" >&2; cat "$WORK/p.log
 
 # One measured run: prints "rps p50 p99 failed cpu_us_per_req".
 run() {
-    local proto=$1 json=$WORK/$1.json
-    taskset -c "$LOAD_CPU" "$BENCH" load "https://127.0.0.1:$GW_PORT/" --proto "$proto" --cacert "$WORK/ca.pem" \
-        -c "$CONNS" -m "$STREAMS" -w "${WARMUP}s" -d "${DURATION}s" -o "$json" 2>"$WORK/load.err" &
-    local lp=$!
-    # The generator starts sending 0.3 s after it starts; sample the gateway's CPU over the
-    # measured window only.
-    sleep "$(awk -v w="$WARMUP" 'BEGIN {print w + 0.3}')"
-    local t0 t1
-    t0=$(ticks "$GW")
-    sleep "$DURATION"
-    t1=$(ticks "$GW")
-    wait "$lp" || { cat "$WORK/load.err" >&2; return 1; }
-    jq -r --argjson d $((t1 - t0)) --argjson hz "$CLK_TCK" \
-        '"\(.rps|round) \(.latency_us.p50) \(.latency_us.p99) \(.errors_total) \(if .requests > 0 then ($d * 1e6 / $hz / .requests * 10 | round / 10) else 0 end)"' "$json"
+    measure_load "$GW" "$WORK/$1.json" "https://127.0.0.1:$GW_PORT/" --proto "$1" --cacert "$WORK/ca.pem" \
+        -c "$CONNS" -m "$STREAMS"
 }
 
 declare -A SUM
