@@ -1,5 +1,6 @@
 //! A tiny blocking HTTP/1.1 server for the admin API: one request per connection, bounded
-//! head and body, timeouts, `Connection: close`. The admin API sees a handful of requests per
+//! head and body, one deadline for the whole request (head and body: a client trickling bytes
+//! cannot stretch it) and one for the whole response, `Connection: close`. The admin API sees a handful of requests per
 //! second at most, so simplicity wins over throughput here.
 //!
 //! Owns: reading one request and writing one response. Must not: decide what a path does
@@ -7,14 +8,15 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest request head.
 const MAX_HEAD: usize = 16 * 1024;
 /// Largest request body (a posted config).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
-/// Per-read and per-write timeout.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest time writing one response may take (a client that does not read cannot hold a
+/// connection longer).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One parsed admin request.
 #[derive(Debug)]
@@ -69,16 +71,33 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
         422 => "Unprocessable Content",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
-        _ => "Internal Server Error",
+        _ => "Unknown",
     }
 }
 
-/// Reads one request; `Err(response)` for a request that cannot be served.
-pub fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+/// Reads into `buf` before `deadline` (a timeout error once it has passed).
+fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// Reads one request, head and body, within `timeout` of the call; `Err(response)` for a
+/// request that cannot be served.
+pub fn read_request(stream: &mut TcpStream, timeout: Duration) -> Result<Request, Response> {
+    let deadline = Instant::now() + timeout;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_len = loop {
@@ -88,7 +107,7 @@ pub fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
         if buf.len() > MAX_HEAD {
             return Err(Response::error(431, "header_too_large", "request head too large"));
         }
-        match stream.read(&mut chunk) {
+        match read_by(stream, &mut chunk, deadline) {
             Ok(0) => return Err(Response::error(400, "bad_request", "connection closed mid-request")),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(_) => return Err(Response::error(408, "request_timeout", "request not received in time")),
@@ -122,10 +141,14 @@ pub fn read_request(stream: &mut TcpStream) -> Result<Request, Response> {
     }
     let mut body = buf.split_off(head_len);
     if body.len() < length {
-        let start = body.len();
+        let mut filled = body.len();
         body.resize(length, 0);
-        if stream.read_exact(&mut body[start..]).is_err() {
-            return Err(Response::error(408, "request_timeout", "body not received in time"));
+        while filled < length {
+            match read_by(stream, &mut body[filled..], deadline) {
+                Ok(0) => return Err(Response::error(400, "bad_request", "connection closed mid-body")),
+                Ok(n) => filled += n,
+                Err(_) => return Err(Response::error(408, "request_timeout", "body not received in time")),
+            }
         }
     }
     body.truncate(length);
@@ -148,6 +171,20 @@ pub fn write_response(stream: &mut TcpStream, resp: &Response) -> io::Result<()>
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&resp.body);
-    stream.write_all(&out)?;
-    stream.flush()
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    let mut rest = &out[..];
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

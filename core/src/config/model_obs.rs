@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use super::units::Dur;
+
 /// `[admin]`: the admin API listener (health, readiness, metrics, config, routes, drain).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,9 +17,13 @@ pub struct AdminConfig {
     /// Address of the admin listener; loopback by default.
     #[serde(default = "default_admin_bind")]
     pub bind: String,
-    /// Bearer token required on every endpoint except `/healthz` and `/readyz`.
+    /// Bearer token required on every endpoint except `/healthz` and `/readyz`; required when
+    /// `bind` is not a loopback address.
     #[serde(default)]
     pub token: Option<String>,
+    /// Longest time one request (head and body) may take to arrive; slower clients get 408.
+    #[serde(default = "default_admin_request_timeout")]
+    pub request_timeout: Dur,
     /// Resolved bind address (filled by validation).
     #[serde(skip)]
     pub addr: Option<SocketAddr>,
@@ -25,8 +31,17 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { bind: default_admin_bind(), token: None, addr: None }
+        AdminConfig {
+            bind: default_admin_bind(),
+            token: None,
+            request_timeout: default_admin_request_timeout(),
+            addr: None,
+        }
     }
+}
+
+fn default_admin_request_timeout() -> Dur {
+    Dur::secs(10)
 }
 
 fn default_admin_bind() -> String {

@@ -3,12 +3,17 @@
 
 mod listener;
 pub mod notify;
+mod port_owner;
 mod ring;
 mod shard;
 mod status;
 mod supervisor;
 
-pub use listener::{bind_all, bind_reuseport, bind_udp_all, bind_udp_reuseport};
+pub use listener::{
+    HANDOVER_ENV, bind_all, bind_reuseport, bind_udp_all, bind_udp_reuseport, ensure_port_unshared,
+    handover_from_env, port_holder_note,
+};
+pub use port_owner::{Holders, Process, Transport, holders};
 pub use ring::{Driver, RingFlags, UringUnavailable, block_on, choose_driver};
 pub use shard::{Control, Generation, ShardCtx, ShardEvent, allowed_cpus};
 pub use status::{ReloadResult, RunningConfig, ShardGauges, Status, unix_now};

@@ -4,6 +4,7 @@
 //! other rule, and filling `AdminConfig::addr`. Must not: open the admin socket or the log file.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::Issues;
 use crate::config::model::Config;
@@ -32,6 +33,26 @@ pub(crate) fn check(config: &mut Config, root: &KeyPath, out: &mut Issues) {
             && (token.len() < 16 || !token.bytes().all(|b| (0x21..=0x7e).contains(&b)))
         {
             out.push(path.key("token"), "token must be at least 16 visible ASCII characters (no spaces)");
+        }
+        if let Some(addr) = admin.addr
+            && !addr.ip().to_canonical().is_loopback()
+            && admin.token.is_none()
+        {
+            out.push(
+                path.key("bind"),
+                format!(
+                    "bind {addr} is not a loopback address and [admin] has no token: anyone who can \
+                     reach it could read the config, post a new one or drain the gateway; set \
+                     admin.token or bind to 127.0.0.1 or [::1]"
+                ),
+            );
+        }
+        let timeout = admin.request_timeout.0;
+        if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(600) {
+            out.push(
+                path.key("request_timeout"),
+                format!("request_timeout {timeout:?} must be from 100ms to 10m"),
+            );
         }
     }
     let log = &config.access_log;
@@ -70,6 +91,21 @@ mod tests {
         let admin = cfg.admin.expect("admin");
         assert_eq!(admin.addr, Some("127.0.0.1:9901".parse().expect("addr")));
         assert!(load("").expect("valid").admin.is_none(), "no [admin] = no admin API");
+        one("[admin]\nrequest_timeout = \"10ms\"\n", "admin.request_timeout", 2, "from 100ms");
+        let t = load("[admin]\nrequest_timeout = \"2s\"\n").expect("valid").admin.expect("admin");
+        assert_eq!(t.request_timeout.0, std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn admin_outside_loopback_needs_a_token() {
+        for bind in ["0.0.0.0:9901", "[::]:9901", "192.0.2.7:9901", "[::ffff:10.0.0.1]:9901"] {
+            one(&format!("\n[admin]\nbind = \"{bind}\"\n"), "admin.bind", 3, "not a loopback address");
+        }
+        for bind in ["127.0.0.1:9901", "127.0.0.2:0", "[::1]:9901", "[::ffff:127.0.0.1]:9901"] {
+            assert!(load(&format!("[admin]\nbind = \"{bind}\"\n")).is_ok(), "{bind} is loopback");
+        }
+        let open = "[admin]\nbind = \"0.0.0.0:9901\"\ntoken = \"0123456789abcdef\"\n";
+        assert!(load(open).is_ok(), "with a token any address is allowed");
     }
 
     #[test]
