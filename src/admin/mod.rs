@@ -41,7 +41,9 @@ pub fn spawn(listener: TcpListener, handle: SupervisorHandle, telemetry: Telemet
             let slot = match slots.admit(&stream) {
                 Admission::Admitted(slot) => slot,
                 Admission::Evicted(slot) => {
-                    tracing::debug!("admin API: table full, cut the slowest client still sending its request");
+                    tracing::debug!(
+                        "admin API: table full, cut the slowest client still sending its request"
+                    );
                     slot
                 }
                 Admission::Full => {

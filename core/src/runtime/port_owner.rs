@@ -42,7 +42,8 @@ impl Holders {
             return "a process whose PID cannot be read here (another user's, or /proc is restricted)"
                 .to_owned();
         }
-        let list: Vec<String> = self.processes.iter().map(|p| format!("PID {} ({})", p.pid, p.name)).collect();
+        let list: Vec<String> =
+            self.processes.iter().map(|p| format!("PID {} ({})", p.pid, p.name)).collect();
         list.join(", ")
     }
 }
