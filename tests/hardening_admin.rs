@@ -263,20 +263,30 @@ fn portcullis_handover_env() -> &'static str {
     "PORTCULLIS_HANDOVER_FROM"
 }
 
+/// A gateway config listening on `port` with its admin API on `admin_port` (0 = any).
+fn fixed_port_config(port: u16, admin_port: u16) -> String {
+    let rest = format!(
+        "[admin]\nbind = \"127.0.0.1:{admin_port}\"\ntoken = \"{TOKEN}\"\n\n\
+         [[upstreams]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n\
+         [[routes]]\nprefix = \"/\"\nupstream = \"app\"\n"
+    );
+    config("", &rest)
+        .replace("bind = \"127.0.0.1:0\"\n\n[http]", &format!("bind = \"127.0.0.1:{port}\"\n\n[http]"))
+}
+
 #[test]
 fn a_second_run_on_a_served_port_is_refused_naming_the_holder_unless_it_is_a_handover() {
-    let port = free_port();
-    let routes = "[[upstreams]]\nname = \"app\"\nendpoints = [\"127.0.0.1:9\"]\n\
-                  [[routes]]\nprefix = \"/\"\nupstream = \"app\"\n";
-    let text = config("", routes).replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let (port, admin_port) = (free_port(), free_port());
+    let text = fixed_port_config(port, admin_port);
     let first = Gateway::start(&text);
-    assert_eq!(first.addr.port(), port);
+    assert_eq!((first.addr.port(), first.admin.map(|a| a.port())), (port, Some(admin_port)));
+    let holder = format!("PID {} (portcullis)", first.pid());
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_config(dir.path(), &text);
 
+    // The same gateway port (admin elsewhere): refused, naming the port and the holder.
+    let path = write_config(dir.path(), &fixed_port_config(port, 0));
     let (code, err) = run_expecting_refusal(&path, &[]);
     assert_eq!(code, Some(1), "{err}");
-    let holder = format!("PID {} (portcullis)", first.pid());
     assert!(
         err.contains(&format!("port {port} (127.0.0.1:{port}/tcp) is already served by {holder}")),
         "{err}"
@@ -288,9 +298,15 @@ fn a_second_run_on_a_served_port_is_refused_naming_the_holder_unless_it_is_a_han
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&holder), "{err}");
 
+    // The same admin port: the admin bind fails and says who holds it.
+    let other = write_config(dir.path(), &fixed_port_config(0, admin_port));
+    let (code, err) = run_expecting_refusal(&other, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("port {admin_port} is held by {holder}")), "{err}");
+
     // The declared hand-over starts beside the first process, then the first one drains away.
     let pid = first.pid().to_string();
-    let second = Gateway::start_with_env(&text, &[(portcullis_handover_env(), &pid)]);
+    let second = Gateway::start_with_env(&fixed_port_config(port, 0), &[(portcullis_handover_env(), &pid)]);
     assert_eq!(second.addr.port(), port);
     second.wait_for_log("taking the port over", LONG);
     let mut first = first;

@@ -86,7 +86,7 @@ pub enum StartError {
     #[error(transparent)]
     Uring(#[from] ring::UringUnavailable),
     /// A socket or thread could not be created.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Compiling the config (e.g. the route table) failed.
     #[error("config cannot be compiled: {0}")]
