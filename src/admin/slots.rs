@@ -1,10 +1,11 @@
-//! The admin API's connection table: at most [`Slots::cap`] connections at once, and when it
-//! is full a new connection takes the place of the one that has been reading its request the
-//! longest (its socket is shut down). Legitimate admin clients and health probes send their
-//! request in one packet, so only a slow (trickling or idle) client is ever the oldest reader:
-//! clients that hold connections open cannot lock probes out. Connections past their reading
-//! phase (a handler running, a response being written) are never cut; when every slot is in that
-//! phase, the new connection is refused.
+//! The admin API's connection table: at most a fixed number of connections at once, and when
+//! it is full a new connection takes the place of the one that has been waiting on its client
+//! the longest while reading its request (its socket is shut down). Legitimate admin clients and
+//! health probes send their request in one packet, so only a slow (trickling or idle) client is
+//! ever that one: clients that hold connections open cannot lock probes out. A connection with
+//! bytes waiting unread (its thread has not run yet) is not cut, nor one past its reading phase
+//! (a handler running, a response being written); when no connection can be cut, the new one is
+//! refused.
 //!
 //! Owns: admission, eviction and release of admin connections. Must not: read or write requests
 //! (that is `http`).
@@ -66,11 +67,13 @@ impl Slots {
         let mut t = self.lock();
         let mut evicted = false;
         if t.live.len() >= self.cap {
+            // Bytes already waiting mean the connection's thread has simply not run yet (a probe
+            // just accepted on a busy machine): only a reader waiting on its client is cut.
             let oldest = t
                 .live
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| e.reading)
+                .filter(|(_, e)| e.reading && !has_unread_bytes(&e.stream))
                 .min_by_key(|(_, e)| e.since)
                 .map(|(i, _)| i);
             let Some(i) = oldest else { return Admission::Full };
@@ -90,6 +93,19 @@ impl Slots {
     fn len(&self) -> usize {
         self.lock().live.len()
     }
+}
+
+/// Whether bytes from the client wait unread on `stream` (a non-blocking peek, which leaves the
+/// socket's own blocking mode alone).
+fn has_unread_bytes(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut one = 0u8;
+    // SAFETY: `stream` owns an open socket for the duration of the call, and the buffer is one
+    // valid, writable byte.
+    let n = unsafe {
+        libc::recv(stream.as_raw_fd(), (&raw mut one).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    n > 0
 }
 
 impl Slot {
@@ -124,25 +140,33 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_cuts_the_oldest_reader_and_never_a_busy_connection() {
+    fn a_full_table_cuts_the_oldest_waiting_reader_and_never_a_busy_connection() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let slots = Slots::new(2);
         let (mut c1, s1) = pair(&l);
-        let (_c2, s2) = pair(&l);
+        let (mut c2, s2) = pair(&l);
         let (_c3, s3) = pair(&l);
         let Admission::Admitted(a1) = slots.admit(&s1) else { panic!("free slot") };
         let Admission::Admitted(a2) = slots.admit(&s2) else { panic!("free slot") };
-        let Admission::Evicted(a3) = slots.admit(&s3) else { panic!("the oldest reader is cut") };
+        // The oldest has its request waiting unread (its thread has not run yet): it is kept.
+        std::io::Write::write_all(&mut c1, b"GET /healthz HTTP/1.1\r\n\r\n").expect("write");
+        let until = Instant::now() + std::time::Duration::from_secs(10);
+        while !has_unread_bytes(&s1) {
+            assert!(Instant::now() < until, "the bytes arrive");
+            std::thread::yield_now();
+        }
+        let Admission::Evicted(a3) = slots.admit(&s3) else { panic!("a waiting reader is cut") };
         let mut buf = [0u8; 1];
-        assert_eq!(c1.read(&mut buf).expect("eof"), 0, "the first connection was shut down");
+        assert_eq!(c2.read(&mut buf).expect("eof"), 0, "the reader waiting on its client was shut down");
+        assert!(c1.peer_addr().is_ok() && has_unread_bytes(&s1), "the one with a request waiting stays");
         assert_eq!(slots.len(), 2);
-        drop(a1); // its thread ends: releasing an evicted slot is harmless
+        drop(a2); // its thread ends: releasing an evicted slot is harmless
         assert_eq!(slots.len(), 2);
-        a2.request_read();
+        a1.request_read();
         a3.request_read();
         let (_c4, s4) = pair(&l);
         assert!(matches!(slots.admit(&s4), Admission::Full), "busy connections are never cut");
-        drop(a2);
+        drop(a1);
         assert!(matches!(slots.admit(&s4), Admission::Admitted(_)));
         assert_eq!(slots.len(), 1, "the dropped admission released its slot");
     }
