@@ -75,7 +75,7 @@ fn reason(status: u16) -> &'static str {
         422 => "Unprocessable Content",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
-        _ => "Unknown",
+        other => http::StatusCode::from_u16(other).ok().and_then(|c| c.canonical_reason()).unwrap_or("Unknown"),
     }
 }
 
@@ -187,4 +187,18 @@ pub fn write_response(stream: &mut TcpStream, resp: &Response) -> io::Result<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason;
+
+    #[test]
+    fn every_status_has_its_own_reason_phrase() {
+        assert_eq!(reason(431), "Request Header Fields Too Large");
+        assert_eq!(reason(413), "Content Too Large");
+        assert_eq!(reason(429), "Too Many Requests");
+        assert_eq!(reason(500), "Internal Server Error");
+        assert_eq!(reason(599), "Unknown");
+    }
 }
