@@ -75,7 +75,9 @@ fn reason(status: u16) -> &'static str {
         422 => "Unprocessable Content",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
-        other => http::StatusCode::from_u16(other).ok().and_then(|c| c.canonical_reason()).unwrap_or("Unknown"),
+        other => {
+            http::StatusCode::from_u16(other).ok().and_then(|c| c.canonical_reason()).unwrap_or("Unknown")
+        }
     }
 }
 

@@ -36,6 +36,21 @@ pub struct Holders {
 }
 
 impl Holders {
+    /// The holders other than this process.
+    pub fn others(&self) -> Holders {
+        let me = std::process::id();
+        Holders {
+            sockets: self.sockets,
+            processes: self.processes.iter().filter(|p| p.pid != me).cloned().collect(),
+        }
+    }
+
+    /// Whether this process is the only holder that could be read.
+    pub fn only_this_process(&self) -> bool {
+        let me = std::process::id();
+        !self.processes.is_empty() && self.processes.iter().all(|p| p.pid == me)
+    }
+
     /// `PID 12 (portcullis), PID 34 (nginx)`, or a note that they cannot be read.
     pub fn describe(&self) -> String {
         if self.processes.is_empty() {
@@ -100,16 +115,12 @@ fn socket_inodes(addr: SocketAddr, transport: Transport) -> Option<BTreeSet<u64>
     read_any.then_some(inodes)
 }
 
-/// The processes (other than this one) holding a socket whose inode is in `inodes`.
+/// The processes holding a socket whose inode is in `inodes` (this one included).
 fn owners(inodes: &BTreeSet<u64>) -> Vec<Process> {
-    let me = std::process::id();
     let mut found = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else { return found };
     for entry in procs.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if pid == me {
-            continue;
-        }
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
         let holds = fds.flatten().any(|fd| {
             std::fs::read_link(fd.path()).ok().and_then(|l| {
@@ -151,6 +162,9 @@ mod tests {
         let addr = l.local_addr().expect("addr");
         let inodes = socket_inodes(addr, Transport::Tcp).expect("/proc/net/tcp readable");
         assert_eq!(inodes.len(), 1, "our listener is found");
+        let h = holders(addr, Transport::Tcp).expect("holders");
+        assert!(h.only_this_process() && h.others().processes.is_empty(), "{h:?}");
+        assert_eq!(h.processes[0].pid, std::process::id());
         let other: SocketAddr = "127.0.0.2:1".parse().expect("addr");
         assert!(overlaps("0.0.0.0".parse().expect("ip"), other.ip()));
         assert!(!overlaps("127.0.0.1".parse().expect("ip"), other.ip()));
