@@ -33,6 +33,8 @@ fn admin_gateway(admin_extra: &str, rest: &str) -> Gateway {
 /// Sends `bytes` one at a time, `every` apart, until the gateway answers; returns the answer
 /// and how long it took.
 fn trickle_until_answered(a: SocketAddr, bytes: &[u8], every: Duration) -> (common::Response, Duration) {
+    // Timed from before the connection exists, so never less than the gateway's own deadline.
+    let start = Instant::now();
     let mut c = Client::connect(a);
     let reader = c.stream().try_clone().expect("clone");
     let answered = Arc::new(AtomicBool::new(false));
@@ -47,7 +49,6 @@ fn trickle_until_answered(a: SocketAddr, bytes: &[u8], every: Duration) -> (comm
             std::thread::sleep(every);
         }
     });
-    let start = Instant::now();
     let r = c.read_response();
     let took = start.elapsed();
     answered.store(true, Ordering::Relaxed);
