@@ -19,7 +19,8 @@ use portcullis_core::telemetry::bump;
 use portcullis_core::{LocalReply, Source};
 
 use super::gcra::{Decision, Gcra};
-use super::service::{Health, clock_ns};
+use super::messages::clock_ns;
+use super::service::Health;
 use super::shard::{LimitState, ShardLimiter};
 use crate::chain::ChainEnv;
 
@@ -242,7 +243,7 @@ impl Filter for RateLimitFilter {
                 .with_header("Retry-After", "1"),
             );
         }
-        let use_default = health != Health::Up;
+        let stale_ns = self.shard.stale_ns();
         let mut tightest: Option<RateLimitInfo> = None;
         let mut scratch = self.shard.scratch.borrow_mut();
         for &li in &route.limits {
@@ -252,7 +253,7 @@ impl Filter for RateLimitFilter {
             }
             let params = Self::params(limit, cx);
             let decision =
-                limit.state.table.borrow_mut().check(&scratch, params, self.default_share, use_default, now);
+                limit.state.table.borrow_mut().check(&scratch, params, self.default_share, stale_ns, now);
             match decision {
                 Decision::Allow { remaining, reset } => {
                     if tightest.is_none_or(|t| remaining < t.remaining) {

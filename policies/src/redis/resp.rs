@@ -66,6 +66,33 @@ impl Conn {
         self.reader.get_mut().write_all(&self.out)?;
         read_value(&mut self.reader, 0)
     }
+
+    /// Sends every command in one write, then reads their replies in order (one round trip).
+    pub(crate) fn pipeline<A: AsRef<[u8]>>(&mut self, cmds: &[&[A]]) -> io::Result<Vec<Value>> {
+        self.out.clear();
+        for args in cmds {
+            encode(&mut self.out, args);
+        }
+        self.reader.get_mut().write_all(&self.out)?;
+        cmds.iter().map(|_| read_value(&mut self.reader, 0)).collect()
+    }
+
+    /// Authenticates the connection (`AUTH [user] password`); a refusal is an error that names
+    /// the user but never the password.
+    pub(crate) fn auth(&mut self, user: Option<&str>, password: &str) -> io::Result<()> {
+        let reply = match user {
+            Some(u) => self.command(&["AUTH", u, password])?,
+            None => self.command(&["AUTH", password])?,
+        };
+        match reply {
+            Value::Simple(_) => Ok(()),
+            Value::Error(e) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("redis refused AUTH for user {:?}: {e}", user.unwrap_or("default")),
+            )),
+            other => Err(bad(format!("unexpected AUTH reply {other:?}"))),
+        }
+    }
 }
 
 /// Appends `args` as a RESP array of bulk strings.

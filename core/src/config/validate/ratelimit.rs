@@ -24,9 +24,14 @@ pub(super) fn check(
     routes_path: &KeyPath,
     out: &mut Issues,
 ) {
-    if let Some(addr) = rl.redis.as_ref().filter(|a| !super::is_host_port(a)) {
-        out.push(path.key("redis"), format!("redis {addr:?} must be host:port, like \"127.0.0.1:6379\""));
-    }
+    let keys = super::redis::RedisKeys {
+        server: ("redis", rl.redis.as_deref()),
+        cluster: ("redis_cluster", &rl.redis_cluster),
+        username: ("redis_username", rl.redis_username.as_deref()),
+        password_env: ("redis_password_env", rl.redis_password_env.as_deref()),
+        password_file: ("redis_password_file", rl.redis_password_file.as_deref()),
+    };
+    super::redis::check(&keys, false, path, out);
     out.nonzero(path.key("sync_interval"), rl.sync_interval);
     out.nonzero(path.key("redis_timeout"), rl.redis_timeout);
     if rl.gateways == 0 {
