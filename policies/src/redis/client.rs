@@ -187,6 +187,10 @@ impl Client {
     /// Forgets `addr`'s connection and backs off from it; a cluster re-reads its topology.
     fn node_failed(&mut self, addr: &str) {
         let node = self.nodes.entry(addr.to_owned()).or_default();
+        self.stale = true;
+        if node.conn.is_none() && node.down_until.is_some_and(|t| Instant::now() < t) {
+            return; // already backing off: this failure was the skip itself
+        }
         node.conn = None;
         node.backoff = (node.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
         node.down_until = Some(Instant::now() + node.backoff);
