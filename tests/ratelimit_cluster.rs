@@ -172,7 +172,8 @@ fn a_master_killed_mid_run_fails_open_without_stalls_and_accuracy_returns() {
     gws[0].wait_for_log_after(mark, "rate limited", LONG);
     cluster.nodes[2].restart(common::redis::ping);
     cluster.wait_ok();
-    for gw in &gws {
+    // Gateways whose keys live only on the other masters may never have seen the outage.
+    for gw in gws.iter().filter(|g| g.logs().iter().any(|l| l.contains("redis unavailable"))) {
         gw.wait_for_log("redis reachable again", LONG);
     }
     let recovered = Instant::now();
@@ -181,8 +182,12 @@ fn a_master_killed_mid_run_fails_open_without_stalls_and_accuracy_returns() {
     eprintln!("during the outage: {:?} admitted, {} limited, slowest {:?}", t.ok, t.limited, t.slowest);
     assert!(t.other.is_empty(), "unexpected statuses: {:?}", t.other);
     assert!(t.slowest < Duration::from_secs(2), "a request stalled for {:?}", t.slowest);
-    // Within 2 s of the cluster being whole again, a fresh measured run is on the limit.
+    // Within 2 s of the cluster being whole again, a fresh measured run is on the limit. The
+    // buckets the load emptied refill first (burst / rate = 0.5 s), so rate x time + burst holds.
+    std::thread::sleep(Duration::from_millis(BURST * 1000 / RATE + 100));
+    let start_delay = recovered.elapsed();
     let worst = measure(&addrs, &keys, Duration::from_secs(5), "after recovery");
-    assert!(recovered.elapsed() < Duration::from_secs(2) + Duration::from_secs(8));
-    assert!(worst.abs() <= 5.0, "worst error after recovery {worst:+.2}%");
+    eprintln!("measured run started {start_delay:?} after recovery");
+    assert!(start_delay < Duration::from_secs(2), "{start_delay:?}");
+    assert!(worst.abs() <= 3.0, "worst error after recovery {worst:+.2}% (tolerance 3% on a 5 s run)");
 }
