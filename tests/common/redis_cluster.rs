@@ -178,3 +178,33 @@ pub fn header_key_slot(limit: &str, value: &str) -> u16 {
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     slot(format!("{limit}:{hex}").as_bytes())
 }
+
+/// Sends `AUTH user password` (or `AUTH password` with no user) then one command on a new
+/// connection; returns the first line of each reply.
+pub fn authed(addr: SocketAddr, user: Option<&str>, password: &str, args: &[&str]) -> (String, String) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to redis");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let encode = |args: &[&str]| {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        out
+    };
+    let auth: Vec<&str> = match user {
+        Some(u) => vec!["AUTH", u, password],
+        None => vec!["AUTH", password],
+    };
+    s.write_all(format!("{}{}", encode(&auth), encode(args)).as_bytes()).expect("write to redis");
+    let mut r = BufReader::new(s);
+    let mut line = |r: &mut BufReader<std::net::TcpStream>| {
+        let mut l = String::new();
+        r.read_line(&mut l).expect("redis reply");
+        l.trim_end().to_owned()
+    };
+    let first = line(&mut r);
+    let second = line(&mut r);
+    (first, second)
+}

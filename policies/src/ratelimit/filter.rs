@@ -220,7 +220,7 @@ impl Filter for RateLimitFilter {
             return Flow::Continue;
         }
         let now = clock_ns(cx.started);
-        self.shard.tick(now);
+        self.shard.apply_replies(now);
         let health = self.shard.health();
         if health == Health::Down && self.fail_mode == FailMode::Closed {
             self.shard.count_fail_closed();
@@ -282,6 +282,8 @@ impl Filter for RateLimitFilter {
                         "rate limited"
                     );
                     let msg = format!("rate limit {:?} exceeded", &*limit.state.name);
+                    // Report after the check, so this request's usage leaves with this batch.
+                    self.shard.report_if_due(now);
                     return Flow::Respond(
                         LocalReply::new(429, "rate_limited", msg, Source::Policy)
                             .with_header("Retry-After", ceil_secs(retry_after).max(1).to_string()),
@@ -290,6 +292,8 @@ impl Filter for RateLimitFilter {
             }
         }
         cx.rate_limit = tightest;
+        drop(scratch);
+        self.shard.report_if_due(now);
         Flow::Continue
     }
 

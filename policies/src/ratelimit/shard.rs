@@ -154,11 +154,9 @@ impl ShardLimiter {
         self.inner().map_or(u64::MAX, |i| i.stale_ns)
     }
 
-    /// Request-path housekeeping: applies any corrections that arrived (never waits), and once
-    /// per sync interval, when the previous batch has been answered, hands the usage since the
-    /// last batch to the sync thread.
-    pub fn tick(&self, now: u64) {
-        let Some(inner) = self.inner() else { return };
+    /// Request-path housekeeping before the checks: applies any corrections that arrived
+    /// (never waits).
+    pub fn apply_replies(&self, now: u64) {
         if let Some(rx) = &self.replies {
             while let Ok(reply) = rx.try_recv() {
                 if reply.answer {
@@ -171,6 +169,13 @@ impl ShardLimiter {
                 self.apply(reply.list, now);
             }
         }
+    }
+
+    /// Request-path housekeeping after the checks: once per sync interval, when the previous
+    /// batch has been answered, hands the usage since the last batch (this request's included)
+    /// to the sync thread.
+    pub fn report_if_due(&self, now: u64) {
+        let Some(inner) = self.inner() else { return };
         let since = now.saturating_sub(self.last_cut.get());
         if since < inner.sync_interval_ns {
             return;
