@@ -199,7 +199,7 @@ pub fn authed(addr: SocketAddr, user: Option<&str>, password: &str, args: &[&str
     };
     s.write_all(format!("{}{}", encode(&auth), encode(args)).as_bytes()).expect("write to redis");
     let mut r = BufReader::new(s);
-    let mut line = |r: &mut BufReader<std::net::TcpStream>| {
+    let line = |r: &mut BufReader<std::net::TcpStream>| {
         let mut l = String::new();
         r.read_line(&mut l).expect("redis reply");
         l.trim_end().to_owned()

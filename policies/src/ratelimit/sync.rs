@@ -45,7 +45,10 @@ struct Agg {
     parts: Vec<(u32, u64, u64)>,
 }
 
-type Batch = HashMap<(Arc<str>, Box<[u8]>), Agg>;
+/// (limit, key): how the sync thread names one key.
+type KeyId = (Arc<str>, Box<[u8]>);
+
+type Batch = HashMap<KeyId, Agg>;
 
 /// A shard table that recently asked for a key: it holds part of the key's allowance.
 struct Holder {
@@ -71,7 +74,7 @@ struct Sync {
     redis: Option<RedisStore>,
     local: LocalStore,
     /// Per key: the shard tables holding part of its allowance (asked within the window).
-    holders: HashMap<(Arc<str>, Box<[u8]>), Vec<Holder>>,
+    holders: HashMap<KeyId, Vec<Holder>>,
     window_ns: u64,
     last_sweep: u64,
     down_since: Option<Instant>,

@@ -146,8 +146,8 @@ impl Client {
                     let mut slots = vec![None; SLOTS];
                     for r in ranges {
                         let a: std::sync::Arc<str> = r.addr.into();
-                        for s in usize::from(r.start)..=usize::from(r.end) {
-                            slots[s] = Some(a.clone());
+                        for s in &mut slots[usize::from(r.start)..=usize::from(r.end)] {
+                            *s = Some(a.clone());
                         }
                     }
                     self.slots = slots;
