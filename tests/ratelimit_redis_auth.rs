@@ -1,7 +1,8 @@
-//! Redis credentials against a real redis-server that requires them (`requirepass` for the
-//! default user, an ACL user `gw`): the rate-limit sync and the revocation reader authenticate
-//! with a password from a file or from the environment; a wrong password is reported without
-//! the password, and the fail mode applies; `GET /config` never shows a password.
+//! Redis credentials and TLS against a real redis-server that requires them (`requirepass` for
+//! the default user, an ACL user `gw`; a TLS-only port with a test CA): the rate-limit sync
+//! authenticates with a password from a file or from the environment; a wrong password is
+//! reported without the password, and the fail mode applies; `GET /config` never shows a
+//! password; TLS works with the right CA and fails (fail mode) with another.
 
 mod common;
 
@@ -121,4 +122,56 @@ fn a_wrong_password_is_reported_without_the_password_and_the_fail_mode_applies()
     assert!(line.contains("refused AUTH") && line.contains("\"gw\""), "{line}");
     assert!(gw.logs().iter().all(|l| !l.contains(wrong)), "the password was logged");
     assert_eq!(admitted(&gw, "k", 1), [503], "fail closed");
+}
+
+/// redis-server listening only on TLS (certificate for `localhost` from `pki`), requiring the
+/// ACL user's password too.
+fn tls_redis(pki: &common::tls::Pki) -> Node {
+    let (crt, key) = pki.issue("redis", &["localhost"]);
+    let (crt, key, ca) =
+        (crt.display().to_string(), key.display().to_string(), pki.ca_pem.display().to_string());
+    Node::start_with(
+        |port| {
+            let mut a: Vec<String> = vec!["--port".into(), "0".into(), "--tls-port".into(), port.to_string()];
+            for (k, v) in [("--tls-cert-file", &crt), ("--tls-key-file", &key), ("--tls-ca-cert-file", &ca)] {
+                a.push(k.into());
+                a.push(v.clone());
+            }
+            a.extend(["--tls-auth-clients", "no", "--user", "gw", "on"].map(String::from));
+            a.extend([format!(">{USER_PASSWORD}"), "~*".into(), "&*".into(), "+@all".into()]);
+            a
+        },
+        |addr: SocketAddr| std::net::TcpStream::connect(addr).is_ok(),
+    )
+}
+
+#[test]
+fn tls_to_redis_with_a_ca_file_and_a_refused_unknown_ca() {
+    let pki = common::tls::Pki::new();
+    let redis = tls_redis(&pki);
+    let up = Upstream::fixed(200, "ok");
+    let settings = |ca: &std::path::Path| {
+        format!(
+            "redis = \"localhost:{}\"\nredis_tls_ca_file = \"{}\"\nredis_username = \"gw\"\n\
+             redis_password_env = \"TEST_REDIS_PASSWORD\"",
+            redis.addr.port(),
+            ca.display()
+        )
+    };
+    let gw = Gateway::start_with_env(
+        &gateway_toml(&up, &settings(&pki.ca_pem)),
+        &[("TEST_REDIS_PASSWORD", USER_PASSWORD)],
+    );
+    gw.wait_for_log("rate limit: connected to redis", LONG);
+    let s = admitted(&gw, "tls", 4);
+    assert_eq!(s, [200, 200, 200, 429], "fail closed: 200s mean Redis answered over TLS");
+    // A gateway trusting another CA refuses the server's certificate: Redis is down for it.
+    let other = common::tls::Pki::new();
+    let gw2 = Gateway::start_with_env(
+        &gateway_toml(&up, &settings(&other.ca_pem)),
+        &[("TEST_REDIS_PASSWORD", USER_PASSWORD)],
+    );
+    let line = gw2.wait_for_log("redis unavailable", LONG);
+    assert!(line.contains("TLS handshake"), "{line}");
+    assert_eq!(admitted(&gw2, "tls", 1), [503]);
 }

@@ -30,8 +30,14 @@ impl Node {
     /// Starts redis-server on a free port with `args` added, waiting until it accepts
     /// connections (`ready` decides, e.g. a PING with or without AUTH).
     pub fn start(args: &[String], ready: impl Fn(SocketAddr) -> bool) -> Node {
+        Node::start_with(|_| args.to_vec(), ready)
+    }
+
+    /// Like `start`, the arguments made from the chosen port (e.g. `--port 0 --tls-port P`:
+    /// later arguments win).
+    pub fn start_with(args: impl FnOnce(u16) -> Vec<String>, ready: impl Fn(SocketAddr) -> bool) -> Node {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut n = Node { addr, args: args.to_vec(), child: None };
+        let mut n = Node { addr, args: args(addr.port()), child: None };
         n.restart(ready);
         n
     }

@@ -37,6 +37,8 @@ pub struct RateLimitConfig {
     pub redis_password_env: Option<String>,
     /// File holding the Redis password (read at each connect).
     pub redis_password_file: Option<String>,
+    /// TLS to Redis, trusting the CA certificates (PEM) in this file; absent = plain TCP.
+    pub redis_tls_ca_file: Option<String>,
     /// How often each gateway reconciles its usage with Redis.
     pub sync_interval: Dur,
     /// Longest wait for a Redis reply before the fail mode applies.
@@ -63,6 +65,7 @@ impl Default for RateLimitConfig {
             redis_username: None,
             redis_password_env: None,
             redis_password_file: None,
+            redis_tls_ca_file: None,
             sync_interval: Dur::millis(5),
             redis_timeout: Dur::millis(100),
             fail_mode: FailMode::Open,

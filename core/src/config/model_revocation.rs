@@ -28,6 +28,9 @@ pub struct RevocationConfig {
     /// File holding the Redis password (read at each connect).
     #[serde(default)]
     pub password_file: Option<String>,
+    /// TLS to Redis, trusting the CA certificates (PEM) in this file; absent = plain TCP.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
     /// Prefix of the two sorted sets (`<prefix>jti`, `<prefix>sub`).
     #[serde(default = "default_prefix")]
     pub key_prefix: String,

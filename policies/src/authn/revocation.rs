@@ -109,6 +109,7 @@ impl Revocations {
             c.username.as_deref(),
             c.password_env.as_deref(),
             c.password_file.as_deref(),
+            c.tls_ca_file.as_deref(),
             c.timeout.0,
         )
     }

@@ -93,6 +93,7 @@ pub(crate) fn spawn(cfg: &RateLimitConfig, rx: Receiver<ToSync>, shared: Arc<Sha
             cfg.redis_username.as_deref(),
             cfg.redis_password_env.as_deref(),
             cfg.redis_password_file.as_deref(),
+            cfg.redis_tls_ca_file.as_deref(),
             cfg.redis_timeout.0,
         );
         let gateway = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));

@@ -51,6 +51,8 @@ pub(crate) struct Target {
     pub password: Option<Password>,
     /// Connect, read and write timeout of one exchange.
     pub timeout: Duration,
+    /// TLS to every node, trusting the CA certificates (PEM) in this file.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Target {
@@ -90,8 +92,33 @@ pub(crate) struct Client {
     nodes: HashMap<String, Node>,
     /// Slot -> master address (cluster only; empty until the first topology read).
     slots: Vec<Option<std::sync::Arc<str>>>,
+    /// The TLS client settings, built on first use (None: plain TCP).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     stale: bool,
     last_refresh: Option<Instant>,
+}
+
+/// TLS client settings trusting only the CA certificates in `ca` (PEM).
+fn tls_config(ca: &std::path::Path) -> io::Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| io::Error::other(format!("cannot read {}: {e}", ca.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| io::Error::other(format!("{}: {e}", ca.display())))?;
+        roots.add(cert).map_err(|e| io::Error::other(format!("{}: {e}", ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(io::Error::other(format!("{}: no CA certificate", ca.display())));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
 }
 
 fn copy(e: &io::Error) -> io::Error {
@@ -101,7 +128,14 @@ fn copy(e: &io::Error) -> io::Error {
 impl Client {
     /// A client for `target`; connects lazily.
     pub(crate) fn new(target: Target) -> Client {
-        Client { target, nodes: HashMap::new(), slots: Vec::new(), stale: true, last_refresh: None }
+        Client {
+            target,
+            nodes: HashMap::new(),
+            slots: Vec::new(),
+            tls: None,
+            stale: true,
+            last_refresh: None,
+        }
     }
 
     /// The deployment.
@@ -166,22 +200,28 @@ impl Client {
 
     /// A (connected, authenticated) connection to `addr`, unless the node is backing off.
     fn conn(&mut self, addr: &str) -> io::Result<&mut Conn> {
-        let (timeout, user, password) =
-            (self.target.timeout, self.target.username.clone(), self.target.password.clone());
-        let node = self.nodes.entry(addr.to_owned()).or_default();
-        if node.conn.is_none() {
-            if let Some(until) = node.down_until
+        let connected = self.nodes.get(addr).is_some_and(|n| n.conn.is_some());
+        if !connected {
+            if let Some(until) = self.nodes.get(addr).and_then(|n| n.down_until)
                 && Instant::now() < until
             {
                 return Err(io::Error::new(io::ErrorKind::NotConnected, format!("{addr} is backing off")));
             }
-            let mut c = Conn::connect(addr, timeout)?;
-            if let Some(p) = &password {
-                c.auth(user.as_deref(), &p.read()?)?;
+            if self.tls.is_none()
+                && let Some(ca) = &self.target.tls_ca
+            {
+                self.tls = Some(tls_config(ca)?);
             }
-            node.conn = Some(c);
+            let mut c = Conn::connect(addr, self.target.timeout, self.tls.as_ref())?;
+            if let Some(p) = &self.target.password {
+                c.auth(self.target.username.as_deref(), &p.read()?)?;
+            }
+            self.nodes.entry(addr.to_owned()).or_default().conn = Some(c);
         }
-        node.conn.as_mut().ok_or_else(|| io::Error::other("no connection"))
+        self.nodes
+            .get_mut(addr)
+            .and_then(|n| n.conn.as_mut())
+            .ok_or_else(|| io::Error::other("no connection"))
     }
 
     /// Forgets `addr`'s connection and backs off from it; a cluster re-reads its topology.
@@ -316,12 +356,14 @@ impl Client {
 
 impl Target {
     /// A target from a section's Redis keys (already validated: one of `server` or `cluster`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_config(
         server: Option<&str>,
         cluster: &[String],
         username: Option<&str>,
         password_env: Option<&str>,
         password_file: Option<&str>,
+        tls_ca: Option<&str>,
         timeout: Duration,
     ) -> Target {
         let password = match (password_env, password_file) {
@@ -339,6 +381,7 @@ impl Target {
             username: username.map(str::to_owned),
             password,
             timeout: timeout.max(Duration::from_millis(1)),
+            tls_ca: tls_ca.map(PathBuf::from),
         }
     }
 }

@@ -63,6 +63,7 @@ pub(super) fn check(auth: &AuthConfig, routes: &[RouteConfig], root: &KeyPath, o
             username: ("username", r.username.as_deref()),
             password_env: ("password_env", r.password_env.as_deref()),
             password_file: ("password_file", r.password_file.as_deref()),
+            tls_ca_file: ("tls_ca_file", r.tls_ca_file.as_deref()),
         };
         super::redis::check(&keys, true, &here, out);
         if r.key_prefix.is_empty() {

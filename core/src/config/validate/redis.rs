@@ -1,5 +1,6 @@
 //! Validation of how a section names its Redis: one server (`host:port`) or a cluster's seed
-//! nodes, and where the password comes from (an environment variable or a file, never inline).
+//! nodes, where the password comes from (an environment variable or a file, never inline), and
+//! the CA file of TLS.
 //!
 //! Owns: the Redis connection rules shared by `[ratelimit]` and `[auth.revocation]`. Must not:
 //! read the password (the policies crate does, at connect time) or touch Redis.
@@ -19,6 +20,8 @@ pub(super) struct RedisKeys<'a> {
     pub password_env: (&'a str, Option<&'a str>),
     /// (key name, value) of the password file.
     pub password_file: (&'a str, Option<&'a str>),
+    /// (key name, value) of the TLS CA file.
+    pub tls_ca_file: (&'a str, Option<&'a str>),
 }
 
 /// Checks one section's Redis keys; `required` = the section needs a Redis.
@@ -77,7 +80,11 @@ pub(super) fn check(k: &RedisKeys<'_>, required: bool, path: &KeyPath, out: &mut
             out.push(path.key(user_key), format!("{user_key} needs a password: set {env_key} or {file_key}"));
         }
     }
-    if !has_redis && (user.is_some() || env.is_some() || file.is_some()) {
+    let (ca_key, ca) = k.tls_ca_file;
+    if ca.is_some_and(str::is_empty) {
+        out.push(path.key(ca_key), format!("{ca_key} must not be empty"));
+    }
+    if !has_redis && (user.is_some() || env.is_some() || file.is_some() || ca.is_some()) {
         out.push(
             path.clone(),
             format!("Redis credentials are set but neither {server_key} nor {cluster_key} is"),
