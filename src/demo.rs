@@ -166,7 +166,7 @@ pub fn run(port: u16, tls_port: u16, redis: Option<&str>) -> anyhow::Result<()> 
         ),
         None => println!(
             "Rate limit on /limited (burst 4, then 1 per 2 s per client IP); no Redis (--redis host:port), so local \
-             limits only: each of the {} shards enforces its share. Watch the 429s:",
+             limits only: the {} shards reconcile among themselves. Watch the 429s:",
             sup.shard_count()
         ),
     }

@@ -14,6 +14,7 @@ pub mod h2;
 pub mod h2_upstream;
 pub mod jwks;
 pub mod redis;
+pub mod redis_cluster;
 pub mod tls;
 pub mod tls_upstream;
 pub mod upstream;

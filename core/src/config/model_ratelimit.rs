@@ -15,8 +15,8 @@ use super::units::Dur;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailMode {
-    /// Keep serving with local limits only, each shard enforcing its share of the limit
-    /// (split by the shard count and `gateways`).
+    /// Keep serving with local limits only: the shards of each process reconcile among
+    /// themselves, each process enforcing `1 / gateways` of the limit.
     #[default]
     Open,
     /// Refuse limited requests (503) until Redis answers again.
@@ -27,8 +27,18 @@ pub enum FailMode {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    /// Redis address `host:port`; absent = local limits only (split like fail-open).
+    /// Redis address `host:port`; absent (and no `redis_cluster`) = local limits only.
     pub redis: Option<String>,
+    /// Seed nodes (`host:port`) of a Redis Cluster, instead of `redis`.
+    pub redis_cluster: Vec<String>,
+    /// ACL user for `AUTH` (with a password); absent = the default user.
+    pub redis_username: Option<String>,
+    /// Environment variable holding the Redis password (never the password itself).
+    pub redis_password_env: Option<String>,
+    /// File holding the Redis password (read at each connect).
+    pub redis_password_file: Option<String>,
+    /// TLS to Redis, trusting the CA certificates (PEM) in this file; absent = plain TCP.
+    pub redis_tls_ca_file: Option<String>,
     /// How often each gateway reconciles its usage with Redis.
     pub sync_interval: Dur,
     /// Longest wait for a Redis reply before the fail mode applies.
@@ -51,6 +61,11 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         RateLimitConfig {
             redis: None,
+            redis_cluster: Vec::new(),
+            redis_username: None,
+            redis_password_env: None,
+            redis_password_file: None,
+            redis_tls_ca_file: None,
             sync_interval: Dur::millis(5),
             redis_timeout: Dur::millis(100),
             fail_mode: FailMode::Open,
@@ -85,6 +100,13 @@ pub struct LimitConfig {
 
 fn default_per() -> Dur {
     Dur::secs(1)
+}
+
+impl RateLimitConfig {
+    /// True when limits are reconciled through Redis (a server or a cluster).
+    pub fn has_redis(&self) -> bool {
+        self.redis.is_some() || !self.redis_cluster.is_empty()
+    }
 }
 
 impl LimitConfig {

@@ -13,8 +13,24 @@ use super::units::Dur;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationConfig {
-    /// Redis address, `host:port`.
+    /// Redis address, `host:port` (or `cluster` instead).
+    #[serde(default)]
     pub redis: String,
+    /// Seed nodes (`host:port`) of a Redis Cluster, instead of `redis`.
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    /// ACL user for `AUTH` (with a password); absent = the default user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the Redis password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the Redis password (read at each connect).
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// TLS to Redis, trusting the CA certificates (PEM) in this file; absent = plain TCP.
+    #[serde(default)]
+    pub tls_ca_file: Option<String>,
     /// Prefix of the two sorted sets (`<prefix>jti`, `<prefix>sub`).
     #[serde(default = "default_prefix")]
     pub key_prefix: String,

@@ -14,6 +14,7 @@ mod obs;
 mod protocol;
 mod quic;
 mod ratelimit;
+mod redis;
 mod routes;
 mod tls;
 mod upstream;

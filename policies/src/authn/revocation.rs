@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 use portcullis_core::config::RevocationConfig;
 
 use super::cache::unix_now;
-use crate::redis::{Conn, Value};
+use crate::redis::{Client, Cmd, Target, Value, key_slot};
 
 /// Entries stay in force this long past their score (covers issuers' `exp` leeway).
 const GRACE_SECS: u64 = 300;
@@ -100,16 +100,44 @@ impl Revocations {
         self.syncs.load(Ordering::Relaxed)
     }
 
-    /// One read of both sets; publishes the list when it changed.
-    fn sync(&self, conn: &mut Option<Conn>) -> io::Result<()> {
-        let c = match conn {
-            Some(c) => c,
-            None => conn.insert(Conn::connect(&self.cfg.redis, self.cfg.timeout.0)?),
-        };
+    /// The Redis deployment this list lives in.
+    fn target(&self) -> Target {
+        let c = &self.cfg;
+        Target::from_config(
+            Some(c.redis.as_str()).filter(|r| !r.is_empty()),
+            &c.cluster,
+            c.username.as_deref(),
+            c.password_env.as_deref(),
+            c.password_file.as_deref(),
+            c.tls_ca_file.as_deref(),
+            c.timeout.0,
+        )
+    }
+
+    /// One read of both sets (each routed to its slot's node on a cluster); publishes the list
+    /// when it changed.
+    fn sync(&self, client: &mut Client) -> io::Result<()> {
         let min = unix_now().saturating_sub(GRACE_SECS).to_string();
         let p = &self.cfg.key_prefix;
-        let jti = members(c.command(&["ZRANGEBYSCORE", &format!("{p}jti"), &min, "+inf"])?)?;
-        let sub = members(c.command(&["ZRANGEBYSCORE", &format!("{p}sub"), &min, "+inf"])?)?;
+        let cmds: Vec<Cmd> = ["jti", "sub"]
+            .iter()
+            .map(|which| {
+                let key = format!("{p}{which}");
+                Cmd {
+                    slot: key_slot(key.as_bytes()),
+                    args: vec![
+                        b"ZRANGEBYSCORE".to_vec(),
+                        key.into_bytes(),
+                        min.clone().into_bytes(),
+                        b"+inf".to_vec(),
+                    ],
+                }
+            })
+            .collect();
+        let mut replies = client.run(&cmds).into_iter();
+        let mut next = || replies.next().unwrap_or_else(|| Err(io::Error::other("missing reply")));
+        let jti = members(next()?)?;
+        let sub = members(next()?)?;
         let list = Denylist { jti, sub };
         if **self.list.load() != list {
             tracing::info!(entries = list.len(), "revocation list updated");
@@ -138,22 +166,21 @@ fn members(v: Value) -> io::Result<HashSet<Box<[u8]>>> {
 
 /// The thread: read, publish, sleep, until every shard has dropped the shared list.
 fn run(shared: &Weak<Revocations>, ready: std::sync::mpsc::Sender<()>) {
-    let mut conn = None;
+    let Some(mut client) = shared.upgrade().map(|r| Client::new(r.target())) else { return };
     let mut down = false;
     let mut ready = Some(ready);
     loop {
         let Some(r) = shared.upgrade() else { return };
-        match r.sync(&mut conn) {
+        match r.sync(&mut client) {
             Ok(()) if down => {
                 down = false;
-                tracing::info!(redis = %r.cfg.redis, "revocation list reachable again");
+                tracing::info!(redis = %client.target().describe(), "revocation list reachable again");
             }
             Ok(()) => {}
             Err(e) => {
-                conn = None;
                 if !down {
                     down = true;
-                    tracing::warn!(redis = %r.cfg.redis, error = %e, "cannot read the revocation list; keeping the last one");
+                    tracing::warn!(redis = %client.target().describe(), error = %e, "cannot read the revocation list; keeping the last one");
                 }
             }
         }

@@ -19,7 +19,8 @@ use portcullis_core::telemetry::bump;
 use portcullis_core::{LocalReply, Source};
 
 use super::gcra::{Decision, Gcra};
-use super::service::{Health, clock_ns};
+use super::messages::clock_ns;
+use super::service::Health;
 use super::shard::{LimitState, ShardLimiter};
 use crate::chain::ChainEnv;
 
@@ -219,7 +220,7 @@ impl Filter for RateLimitFilter {
             return Flow::Continue;
         }
         let now = clock_ns(cx.started);
-        self.shard.tick(now);
+        self.shard.apply_replies(now);
         let health = self.shard.health();
         if health == Health::Down && self.fail_mode == FailMode::Closed {
             self.shard.count_fail_closed();
@@ -242,7 +243,7 @@ impl Filter for RateLimitFilter {
                 .with_header("Retry-After", "1"),
             );
         }
-        let use_default = health != Health::Up;
+        let stale_ns = self.shard.stale_ns();
         let mut tightest: Option<RateLimitInfo> = None;
         let mut scratch = self.shard.scratch.borrow_mut();
         for &li in &route.limits {
@@ -252,7 +253,7 @@ impl Filter for RateLimitFilter {
             }
             let params = Self::params(limit, cx);
             let decision =
-                limit.state.table.borrow_mut().check(&scratch, params, self.default_share, use_default, now);
+                limit.state.table.borrow_mut().check(&scratch, params, self.default_share, stale_ns, now);
             match decision {
                 Decision::Allow { remaining, reset } => {
                     if tightest.is_none_or(|t| remaining < t.remaining) {
@@ -281,6 +282,8 @@ impl Filter for RateLimitFilter {
                         "rate limited"
                     );
                     let msg = format!("rate limit {:?} exceeded", &*limit.state.name);
+                    // Report after the check, so this request's usage leaves with this batch.
+                    self.shard.report_if_due(now);
                     return Flow::Respond(
                         LocalReply::new(429, "rate_limited", msg, Source::Policy)
                             .with_header("Retry-After", ceil_secs(retry_after).max(1).to_string()),
@@ -289,6 +292,8 @@ impl Filter for RateLimitFilter {
             }
         }
         cx.rate_limit = tightest;
+        drop(scratch);
+        self.shard.report_if_due(now);
         Flow::Continue
     }
 

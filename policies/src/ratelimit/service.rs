@@ -1,29 +1,25 @@
-//! The process-wide rate-limit service: the handle every shard clones from `ChainEnv`, the
-//! messages between shards and the sync thread, the Redis health flag and the counters.
+//! The process-wide rate-limit service: the handle every shard clones from `ChainEnv`, its sync
+//! thread, the Redis health as the shards see it, and the counters.
 //!
-//! Owns: `RateLimitService` (Send + Sync, cheap to clone), `Health`, the message types and the
-//! process clock. Must not: be locked on the request path (shards only `try_send` to a channel
-//! and load one atomic) or talk to Redis itself (`sync.rs` does).
+//! Owns: `RateLimitService` (Send + Sync, cheap to clone) and `Health`. Must not: be locked on
+//! the request path (shards only `try_send` to a channel and load one atomic) or talk to Redis
+//! itself (`sync.rs` does; the message types live in `messages.rs`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use portcullis_core::config::RateLimitConfig;
 
-/// Nanoseconds since the process epoch on the monotonic clock (the time base of every bucket).
-pub(crate) fn clock_ns(t: Instant) -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(|| Instant::now() - std::time::Duration::from_secs(1));
-    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
-}
+use super::messages::{HEALTH_DOWN, HEALTH_LOCAL, HEALTH_UP, Shared, ToSync, clock_ns};
 
 /// Whether global (Redis-reconciled) state is available.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Health {
-    /// No Redis configured: local limits only, split by shards and gateways.
+    /// No Redis configured: the shards of this process reconcile through the sync thread
+    /// (each process enforces `1 / gateways` of every limit).
     Local,
     /// Redis answers: shards use their reconciled shares.
     Up,
@@ -31,80 +27,13 @@ pub enum Health {
     Down,
 }
 
-/// One key's usage on one shard since the last batch.
-#[derive(Debug)]
-pub(crate) struct Usage {
-    /// The shard's table the key lives in.
-    pub table: u64,
-    /// Limit name (part of the Redis key).
-    pub limit: Arc<str>,
-    /// Key bytes.
-    pub key: Box<[u8]>,
-    /// Requests admitted.
-    pub used: u32,
-    /// Requests seen.
-    pub demand: u32,
-    /// GCRA emission interval (ns) of the unscaled limit.
-    pub interval: u64,
-    /// GCRA tolerance (ns) of the unscaled limit.
-    pub tolerance: u64,
-}
-
-/// What a shard hands the sync thread.
-#[derive(Debug)]
-pub(crate) enum ToSync {
-    /// A shard announces itself and where its corrections go.
-    Register {
-        /// Shard id.
-        shard: u32,
-        /// The shard's correction channel.
-        replies: Sender<Vec<Correction>>,
-    },
-    /// Usage and limit hits since the shard's last batch.
-    Batch {
-        /// Shard id.
-        shard: u32,
-        /// Per key.
-        usage: Vec<Usage>,
-        /// (route, limit) -> requests refused.
-        hits: Vec<(Arc<str>, Arc<str>, u64)>,
-    },
-}
-
-/// The global state of one key, in this process's clock, for one shard.
-#[derive(Debug)]
-pub(crate) struct Correction {
-    /// The shard's table.
-    pub table: u64,
-    /// Key bytes.
-    pub key: Box<[u8]>,
-    /// Global theoretical arrival time (ns, process clock).
-    pub global_tat: u64,
-    /// The shard's share of the key's demand (0..=1).
-    pub share: f64,
-}
-
-/// State shared by the sync thread and the shards: health and counters.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    pub health: AtomicU8,
-    pub next_shard: AtomicU32,
-    pub redis_errors: AtomicU64,
-    pub batches: AtomicU64,
-    pub dropped_batches: AtomicU64,
-    pub fail_closed: AtomicU64,
-    pub hits: Mutex<BTreeMap<(String, String), u64>>,
-}
-
-pub(crate) const HEALTH_LOCAL: u8 = 0;
-pub(crate) const HEALTH_UP: u8 = 1;
-pub(crate) const HEALTH_DOWN: u8 = 2;
-
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub tx: Sender<ToSync>,
     pub shared: Arc<Shared>,
     pub sync_interval_ns: u64,
+    /// A shard's share of a key older than this (unused on the shard) is forgotten.
+    pub stale_ns: u64,
 }
 
 /// Handle to the process-wide rate-limit service (the Redis sync thread and its counters).
@@ -143,6 +72,8 @@ impl RateLimitService {
                 tx,
                 shared,
                 sync_interval_ns: u64::try_from(cfg.sync_interval.0.as_nanos()).unwrap_or(u64::MAX).max(1),
+                stale_ns: u64::try_from(super::sync::demand_window(cfg.sync_interval.0).as_nanos())
+                    .unwrap_or(u64::MAX),
             })),
         })
     }

@@ -15,7 +15,8 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::{Receiver, TrySendError};
 use portcullis_core::config::LimitConfig;
 
-use super::service::{Correction, Health, Inner, RateLimitService, ToSync, Usage};
+use super::messages::{Correction, Reply, ToSync, Usage};
+use super::service::{Health, Inner, RateLimitService};
 use super::table::KeyTable;
 
 /// One named limit's tables on this shard.
@@ -38,10 +39,13 @@ pub(crate) struct LimitState {
 pub(crate) struct ShardLimiter {
     service: RateLimitService,
     id: u32,
-    replies: Option<Receiver<Vec<Correction>>>,
+    replies: Option<Receiver<Reply>>,
     limits: RefCell<HashMap<Rc<str>, Rc<LimitState>>>,
     next_table: Cell<u64>,
     last_cut: Cell<u64>,
+    /// A batch was sent and its answer has not arrived yet (one batch in flight at a time, so an
+    /// answer always refers to the last cut).
+    awaiting: Cell<bool>,
     hits: RefCell<HitCounts>,
     /// Scratch buffer for building keys without allocating.
     pub scratch: RefCell<Vec<u8>>,
@@ -88,6 +92,7 @@ impl ShardLimiter {
             limits: RefCell::new(HashMap::new()),
             next_table: Cell::new(1),
             last_cut: Cell::new(0),
+            awaiting: Cell::new(false),
             hits: RefCell::new(HashMap::new()),
             scratch: RefCell::new(Vec::with_capacity(64)),
         }
@@ -144,27 +149,46 @@ impl ShardLimiter {
         *self.hits.borrow_mut().entry((route.clone(), limit.clone())).or_default() += 1;
     }
 
-    /// Request-path housekeeping: applies any corrections that arrived (never waits), and once
-    /// per sync interval hands the usage since the last batch to the sync thread.
-    pub fn tick(&self, now: u64) {
-        let Some(inner) = self.inner() else { return };
+    /// How long a share learned for a key stays valid while the key is unused on this shard.
+    pub fn stale_ns(&self) -> u64 {
+        self.inner().map_or(u64::MAX, |i| i.stale_ns)
+    }
+
+    /// Request-path housekeeping before the checks: applies any corrections that arrived
+    /// (never waits).
+    pub fn apply_replies(&self, now: u64) {
         if let Some(rx) = &self.replies {
-            while let Ok(list) = rx.try_recv() {
-                self.apply(list, now);
+            while let Ok(reply) = rx.try_recv() {
+                if reply.answer {
+                    self.awaiting.set(false);
+                } else if self.awaiting.get() {
+                    // Usage of this shard is on its way to the global state but not in it yet:
+                    // the answer to that batch will correct these keys.
+                    continue;
+                }
+                self.apply(reply.list, now);
             }
         }
-        if now.saturating_sub(self.last_cut.get()) < inner.sync_interval_ns {
+    }
+
+    /// Request-path housekeeping after the checks: once per sync interval, when the previous
+    /// batch has been answered, hands the usage since the last batch (this request's included)
+    /// to the sync thread.
+    pub fn report_if_due(&self, now: u64) {
+        let Some(inner) = self.inner() else { return };
+        let since = now.saturating_sub(self.last_cut.get());
+        if since < inner.sync_interval_ns {
+            return;
+        }
+        // The answer to the last batch is late: wait for it (for a while; a lost answer must not
+        // stop reporting for good).
+        if self.awaiting.get() && since < inner.sync_interval_ns.saturating_mul(100).max(1_000_000_000) {
             return;
         }
         self.last_cut.set(now);
-        // Without Redis there is nothing to reconcile: reset the counters, report only hits.
-        let report = self.health() != Health::Local;
         let mut usage = Vec::new();
         for state in self.limits.borrow().values() {
             state.table.borrow_mut().cut(|key, b| {
-                if !report {
-                    return;
-                }
                 usage.push(Usage {
                     table: state.id,
                     limit: state.name_arc.clone(),
@@ -186,7 +210,7 @@ impl ShardLimiter {
             return;
         }
         match inner.tx.try_send(ToSync::Batch { shard: self.id, usage, hits }) {
-            Ok(()) => {}
+            Ok(()) => self.awaiting.set(self.replies.is_some()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 inner.shared.dropped_batches.fetch_add(1, Ordering::Relaxed);
             }
@@ -197,7 +221,7 @@ impl ShardLimiter {
         let limits = self.limits.borrow();
         for c in list {
             if let Some(state) = limits.values().find(|s| s.id == c.table) {
-                state.table.borrow_mut().correct(&c.key, c.global_tat, c.share, now);
+                state.table.borrow_mut().correct(&c.key, c.tokens, c.share, now);
             }
         }
     }

@@ -73,18 +73,21 @@ impl KeyTable {
         self.buckets.len()
     }
 
-    /// Checks one request for `key` with `params` scaled by the bucket's share (or
-    /// `default_share` when `use_default` or no share is known yet). Allocates only for a key
-    /// the table does not hold yet.
+    /// Checks one request for `key` with `params` scaled by the bucket's share, or by
+    /// `default_share` when no share is known yet or the known one is older than `stale_ns`
+    /// (unused here that long: the demand it was computed from is gone). Allocates only for a
+    /// key the table does not hold yet.
     pub fn check(
         &mut self,
         key: &[u8],
         params: Gcra,
         default_share: f64,
-        use_default: bool,
+        stale_ns: u64,
         now: u64,
     ) -> Decision {
-        let share = |b: &Bucket| if use_default || b.share <= 0.0 { default_share } else { b.share };
+        let share = |b: &Bucket| {
+            if b.share <= 0.0 || now.saturating_sub(b.last_seen) > stale_ns { default_share } else { b.share }
+        };
         // Known key: one lookup, no allocation.
         if let Some(b) = self.buckets.get_mut(key) {
             return admit(b, &mut self.dirty, params, share(b), now);
@@ -138,18 +141,14 @@ impl KeyTable {
         }
     }
 
-    /// Applies a reconciliation: the global TAT `global_tat` (this process's clock) and this
-    /// shard's share. The bucket is set so that it holds its share of what the global bucket
-    /// holds (at least one request when the global bucket has one), minus what was admitted here
-    /// since the batch was cut (not yet in the global state).
-    pub fn correct(&mut self, key: &[u8], global_tat: u64, share: f64, now: u64) {
+    /// Applies a reconciliation: this shard may admit `tokens` requests (fractional, negative for
+    /// a debt) as of the batch it cut, less what it admitted since (not yet in the global
+    /// state), and its bucket refills at `share` of the key's rate.
+    pub fn correct(&mut self, key: &[u8], tokens: f64, share: f64, now: u64) {
         let Some(b) = self.buckets.get_mut(key) else { return };
         b.share = share.clamp(1e-6, 1.0);
-        let global = b.params;
-        let local = global.scaled(b.share);
-        let global_avail = global.available(global_tat, now);
-        let mine = (b.share * global_avail).max(global_avail.min(1.0)) - f64::from(b.used);
-        b.tat = local.tat_for(mine, now);
+        let local = b.params.scaled(b.share);
+        b.tat = local.tat_for(tokens - f64::from(b.used), now);
     }
 
     /// Time-ordered peek at one bucket (tests and diagnostics).
@@ -173,10 +172,10 @@ mod tests {
     fn keys_are_independent_and_usage_is_cut_once() {
         let mut t = KeyTable::new(100);
         let g = Gcra::new(10, SEC, 2);
-        assert!(allowed(t.check(b"a", g, 1.0, false, SEC)));
-        assert!(allowed(t.check(b"a", g, 1.0, false, SEC)));
-        assert!(!allowed(t.check(b"a", g, 1.0, false, SEC)));
-        assert!(allowed(t.check(b"b", g, 1.0, false, SEC)));
+        assert!(allowed(t.check(b"a", g, 1.0, u64::MAX, SEC)));
+        assert!(allowed(t.check(b"a", g, 1.0, u64::MAX, SEC)));
+        assert!(!allowed(t.check(b"a", g, 1.0, u64::MAX, SEC)));
+        assert!(allowed(t.check(b"b", g, 1.0, u64::MAX, SEC)));
         let mut seen = Vec::new();
         t.cut(|k, b| seen.push((k.to_vec(), b.used, b.demand)));
         seen.sort();
@@ -190,7 +189,7 @@ mod tests {
     fn default_share_splits_the_limit() {
         let mut t = KeyTable::new(100);
         let g = Gcra::new(100, SEC, 8);
-        let n = (0..20).filter(|_| allowed(t.check(b"k", g, 0.25, false, SEC))).count();
+        let n = (0..20).filter(|_| allowed(t.check(b"k", g, 0.25, u64::MAX, SEC))).count();
         assert_eq!(n, 2, "a quarter of a burst of 8");
     }
 
@@ -199,16 +198,16 @@ mod tests {
         let mut t = KeyTable::new(64);
         let g = Gcra::new(1, SEC, 1);
         for i in 0..64u32 {
-            t.check(&i.to_be_bytes(), g, 1.0, false, 0);
+            t.check(&i.to_be_bytes(), g, 1.0, u64::MAX, 0);
         }
         t.cut(|_, _| {});
         // Long after, every old bucket is full again (idle): a new key drops them, not itself.
-        t.check(b"new", g, 1.0, false, 100 * SEC);
+        t.check(b"new", g, 1.0, u64::MAX, 100 * SEC);
         assert_eq!(t.len(), 1);
         assert_eq!(t.evicted_busy, 0, "only idle keys were dropped");
         // A flood of distinct busy keys at one instant: the table stays bounded anyway.
         for i in 1000..1300u32 {
-            t.check(&i.to_be_bytes(), g, 1.0, false, 100 * SEC);
+            t.check(&i.to_be_bytes(), g, 1.0, u64::MAX, 100 * SEC);
             assert!(t.len() <= 64);
         }
         assert!(t.evicted_busy > 0);
@@ -219,22 +218,35 @@ mod tests {
     }
 
     #[test]
-    fn correction_gives_the_shard_its_share_of_the_global_bucket() {
+    fn correction_sets_the_shards_allowance_and_refill() {
         let mut t = KeyTable::new(10);
         let g = Gcra::new(10, SEC, 10);
         let now = 10 * SEC;
-        t.check(b"k", g, 1.0, false, now);
+        t.check(b"k", g, 1.0, u64::MAX, now);
         t.cut(|_, _| {});
-        // Globally 4 requests are left; this shard holds half the demand.
-        let global_tat = g.tat_for(4.0, now);
-        t.correct(b"k", global_tat, 0.5, now);
-        let n = (0..10).filter(|_| allowed(t.check(b"k", g, 1.0, false, now))).count();
+        // The shard may admit 2 and holds half the rate; one was admitted since the cut.
+        t.check(b"k", g, 1.0, u64::MAX, now);
+        t.correct(b"k", 3.0, 0.5, now);
+        let n = (0..10).filter(|_| allowed(t.check(b"k", g, 1.0, u64::MAX, now))).count();
         assert_eq!(n, 2);
-        // The global bucket is in debt: the shard pays its share before admitting again.
+        // A debt: the shard pays it before admitting again.
         t.cut(|_, _| {});
-        t.correct(b"k", g.tat_for(-2.0, now), 0.5, now);
-        assert!(!allowed(t.check(b"k", g, 1.0, false, now)));
+        t.correct(b"k", -2.0, 0.5, now);
+        assert!(!allowed(t.check(b"k", g, 1.0, u64::MAX, now)));
         let b = t.get(b"k").expect("bucket");
         assert!(g.scaled(0.5).available(b.tat, now) < 0.0);
+    }
+
+    #[test]
+    fn a_stale_share_falls_back_to_the_default() {
+        let mut t = KeyTable::new(10);
+        let g = Gcra::new(1, SEC, 4);
+        t.check(b"k", g, 0.25, 1000, SEC);
+        t.correct(b"k", 4.0, 1.0, SEC);
+        // Long unused here: the learned share (1.0) no longer counts; the default (a quarter
+        // of the burst: one request) does.
+        let later = 100 * SEC;
+        let n = (0..4).filter(|_| allowed(t.check(b"k", g, 0.25, 1000, later))).count();
+        assert_eq!(n, 1);
     }
 }

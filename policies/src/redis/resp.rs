@@ -6,9 +6,13 @@
 //! one blocking socket with hard timeouts; this is ~150 lines without an async runtime or its
 //! dependency tree on a machine where every build is shared.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 /// Deepest nesting of arrays accepted in a reply.
 const MAX_DEPTH: usize = 4;
@@ -30,9 +34,40 @@ pub(crate) enum Value {
     Array(Option<Vec<Value>>),
 }
 
+/// The socket under a connection: plain TCP or TLS (rustls) over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// One blocking connection to Redis.
 pub(crate) struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
     out: Vec<u8>,
 }
 
@@ -42,8 +77,13 @@ fn bad(msg: impl Into<String>) -> io::Error {
 
 impl Conn {
     /// Connects to `addr` (`host:port`), trying each resolved address, with `timeout` for the
-    /// connect and for every later read and write.
-    pub(crate) fn connect(addr: &str, timeout: Duration) -> io::Result<Conn> {
+    /// connect and for every later read and write; over TLS with `tls` (the server's name is the
+    /// host of `addr`), the handshake completing within the timeout too.
+    pub(crate) fn connect(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> io::Result<Conn> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to nothing"));
         for sa in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&sa, timeout) {
@@ -51,6 +91,10 @@ impl Conn {
                     stream.set_nodelay(true)?;
                     stream.set_read_timeout(Some(timeout))?;
                     stream.set_write_timeout(Some(timeout))?;
+                    let stream = match tls {
+                        None => Stream::Plain(stream),
+                        Some(cfg) => Stream::Tls(Box::new(handshake(addr, stream, cfg)?)),
+                    };
                     return Ok(Conn { reader: BufReader::with_capacity(16 * 1024, stream), out: Vec::new() });
                 }
                 Err(e) => last = e,
@@ -66,6 +110,51 @@ impl Conn {
         self.reader.get_mut().write_all(&self.out)?;
         read_value(&mut self.reader, 0)
     }
+
+    /// Sends every command in one write, then reads their replies in order (one round trip).
+    pub(crate) fn pipeline<A: AsRef<[u8]>>(&mut self, cmds: &[&[A]]) -> io::Result<Vec<Value>> {
+        self.out.clear();
+        for args in cmds {
+            encode(&mut self.out, args);
+        }
+        self.reader.get_mut().write_all(&self.out)?;
+        cmds.iter().map(|_| read_value(&mut self.reader, 0)).collect()
+    }
+
+    /// Authenticates the connection (`AUTH [user] password`); a refusal is an error that names
+    /// the user but never the password.
+    pub(crate) fn auth(&mut self, user: Option<&str>, password: &str) -> io::Result<()> {
+        let reply = match user {
+            Some(u) => self.command(&["AUTH", u, password])?,
+            None => self.command(&["AUTH", password])?,
+        };
+        match reply {
+            Value::Simple(_) => Ok(()),
+            Value::Error(e) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("redis refused AUTH for user {:?}: {e}", user.unwrap_or("default")),
+            )),
+            other => Err(bad(format!("unexpected AUTH reply {other:?}"))),
+        }
+    }
+}
+
+/// The TLS handshake on `stream` for the host of `addr`.
+fn handshake(
+    addr: &str,
+    mut stream: TcpStream,
+    cfg: &Arc<ClientConfig>,
+) -> io::Result<StreamOwned<ClientConnection, TcpStream>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: not a TLS server name: {e}"))
+    })?;
+    let mut conn = ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut stream)
+            .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake with {addr}: {e}")))?;
+    }
+    Ok(StreamOwned::new(conn, stream))
 }
 
 /// Appends `args` as a RESP array of bulk strings.

@@ -57,12 +57,15 @@ pub(super) fn check(auth: &AuthConfig, routes: &[RouteConfig], root: &KeyPath, o
         if auth.jwt.is_empty() {
             out.push(here.clone(), "revocation needs at least one [[auth.jwt]] issuer");
         }
-        if !super::is_host_port(&r.redis) {
-            out.push(
-                here.key("redis"),
-                format!("redis {:?} must be host:port, like \"127.0.0.1:6379\"", r.redis),
-            );
-        }
+        let keys = super::redis::RedisKeys {
+            server: ("redis", Some(r.redis.as_str()).filter(|a| !a.is_empty())),
+            cluster: ("cluster", &r.cluster),
+            username: ("username", r.username.as_deref()),
+            password_env: ("password_env", r.password_env.as_deref()),
+            password_file: ("password_file", r.password_file.as_deref()),
+            tls_ca_file: ("tls_ca_file", r.tls_ca_file.as_deref()),
+        };
+        super::redis::check(&keys, true, &here, out);
         if r.key_prefix.is_empty() {
             out.push(here.key("key_prefix"), "key_prefix must not be empty");
         }

@@ -24,9 +24,15 @@ pub(super) fn check(
     routes_path: &KeyPath,
     out: &mut Issues,
 ) {
-    if let Some(addr) = rl.redis.as_ref().filter(|a| !super::is_host_port(a)) {
-        out.push(path.key("redis"), format!("redis {addr:?} must be host:port, like \"127.0.0.1:6379\""));
-    }
+    let keys = super::redis::RedisKeys {
+        server: ("redis", rl.redis.as_deref()),
+        cluster: ("redis_cluster", &rl.redis_cluster),
+        username: ("redis_username", rl.redis_username.as_deref()),
+        password_env: ("redis_password_env", rl.redis_password_env.as_deref()),
+        password_file: ("redis_password_file", rl.redis_password_file.as_deref()),
+        tls_ca_file: ("redis_tls_ca_file", rl.redis_tls_ca_file.as_deref()),
+    };
+    super::redis::check(&keys, false, path, out);
     out.nonzero(path.key("sync_interval"), rl.sync_interval);
     out.nonzero(path.key("redis_timeout"), rl.redis_timeout);
     if rl.gateways == 0 {
@@ -233,6 +239,41 @@ tiers = { gold = { rate = 1 } }
         assert_eq!(tier.1, Some(27));
         assert!(tier.2.contains("unknown tier \"gold\""), "{}", tier.2);
         assert_eq!(e.len(), 9, "{e:#?}");
+    }
+
+    #[test]
+    fn redis_targets_and_credentials() {
+        let e = errors(
+            "
+[ratelimit]
+redis = \"user:pw@127.0.0.1:6379\"
+redis_cluster = [\"127.0.0.1:7000\", \"no-port\"]
+redis_username = \"gw\"
+redis_password_env = \"PW\"
+redis_password_file = \"/run/pw\"
+",
+        );
+        let find = |path: &str| {
+            e.iter().find(|x| x.0 == path).unwrap_or_else(|| panic!("no error at {path}: {e:#?}"))
+        };
+        assert!(find("ratelimit.redis").2.contains("credentials never go inline"), "{e:#?}");
+        assert!(find("ratelimit.redis_cluster[1]").2.contains("host:port"));
+        assert!(find("ratelimit.redis_cluster").2.contains("not both"));
+        assert!(find("ratelimit.redis_password_file").2.contains("not both"));
+        let e = errors("\n[ratelimit]\nredis_username = \"gw\"\nredis_tls_ca_file = \"/ca.pem\"\n");
+        assert!(
+            e.iter().any(|x| x.0 == "ratelimit.redis_username" && x.2.contains("needs a password")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter().any(|x| x.0 == "ratelimit" && x.2.contains("neither redis nor redis_cluster")),
+            "{e:#?}"
+        );
+        let ok = format!(
+            "{BASE}\n[ratelimit]\nredis_cluster = [\"10.0.0.1:7000\"]\nredis_password_env = \"PW\"\n"
+        );
+        let cfg = load_str(&ok, "t.toml").expect("valid");
+        assert!(cfg.ratelimit.has_redis());
     }
 
     #[test]
