@@ -10,6 +10,8 @@ mod supervisor;
 
 pub use listener::{bind_all, bind_reuseport, bind_udp_all, bind_udp_reuseport};
 pub use ring::{Driver, RingFlags, UringUnavailable, block_on, choose_driver};
-pub use shard::{Control, Generation, ShardCtx, ShardEvent, allowed_cpus};
+pub use shard::{Control, Generation, ShardCtx, ShardEvent, allowed_cpus, injected_prepare_fault};
 pub use status::{ReloadResult, RunningConfig, ShardGauges, Status, unix_now};
-pub use supervisor::{Command, CompileFn, StartError, Supervisor, SupervisorHandle, shard_count};
+pub use supervisor::{
+    Command, CompileFn, SourceJob, SourceTarget, StartError, Supervisor, SupervisorHandle, shard_count,
+};

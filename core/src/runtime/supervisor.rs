@@ -1,6 +1,10 @@
 //! The supervisor: the control thread beside the shards. It binds listeners, starts the shards,
-//! reloads the config on SIGHUP or a file change (validate fully here, then hand the new
-//! generation to every shard; an invalid file changes nothing), and drains on SIGTERM/SIGINT.
+//! reloads the config on SIGHUP or a file change, and drains on SIGTERM/SIGINT.
+//!
+//! A reload is two-phase: validate and build everything here (the caller's compile step builds
+//! certificates, keys and filter chains), send `Prepare` to every shard, and `Commit` only when
+//! every shard built the generation; otherwise every shard gets `Abort` and keeps the running
+//! generation. A refused reload changes nothing and is reported (log, counter, sd_notify status).
 //!
 //! Commands also arrive from the admin API (`POST /config`, `POST /drain`) through a
 //! [`SupervisorHandle`]; they take the same path as the signals. The service manager is told
@@ -41,6 +45,41 @@ pub enum Command {
     },
     /// Drain and exit, like SIGTERM.
     Drain,
+    /// Run this on the control loop (a config source applying a revision it read).
+    Source(SourceJob),
+}
+
+/// Work a config source runs on the control loop, with the loop's [`SourceTarget`].
+pub struct SourceJob(pub Box<dyn FnOnce(&mut dyn SourceTarget) + Send>);
+
+impl std::fmt::Debug for SourceJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SourceJob")
+    }
+}
+
+/// What a config source may do on the control loop.
+pub trait SourceTarget {
+    /// Validates and builds `text` (with `prepare` run on the parsed config first, see
+    /// [`config::load_str_with`]) and applies it with the two-phase apply; `source` names it in
+    /// errors and in the admin API.
+    fn apply_source(
+        &mut self,
+        text: &str,
+        source: &str,
+        prepare: &mut dyn FnMut(&mut Config) -> Vec<(String, String)>,
+    ) -> Result<u64, config::ConfigErrors>;
+}
+
+impl<S: Send + Sync + 'static> SourceTarget for Supervisor<S> {
+    fn apply_source(
+        &mut self,
+        text: &str,
+        source: &str,
+        prepare: &mut dyn FnMut(&mut Config) -> Vec<(String, String)>,
+    ) -> Result<u64, config::ConfigErrors> {
+        Supervisor::apply_source(self, text, source, prepare)
+    }
 }
 
 /// A handle other threads (the admin API) use to reach the control loop and read the status.
@@ -94,6 +133,9 @@ pub enum StartError {
     /// A shard failed before becoming ready.
     #[error("shard {0} failed to start: {1}")]
     Shard(usize, String),
+    /// Building the config (certificates, keys, filter chains) failed, each error on its line.
+    #[error("invalid config ({n} error(s)):\n{0}", n = .0.len())]
+    Config(config::ConfigErrors),
 }
 
 /// How many shards `server` asks for: `shards`, or one per CPU this process may run on.
@@ -104,8 +146,13 @@ pub fn shard_count(server: &crate::config::ServerConfig) -> usize {
     }
 }
 
-/// Turns a validated config into the immutable data shared by all shards for one generation.
+/// Turns a validated config into the immutable data shared by all shards for one generation,
+/// building (and checking) everything a shard will build from it; an error reads
+/// `"key.path: reason"` so it can be placed on its line.
 pub type CompileFn<S> = dyn Fn(&Arc<Config>) -> Result<S, String> + Send + Sync;
+
+/// How long shards get to prepare (or commit) a generation before the reload is abandoned.
+const SHARD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A running gateway: shards plus the control loop.
 pub struct Supervisor<S> {
@@ -195,11 +242,18 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
                 }
             })
             .collect();
-        let shared = compile(&config).map_err(StartError::Compile)?;
-        let current = Arc::new(Generation { id: 1, config: config.clone(), shared });
-        let text = config_path.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).map(Arc::from);
+        let text: Option<Arc<str>> =
+            config_path.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).map(Arc::from);
         let source: Arc<str> =
             config_path.as_deref().map_or_else(|| "built-in".into(), |p| p.display().to_string().into());
+        let shared = match compile(&config) {
+            Ok(s) => s,
+            Err(e) => match text.as_deref() {
+                Some(t) => return Err(StartError::Config(config::locate(t, &source, [e]))),
+                None => return Err(StartError::Compile(e)),
+            },
+        };
+        let current = Arc::new(Generation { id: 1, config: config.clone(), shared });
         let status =
             Arc::new(Status::new(n, RunningConfig { generation: 1, config: config.clone(), text, source }));
 
@@ -310,19 +364,37 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             Err(_) => config::load_file(&path).map(|cfg| (cfg, None)),
         };
         notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
-        let applied = match loaded {
+        let result = match loaded {
             Ok((cfg, text)) => {
                 self.extra_stamps = stamps(&cfg);
                 self.apply(cfg, text, name.into())
             }
-            Err(errors) => {
-                self.extra_stamps = stamps(&self.current.config);
-                self.refuse(&errors);
-                false
-            }
+            Err(errors) => Err(errors),
         };
-        notify::notify_or_log("READY=1");
-        applied
+        if result.is_err() {
+            self.extra_stamps = stamps(&self.current.config);
+        }
+        self.finish_reload(result).is_ok()
+    }
+
+    /// Logs, counts and announces (sd_notify `READY=1` with a `STATUS=`) the end of a reload.
+    fn finish_reload(&self, result: Result<u64, config::ConfigErrors>) -> Result<u64, config::ConfigErrors> {
+        match &result {
+            Ok(generation) => {
+                notify::notify_or_log(&format!("READY=1\nSTATUS=serving config generation {generation}"));
+            }
+            Err(errors) => {
+                self.refuse(errors);
+                let first = errors.0.first().map(ToString::to_string).unwrap_or_default();
+                notify::notify_or_log(&format!(
+                    "READY=1\nSTATUS=config reload refused ({} error(s): {}); serving generation {}",
+                    errors.len(),
+                    first.replace('\n', " "),
+                    self.current.id
+                ));
+            }
+        }
+        result
     }
 
     /// Validates `text` (named `POST /config` in errors) and applies it like a reload.
@@ -330,17 +402,38 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let result = match config::load_str(&text, "POST /config") {
             Ok(cfg) => {
-                self.extra_stamps = stamps(&cfg);
-                self.apply(cfg, Some(Arc::from(text)), "POST /config".into());
-                Ok(self.current.id)
+                let stamps_before = std::mem::replace(&mut self.extra_stamps, stamps(&cfg));
+                let r = self.apply(cfg, Some(Arc::from(text)), "POST /config".into());
+                if r.is_err() {
+                    self.extra_stamps = stamps_before;
+                }
+                r
             }
-            Err(errors) => {
-                self.refuse(&errors);
-                Err(errors)
-            }
+            Err(errors) => Err(errors),
         };
-        notify::notify_or_log("READY=1");
-        result
+        self.finish_reload(result)
+    }
+
+    /// Validates `text` (named `source` in errors and in the admin API) with `prepare` run on the
+    /// parsed config first (see [`config::load_str_with`]), and applies it like a reload. Used by
+    /// config sources other than a file (e.g. a store that hands over one revision at a time).
+    pub fn apply_source(
+        &mut self,
+        text: &str,
+        source: &str,
+        prepare: impl FnOnce(&mut Config) -> Vec<(String, String)>,
+    ) -> Result<u64, config::ConfigErrors> {
+        notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        let result = match config::load_str_with(text, source, prepare) {
+            Ok(cfg) => self.apply(cfg, Some(Arc::from(text)), source.into()),
+            Err(errors) => Err(errors),
+        };
+        self.finish_reload(result)
+    }
+
+    /// A sender that feeds this supervisor's control loop (signals, the admin API, sources).
+    pub fn command_sender(&self) -> mpsc::Sender<Command> {
+        self.commands_tx.clone()
     }
 
     fn refuse(&self, errors: &config::ConfigErrors) {
@@ -355,8 +448,15 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         self.status.refused(errors.0.iter().map(|e| e.to_string()).collect());
     }
 
-    /// Hands a validated config to every shard as the next generation.
-    fn apply(&mut self, mut cfg: Config, text: Option<Arc<str>>, source: Arc<str>) -> bool {
+    /// Builds a validated config here, prepares it on every shard and commits it only when every
+    /// shard has it; otherwise aborts it everywhere and returns every error (on its line when
+    /// the source text is known). The running generation is untouched on error.
+    fn apply(
+        &mut self,
+        mut cfg: Config,
+        text: Option<Arc<str>>,
+        source: Arc<str>,
+    ) -> Result<u64, config::ConfigErrors> {
         let old = &self.current.config;
         let same_listeners = cfg.listeners.len() == old.listeners.len()
             && cfg.listeners.iter().zip(&old.listeners).all(|(a, b)| a.bind == b.bind && a.name == b.name);
@@ -374,37 +474,55 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         if cfg.access_log.queue != old.access_log.queue {
             tracing::warn!("access_log.queue changes need a restart");
         }
-        let cfg = Arc::new(cfg);
-        let shared = match (self.compile)(&cfg) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("config reload refused: {e}; the running config stays");
-                self.status.refused(vec![e]);
-                return false;
-            }
+        let located = |errors: Vec<String>| match text.as_deref() {
+            Some(t) => config::locate(t, &source, errors),
+            None => config::ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|message| config::ConfigError {
+                        file: source.to_string(),
+                        path: String::new(),
+                        line: None,
+                        message,
+                    })
+                    .collect(),
+            ),
         };
+        let cfg = Arc::new(cfg);
+        let shared = (self.compile)(&cfg).map_err(|e| located(vec![e]))?;
         let next = Arc::new(Generation { id: self.current.id + 1, config: cfg, shared });
+        // Phase 1: every shard builds the generation beside the running one.
+        while self.events.try_recv().is_ok() {}
         for tx in &self.senders {
-            let _ = tx.try_send(Control::Apply(next.clone()));
+            let _ = tx.try_send(Control::Prepare(next.clone()));
         }
-        let mut applied = 0;
-        let mut failed = 0;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while applied + failed < self.senders.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(ShardEvent::Applied { generation, error, shard }) if generation == next.id => {
-                    match error {
-                        None => applied += 1,
-                        Some(e) => {
-                            failed += 1;
-                            tracing::error!(shard, "shard refused generation {generation}: {e}");
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
+        let (prepared, refusals) = self.collect(next.id, false);
+        if prepared < self.senders.len() {
+            for tx in &self.senders {
+                let _ = tx.try_send(Control::Abort(next.id));
             }
+            let mut errors: Vec<String> = refusals;
+            let silent = self.senders.len() - prepared - errors.len();
+            if silent > 0 {
+                errors.push(format!(
+                    "{silent} shard(s) did not prepare the generation within {SHARD_DEADLINE:?}"
+                ));
+            }
+            tracing::error!(
+                generation = next.id,
+                "generation {} prepared on {prepared}/{} shards: aborted on every shard",
+                next.id,
+                self.senders.len()
+            );
+            return Err(located(errors));
+        }
+        // Phase 2: every shard has it; switch them all.
+        for tx in &self.senders {
+            let _ = tx.try_send(Control::Commit(next.id));
+        }
+        let (committed, _) = self.collect(next.id, true);
+        if committed < self.senders.len() {
+            tracing::warn!(generation = next.id, committed, "not every shard confirmed the commit in time");
         }
         self.current = next;
         self.status.applied(RunningConfig {
@@ -415,11 +533,42 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         });
         tracing::info!(
             generation = self.current.id,
-            "config generation {} applied on {applied}/{} shards",
+            "config generation {} applied on {committed}/{} shards",
             self.current.id,
             self.senders.len()
         );
-        applied == self.senders.len()
+        Ok(self.current.id)
+    }
+
+    /// Waits (up to [`SHARD_DEADLINE`]) for every shard's answer about `generation`: `Prepared`
+    /// events, or `Applied` ones when `commit`. Returns how many succeeded and each refusal
+    /// (`"shard N: reason"`).
+    fn collect(&self, generation: u64, commit: bool) -> (usize, Vec<String>) {
+        let mut ok = 0;
+        let mut refusals = Vec::new();
+        let deadline = Instant::now() + SHARD_DEADLINE;
+        while ok + refusals.len() < self.senders.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let answer = match self.events.recv_timeout(left) {
+                Ok(ShardEvent::Prepared { shard, generation: g, error }) if !commit && g == generation => {
+                    Some((shard, error))
+                }
+                Ok(ShardEvent::Applied { shard, generation: g }) if commit && g == generation => {
+                    Some((shard, None))
+                }
+                Ok(_) => None,
+                Err(_) => break,
+            };
+            match answer {
+                Some((_, None)) => ok += 1,
+                Some((shard, Some(e))) => {
+                    tracing::error!(shard, "shard refused generation {generation}: {e}");
+                    refusals.push(e);
+                }
+                None => {}
+            }
+        }
+        (ok, refusals)
     }
 
     fn file_changed(&self) -> bool {
@@ -453,6 +602,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
                     tracing::info!("admin API: applying a posted config");
                     let _ = reply.send(self.apply_text(text));
                 }
+                Ok(Command::Source(job)) => (job.0)(&mut self),
                 Ok(Command::Drain) => {
                     tracing::info!("admin API: drain requested");
                     break;
