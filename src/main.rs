@@ -37,11 +37,20 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the gateway with a config file (SIGHUP or a file change reloads it; SIGTERM drains).
+    /// Run the gateway with a config file (SIGHUP or a file change reloads it) or from etcd
+    /// (`--source`: every new revision is applied); SIGTERM drains.
     Run {
         /// Path to the TOML config.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "source", conflicts_with = "source")]
+        config: Option<PathBuf>,
+        /// Config store: `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` (the document at
+        /// PREFIX/config.toml, the files it names at PREFIX/files/NAME).
+        #[arg(long, env = "PORTCULLIS_SOURCE")]
+        source: Option<String>,
+        /// Where revisions read from `--source` are kept (the last committed one is served
+        /// when the store is unreachable at start).
+        #[arg(long, env = "PORTCULLIS_STATE_DIR", default_value = "/var/lib/portcullis")]
+        state_dir: PathBuf,
     },
     /// Validate a config file and print every error with its line; exit 1 when invalid.
     Check {
@@ -103,7 +112,10 @@ fn main() -> ExitCode {
     init_logging(&cli.log, cli.log_format);
     let result = match cli.cmd {
         Cmd::Check { config } => return serve::check(&config),
-        Cmd::Run { config } => serve::run_file(&config),
+        Cmd::Run { config: Some(config), .. } => serve::run_file(&config),
+        Cmd::Run { config: None, source, state_dir } => {
+            serve::run_source(source.as_deref().unwrap_or_default(), &state_dir)
+        }
         Cmd::Demo { port, tls_port, redis } => demo::run(port, tls_port, redis.as_deref()),
         Cmd::H3 { url, cacert, method, data } => {
             h3get::run(&url, cacert.as_deref(), &method, data.as_deref())

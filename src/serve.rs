@@ -94,6 +94,73 @@ pub fn run_file(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `portcullis run --source etcd://HOST:PORT[,...]/PREFIX`: serves the newest revision stored
+/// under PREFIX (or, when etcd is unreachable or that revision is refused, the last committed
+/// one in `state_dir`), then follows every new revision with the two-phase apply.
+pub fn run_source(source: &str, state_dir: &Path) -> anyhow::Result<()> {
+    use portcullis_core::runtime::source::{Etcd, EtcdSpec, Revision, StateDir, spawn_watcher};
+    let spec = EtcdSpec::parse(source).map_err(anyhow::Error::msg)?;
+    let state = StateDir::open(state_dir)
+        .with_context(|| format!("cannot open the state directory {}", state_dir.display()))?;
+    let mut client = Etcd::new(spec.endpoints.clone(), std::time::Duration::from_secs(2));
+    let auth = portcullis_policies::AuthService::new();
+    let load = |rev: &Revision| -> Result<Config, config::ConfigErrors> {
+        let cfg = config::load_str_with(&rev.text, &rev.name, rev.rebase(&spec.files_prefix()))?;
+        build_all(&std::sync::Arc::new(cfg.clone()), &auth)
+            .map_err(|e| config::locate(&rev.text, &rev.name, [e]))?;
+        Ok(cfg)
+    };
+    let mut seen = None;
+    let mut from_etcd = None;
+    match client.range(&spec.watch_prefix(), None) {
+        Ok(snap) => {
+            seen = Some((snap.revision, spec.config_kvs(&snap)));
+            match Revision::from_snapshot(&spec, &state, &snap) {
+                Ok(rev) => match load(&rev) {
+                    Ok(cfg) => from_etcd = Some((rev, cfg)),
+                    Err(errors) => {
+                        for e in &errors.0 {
+                            tracing::error!("etcd revision {} refused: {e}", snap.revision);
+                        }
+                        state.discard(rev.rev);
+                    }
+                },
+                Err(e) => tracing::error!("etcd revision {} refused: {e}", snap.revision),
+            }
+        }
+        Err(e) => tracing::warn!("{e}; starting from the state directory"),
+    }
+    let (rev, cfg, origin) = match from_etcd {
+        Some((rev, cfg)) => (rev, cfg, "etcd"),
+        None => {
+            let Some(last) = state.current() else {
+                anyhow::bail!(
+                    "no usable config: etcd gave none and the state directory {} holds no committed revision",
+                    state_dir.display()
+                );
+            };
+            let rev = Revision::from_state(&spec, &state, last).map_err(anyhow::Error::msg)?;
+            let cfg = load(&rev)
+                .map_err(|errors| anyhow::anyhow!("revision {last} in the state directory: {errors}"))?;
+            (rev, cfg, "the state directory")
+        }
+    };
+    let (sup, telemetry) = start(None, cfg)?;
+    sup.status().describe_running(Some(std::sync::Arc::from(rev.text.as_str())), rev.name.as_str().into());
+    state.commit(rev.rev).context("cannot record the revision in the state directory")?;
+    tracing::info!(
+        revision = rev.rev,
+        "serving etcd revision {} from {origin} ({})",
+        rev.rev,
+        rev.dir.display()
+    );
+    spawn_watcher(spec, state, client, seen, sup.command_sender())
+        .context("cannot start the etcd watcher")?;
+    sup.run().context("control loop failed")?;
+    telemetry.log.flush(std::time::Duration::from_secs(2));
+    Ok(())
+}
+
 /// Starts the telemetry, the admin API (when `[admin]` is set) and the shards; prints
 /// `admin <addr>` (when enabled) and then one `listening <name> <addr>` line per listener on
 /// stdout, and tells systemd `READY=1`.

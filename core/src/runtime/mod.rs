@@ -5,6 +5,7 @@ mod listener;
 pub mod notify;
 mod ring;
 mod shard;
+pub mod source;
 mod status;
 mod supervisor;
 

@@ -1,0 +1,167 @@
+//! The etcd watcher: a control thread that keeps one gateway on the newest revision of its
+//! prefix. It reads the prefix whole, hands each new revision to the control loop (two-phase
+//! apply), records the committed one in the state directory, then watches for the next change;
+//! when etcd goes away it keeps the running config and reconnects with backoff, trying every
+//! endpoint.
+//!
+//! Owns: that loop and its backoff. Must not: run on a shard, or apply a config other than
+//! through the control loop.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Etcd, EtcdSpec, Kv, Revision, Snapshot, StateDir};
+use crate::runtime::supervisor::{Command, SourceJob};
+
+/// Shortest and longest wait between reconnection attempts.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+
+/// Starts the watcher thread. `applied` is what the gateway serves now: the keys of the
+/// revision it started on when they came from etcd (`None` after a start from the state
+/// directory, so the first successful read is applied).
+pub fn spawn_watcher(
+    spec: EtcdSpec,
+    state: StateDir,
+    mut client: Etcd,
+    applied: Option<(i64, Vec<Kv>)>,
+    commands: mpsc::Sender<Command>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("etcd-watch".into()).spawn(move || {
+        let mut w = Watcher { spec, state, commands, seen: applied };
+        w.run(&mut client);
+    })
+}
+
+struct Watcher {
+    spec: EtcdSpec,
+    state: StateDir,
+    commands: mpsc::Sender<Command>,
+    /// The last revision handed to the control loop (applied or refused) and its keys.
+    seen: Option<(i64, Vec<Kv>)>,
+}
+
+impl Watcher {
+    fn run(&mut self, client: &mut Etcd) {
+        let prefix = self.spec.watch_prefix();
+        let mut backoff = BACKOFF.0;
+        let mut down = false;
+        loop {
+            // Catch up: the newest revision, whole.
+            let snap = match client.range(&prefix, None) {
+                Ok(s) => s,
+                Err(e) => {
+                    if !down {
+                        tracing::warn!("etcd: {e}; keeping the running config, reconnecting");
+                        down = true;
+                    }
+                    client.rotate();
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                    continue;
+                }
+            };
+            if down {
+                // `down` is set again by the next failure, below, before it is read.
+                tracing::info!(
+                    endpoint = client.endpoint(),
+                    revision = snap.revision,
+                    "etcd reachable again"
+                );
+            }
+            backoff = BACKOFF.0;
+            let from = snap.revision + 1;
+            if !self.offer(snap) {
+                return;
+            }
+            let mut watch = match client.watch(&prefix, from) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!("etcd watch: {e}; reconnecting");
+                    down = true;
+                    client.rotate();
+                    std::thread::sleep(backoff);
+                    continue;
+                }
+            };
+            loop {
+                let rev = match watch.next_change() {
+                    Ok(rev) => rev,
+                    Err(e) => {
+                        tracing::warn!("etcd watch: {e}; reconnecting");
+                        down = true;
+                        break;
+                    }
+                };
+                match client.range(&prefix, Some(rev)) {
+                    Ok(snap) => {
+                        if !self.offer(snap) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("etcd: {e}; reconnecting");
+                        down = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies `snap` when its keys differ from the last revision handed over; false when the
+    /// control loop is gone (the gateway is stopping).
+    fn offer(&mut self, snap: Snapshot) -> bool {
+        let keys = self.spec.config_kvs(&snap);
+        if self.seen.as_ref().is_some_and(|(_, k)| *k == keys) {
+            return true;
+        }
+        let rev = snap.revision;
+        self.seen = Some((rev, keys));
+        let revision = match Revision::from_snapshot(&self.spec, &self.state, &snap) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(revision = rev, "etcd revision {rev} refused: {e}; the running config stays");
+                return true;
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let state = self.state.clone();
+        let files_prefix = self.spec.files_prefix();
+        let job = SourceJob(Box::new(move |target| {
+            let result =
+                target.apply_source(&revision.text, &revision.name, &mut revision.rebase(&files_prefix));
+            match &result {
+                Ok(generation) => {
+                    if let Err(e) = state.commit(revision.rev) {
+                        tracing::error!(
+                            "cannot record revision {} in the state directory: {e}",
+                            revision.rev
+                        );
+                    }
+                    tracing::info!(
+                        revision = revision.rev,
+                        generation,
+                        "etcd revision {} applied as generation {generation}",
+                        revision.rev
+                    );
+                }
+                Err(errors) => {
+                    state.discard(revision.rev);
+                    tracing::error!(
+                        revision = revision.rev,
+                        "etcd revision {} refused ({} error(s)); the running config stays",
+                        revision.rev,
+                        errors.len()
+                    );
+                }
+            }
+            let _ = tx.send(result.is_ok());
+        }));
+        if self.commands.send(Command::Source(job)).is_err() {
+            return false;
+        }
+        // One revision at a time: wait until the control loop has applied or refused it.
+        rx.recv().is_ok()
+    }
+}

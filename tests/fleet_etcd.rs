@@ -1,0 +1,274 @@
+//! `portcullis run --source etcd://...` against a real etcd (Debian's `etcd-server`, started
+//! here on free ports): the document and the files it names are served from one revision, every
+//! new revision is applied within a second, a bad revision is refused with its key and line while
+//! the old one serves, etcd going away changes nothing served, and a restart without etcd serves
+//! the state directory's revision.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::{LONG, Upstream, gateway::binary};
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Lines a child writes to one of its pipes, with a wait for a line containing a needle.
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<Vec<String>>,
+    cond: Condvar,
+}
+
+impl Lines {
+    fn follow(pipe: impl std::io::Read + Send + 'static) -> Arc<Lines> {
+        let lines = Arc::new(Lines::default());
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                sink.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
+                sink.cond.notify_all();
+            }
+        });
+        lines
+    }
+
+    fn mark(&self) -> usize {
+        self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    fn wait_after(&self, mark: usize, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some(l) = lines.iter().skip(mark).find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no line containing {needle:?} within {timeout:?}:\n{}",
+                lines.join("\n")
+            );
+            lines = self.cond.wait_timeout(lines, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+        }
+    }
+}
+
+/// One etcd member on free ports, killed when dropped.
+struct Etcd {
+    child: Child,
+    client: SocketAddr,
+    peer: u16,
+    data: PathBuf,
+    dir: Arc<tempfile::TempDir>,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Etcd::spawn(free_port(), free_port(), dir.path().join("data"), dir)
+    }
+
+    fn spawn(client: u16, peer: u16, data: PathBuf, dir: Arc<tempfile::TempDir>) -> Etcd {
+        let c = format!("http://127.0.0.1:{client}");
+        let p = format!("http://127.0.0.1:{peer}");
+        let mut child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(&data)
+            .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
+            .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
+            .args(["--initial-cluster", &format!("t={p}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start etcd (Debian package etcd-server)");
+        let log = Lines::follow(child.stderr.take().expect("stderr"));
+        log.wait_after(0, "ready to serve client requests", LONG);
+        Etcd { child, client: SocketAddr::from(([127, 0, 0, 1], client)), peer, data, dir }
+    }
+
+    /// Restarts a killed member on the same ports and data.
+    fn restart(&mut self) {
+        self.kill();
+        *self = Etcd::spawn(self.client.port(), self.peer, self.data.clone(), self.dir.clone());
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Writes every `(key, value)` in one transaction; returns the new revision.
+    fn put_all(&self, puts: &[(&str, &str)]) -> i64 {
+        let ops: Vec<serde_json::Value> = puts
+            .iter()
+            .map(|(k, v)| serde_json::json!({"request_put": {"key": B64.encode(k), "value": B64.encode(v)}}))
+            .collect();
+        let body = serde_json::json!({ "success": ops }).to_string();
+        let req = format!(
+            "POST /v3/kv/txn HTTP/1.1\r\nHost: etcd\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let resp = common::Client::connect(self.client).request(req.as_bytes());
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let rev = &resp.json()["header"]["revision"];
+        rev.as_str().and_then(|r| r.parse().ok()).expect("revision")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A gateway run with `--source`, killed when dropped.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Lines>,
+}
+
+impl Node {
+    fn start(source: &str, state: &Path) -> Node {
+        let mut child = Command::new(binary())
+            .args(["--log", "info", "run", "--source", source, "--state-dir"])
+            .arg(state)
+            .env("NO_COLOR", "1")
+            .env_remove("PORTCULLIS_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis");
+        let log = Lines::follow(child.stderr.take().expect("stderr"));
+        let out = Lines::follow(child.stdout.take().expect("stdout"));
+        let line = out.wait_after(0, "listening ", LONG);
+        let addr = line.split_whitespace().nth(2).and_then(|a| a.parse().ok()).expect("listening address");
+        Node { child, addr, log }
+    }
+
+    fn version(&self) -> Option<String> {
+        common::get(self.addr, "/").header("x-version").map(str::to_owned)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The config document: two shards, the upstream's address in a file stored beside it.
+fn document(version: &str) -> String {
+    format!(
+        "[server]\nshards = 2\npin_cpus = false\n\n[[listeners]]\nbind = \"127.0.0.1:0\"\n\n\
+         [[upstreams]]\nname = \"app\"\nendpoints_file = \"upstreams/app.txt\"\n\n\
+         [[routes]]\nname = \"all\"\nprefix = \"/\"\nupstream = \"app\"\n\
+         response_headers = {{ set = {{ x-version = \"{version}\" }} }}\n"
+    )
+}
+
+fn push(etcd: &Etcd, doc: &str, endpoints: &str) -> i64 {
+    etcd.put_all(&[("/fleet/t/config.toml", doc), ("/fleet/t/files/upstreams/app.txt", endpoints)])
+}
+
+/// Waits (bounded) until `node` serves `version`; returns how long that took.
+fn served_within(node: &Node, version: &str, bound: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if node.version().as_deref() == Some(version) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < bound, "{version} not served within {bound:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_gateway_follows_etcd_refuses_bad_revisions_and_survives_etcd_going_away() {
+    let up = Upstream::echo("app");
+    let eps = format!("{}\n", up.addr);
+    let mut etcd = Etcd::start();
+    let state = tempfile::tempdir().expect("state dir");
+    let source = format!("etcd://127.0.0.1:{},{}/fleet/t", free_port(), etcd.client);
+    push(&etcd, &document("1"), &eps);
+    let node = Node::start(&source, state.path());
+    assert_eq!(node.version().as_deref(), Some("1"));
+    node.log.wait_after(0, "from etcd", LONG);
+
+    // Every push is served within a second (the first endpoint listed is dead: the client
+    // moved to the second one).
+    let mut times = Vec::new();
+    for i in 2..22 {
+        push(&etcd, &document(&i.to_string()), &eps);
+        times.push(served_within(&node, &i.to_string(), Duration::from_secs(1)));
+    }
+    times.sort();
+    println!(
+        "etcd push to served (20 pushes, 2 shards): p50 {:?}, max {:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+
+    // A revision that does not validate is refused with its key and line; the old one serves.
+    let mark = node.log.mark();
+    let bad = document("bad").replace("upstream = \"app\"", "upstream = \"ghost\"");
+    let rev = push(&etcd, &bad, &eps);
+    let line = node.log.wait_after(mark, "config reload refused", LONG);
+    assert!(
+        line.contains(&format!(
+            "routes[0].upstream: unknown upstream \"ghost\" (etcd:/fleet/t/config.toml@{rev}:15)"
+        )),
+        "{line}"
+    );
+    node.log.wait_after(mark, &format!("etcd revision {rev} refused"), LONG);
+    assert_eq!(node.version().as_deref(), Some("21"));
+    // So is one naming a file the revision does not hold.
+    let mark = node.log.mark();
+    let rev = etcd.put_all(&[(
+        "/fleet/t/config.toml",
+        &document("nofile").replace("upstreams/app.txt", "upstreams/other.txt"),
+    )]);
+    let line = node.log.wait_after(mark, "config reload refused", LONG);
+    assert!(line.contains("upstreams[0].endpoints_file: upstreams/other.txt is not stored"), "{line}");
+    assert!(line.contains(&format!("@{rev}:")), "{line}");
+    assert_eq!(node.version().as_deref(), Some("21"));
+
+    // etcd goes away: the gateway keeps serving what it has.
+    push(&etcd, &document("22"), &eps);
+    served_within(&node, "22", LONG);
+    let mark = node.log.mark();
+    etcd.kill();
+    node.log.wait_after(mark, "reconnecting", LONG);
+    for _ in 0..20 {
+        assert_eq!(node.version().as_deref(), Some("22"));
+    }
+
+    // Restarted while etcd is down: it serves the state directory's committed revision.
+    drop(node);
+    let node = Node::start(&source, state.path());
+    node.log.wait_after(0, "from the state directory", LONG);
+    assert_eq!(node.version().as_deref(), Some("22"));
+
+    // etcd comes back: the gateway catches up with the next push.
+    etcd.restart();
+    push(&etcd, &document("23"), &eps);
+    served_within(&node, "23", LONG);
+}
