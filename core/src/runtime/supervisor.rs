@@ -49,8 +49,11 @@ pub enum Command {
     Source(SourceJob),
 }
 
+/// The body of a [`SourceJob`].
+pub type SourceWork = Box<dyn FnOnce(&mut dyn SourceTarget) + Send>;
+
 /// Work a config source runs on the control loop, with the loop's [`SourceTarget`].
-pub struct SourceJob(pub Box<dyn FnOnce(&mut dyn SourceTarget) + Send>);
+pub struct SourceJob(pub SourceWork);
 
 impl std::fmt::Debug for SourceJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
