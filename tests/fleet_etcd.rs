@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -71,40 +71,67 @@ impl Lines {
 /// One etcd member on free ports, killed when dropped.
 struct Etcd {
     child: Child,
+    name: String,
     client: SocketAddr,
     peer: u16,
-    data: PathBuf,
+    cluster: String,
+    log: Arc<Lines>,
     dir: Arc<tempfile::TempDir>,
 }
 
 impl Etcd {
+    /// A one-member cluster, ready.
     fn start() -> Etcd {
-        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        Etcd::spawn(free_port(), free_port(), dir.path().join("data"), dir)
+        Etcd::cluster(1).pop().expect("one member")
     }
 
-    fn spawn(client: u16, peer: u16, data: PathBuf, dir: Arc<tempfile::TempDir>) -> Etcd {
+    /// An `n`-member cluster, every member ready.
+    fn cluster(n: usize) -> Vec<Etcd> {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let cluster: Vec<String> =
+            ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
+        let cluster = cluster.join(",");
+        let members: Vec<Etcd> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| Etcd::spawn(&format!("m{i}"), *client, *peer, &cluster, dir.clone()))
+            .collect();
+        for m in &members {
+            m.log.wait_after(0, "ready to serve client requests", LONG);
+        }
+        members
+    }
+
+    fn spawn(name: &str, client: u16, peer: u16, cluster: &str, dir: Arc<tempfile::TempDir>) -> Etcd {
         let c = format!("http://127.0.0.1:{client}");
         let p = format!("http://127.0.0.1:{peer}");
         let mut child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(&data)
+            .args(["--name", name, "--data-dir"])
+            .arg(dir.path().join(name))
             .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
             .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
-            .args(["--initial-cluster", &format!("t={p}")])
+            .args(["--initial-cluster", cluster, "--initial-cluster-state", "new"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start etcd (Debian package etcd-server)");
         let log = Lines::follow(child.stderr.take().expect("stderr"));
-        log.wait_after(0, "ready to serve client requests", LONG);
-        Etcd { child, client: SocketAddr::from(([127, 0, 0, 1], client)), peer, data, dir }
+        let client = SocketAddr::from(([127, 0, 0, 1], client));
+        Etcd { child, name: name.to_owned(), client, peer, cluster: cluster.to_owned(), log, dir }
     }
 
-    /// Restarts a killed member on the same ports and data.
+    /// Restarts a killed member on the same ports and data; waits until it is ready.
     fn restart(&mut self) {
         self.kill();
-        *self = Etcd::spawn(self.client.port(), self.peer, self.data.clone(), self.dir.clone());
+        *self = Etcd::spawn(
+            &self.name.clone(),
+            self.client.port(),
+            self.peer,
+            &self.cluster.clone(),
+            self.dir.clone(),
+        );
+        self.log.wait_after(0, "ready to serve client requests", LONG);
     }
 
     fn kill(&mut self) {
@@ -185,6 +212,17 @@ fn document(version: &str) -> String {
     )
 }
 
+/// The etcd endpoints of `members`, comma-separated.
+fn endpoints(members: &[Etcd]) -> String {
+    members.iter().map(|m| m.client.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// p50 and max of `times`, for the figures printed.
+fn p50_max(mut times: Vec<Duration>) -> (Duration, Duration) {
+    times.sort();
+    (times[times.len() / 2], times[times.len() - 1])
+}
+
 fn push(etcd: &Etcd, doc: &str, endpoints: &str) -> i64 {
     etcd.put_all(&[("/fleet/t/config.toml", doc), ("/fleet/t/files/upstreams/app.txt", endpoints)])
 }
@@ -220,12 +258,8 @@ fn a_gateway_follows_etcd_refuses_bad_revisions_and_survives_etcd_going_away() {
         push(&etcd, &document(&i.to_string()), &eps);
         times.push(served_within(&node, &i.to_string(), Duration::from_secs(1)));
     }
-    times.sort();
-    println!(
-        "etcd push to served (20 pushes, 2 shards): p50 {:?}, max {:?}",
-        times[times.len() / 2],
-        times[times.len() - 1]
-    );
+    let (p50, max) = p50_max(times);
+    println!("etcd push to served (20 pushes, 2 shards): p50 {p50:?}, max {max:?}");
 
     // A revision that does not validate is refused with its key and line; the old one serves.
     let mark = node.log.mark();
@@ -271,4 +305,43 @@ fn a_gateway_follows_etcd_refuses_bad_revisions_and_survives_etcd_going_away() {
     etcd.restart();
     push(&etcd, &document("23"), &eps);
     served_within(&node, "23", LONG);
+}
+
+#[test]
+fn a_three_member_cluster_losing_a_member_keeps_pushing() {
+    let up = Upstream::echo("app");
+    let eps = format!("{}\n", up.addr);
+    let mut members = Etcd::cluster(3);
+    let state = tempfile::tempdir().expect("state dir");
+    let source = format!("etcd://{}/fleet/t", endpoints(&members));
+    push(&members[1], &document("1"), &eps);
+    let node = Node::start(&source, state.path());
+    assert_eq!(node.version().as_deref(), Some("1"));
+
+    let mut times = Vec::new();
+    for i in 2..7 {
+        push(&members[1], &document(&i.to_string()), &eps);
+        times.push(served_within(&node, &i.to_string(), Duration::from_secs(1)));
+    }
+    // The gateway reads from the first member listed: kill it. Pushes through the others still
+    // reach the gateway, each within a second.
+    let mark = node.log.mark();
+    members[0].kill();
+    for i in 7..17 {
+        push(&members[1 + i % 2], &document(&i.to_string()), &eps);
+        let took = served_within(&node, &i.to_string(), Duration::from_secs(2));
+        times.push(took);
+    }
+    node.log.wait_after(mark, "reconnecting", LONG);
+    for _ in 0..10 {
+        assert_eq!(node.version().as_deref(), Some("16"));
+    }
+    let (p50, max) = p50_max(times.clone());
+    println!("3-member etcd, member 0 killed after 5 of 15 pushes: push to served p50 {p50:?}, max {max:?}");
+    assert!(max < Duration::from_secs(1), "every push served within a second: {times:?}");
+
+    // The killed member comes back; the fleet goes on.
+    members[0].restart();
+    push(&members[0], &document("17"), &eps);
+    served_within(&node, "17", LONG);
 }
