@@ -4,6 +4,7 @@
 mod admin;
 mod demo;
 mod doctor;
+mod fleet;
 mod h3get;
 mod serve;
 
@@ -51,6 +52,15 @@ enum Cmd {
         /// when the store is unreachable at start).
         #[arg(long, env = "PORTCULLIS_STATE_DIR", default_value = "/var/lib/portcullis")]
         state_dir: PathBuf,
+        /// With `--source`: the name this gateway reports under PREFIX/status/ (default
+        /// HOSTNAME-PID).
+        #[arg(long, env = "PORTCULLIS_NODE_NAME")]
+        node_name: Option<String>,
+    },
+    /// Fleet commands against a config store.
+    Fleet {
+        #[command(subcommand)]
+        cmd: FleetCmd,
     },
     /// Validate a config file and print every error with its line; exit 1 when invalid.
     Check {
@@ -94,6 +104,16 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum FleetCmd {
+    /// One line per gateway serving from the store: revision, generation, when, last refusal.
+    Status {
+        /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
+        #[arg(long, env = "PORTCULLIS_SOURCE")]
+        source: String,
+    },
+}
+
 fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -113,9 +133,10 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Check { config } => return serve::check(&config),
         Cmd::Run { config: Some(config), .. } => serve::run_file(&config),
-        Cmd::Run { config: None, source, state_dir } => {
-            serve::run_source(source.as_deref().unwrap_or_default(), &state_dir)
+        Cmd::Run { config: None, source, state_dir, node_name } => {
+            fleet::run_source(source.as_deref().unwrap_or_default(), &state_dir, node_name.as_deref())
         }
+        Cmd::Fleet { cmd: FleetCmd::Status { source } } => fleet::fleet_status(&source),
         Cmd::Demo { port, tls_port, redis } => demo::run(port, tls_port, redis.as_deref()),
         Cmd::H3 { url, cacert, method, data } => {
             h3get::run(&url, cacert.as_deref(), &method, data.as_deref())

@@ -150,7 +150,14 @@ impl Etcd {
             "POST /v3/kv/txn HTTP/1.1\r\nHost: etcd\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        let resp = common::Client::connect(self.client).request(req.as_bytes());
+        // A member answers 503 while the cluster elects a new leader (after a kill): retry.
+        let deadline = Instant::now() + LONG;
+        let resp = loop {
+            let resp = common::Client::connect(self.client).request(req.as_bytes());
+            if resp.status != 503 || Instant::now() > deadline {
+                break resp;
+            }
+        };
         assert_eq!(resp.status, 200, "{}", resp.text());
         let rev = &resp.json()["header"]["revision"];
         rev.as_str().and_then(|r| r.parse().ok()).expect("revision")
@@ -173,7 +180,7 @@ struct Node {
 impl Node {
     fn start(source: &str, state: &Path) -> Node {
         let mut child = Command::new(binary())
-            .args(["--log", "info", "run", "--source", source, "--state-dir"])
+            .args(["--log", "info", "run", "--source", source, "--node-name", "gw-a", "--state-dir"])
             .arg(state)
             .env("NO_COLOR", "1")
             .env_remove("PORTCULLIS_LOG")
@@ -227,6 +234,23 @@ fn push(etcd: &Etcd, doc: &str, endpoints: &str) -> i64 {
     etcd.put_all(&[("/fleet/t/config.toml", doc), ("/fleet/t/files/upstreams/app.txt", endpoints)])
 }
 
+/// `portcullis fleet status --source SOURCE`, polled (bounded) until a line contains `needle`.
+fn fleet_status_shows(source: &str, needle: &str) -> String {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let out = Command::new(binary())
+            .args(["fleet", "status", "--source", source])
+            .output()
+            .expect("fleet status");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "fleet status never showed {needle:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits (bounded) until `node` serves `version`; returns how long that took.
 fn served_within(node: &Node, version: &str, bound: Duration) -> Duration {
     let start = Instant::now();
@@ -246,16 +270,19 @@ fn a_gateway_follows_etcd_refuses_bad_revisions_and_survives_etcd_going_away() {
     let mut etcd = Etcd::start();
     let state = tempfile::tempdir().expect("state dir");
     let source = format!("etcd://127.0.0.1:{},{}/fleet/t", free_port(), etcd.client);
-    push(&etcd, &document("1"), &eps);
+    let first = push(&etcd, &document("1"), &eps);
     let node = Node::start(&source, state.path());
     assert_eq!(node.version().as_deref(), Some("1"));
     node.log.wait_after(0, "from etcd", LONG);
+    let line = fleet_status_shows(&source, "gw-a");
+    assert!(line.contains(&format!("revision {first}  generation 1")) && line.ends_with(" ok"), "{line}");
 
     // Every push is served within a second (the first endpoint listed is dead: the client
     // moved to the second one).
     let mut times = Vec::new();
+    let mut last = first;
     for i in 2..22 {
-        push(&etcd, &document(&i.to_string()), &eps);
+        last = push(&etcd, &document(&i.to_string()), &eps);
         times.push(served_within(&node, &i.to_string(), Duration::from_secs(1)));
     }
     let (p50, max) = p50_max(times);
@@ -274,6 +301,13 @@ fn a_gateway_follows_etcd_refuses_bad_revisions_and_survives_etcd_going_away() {
     );
     node.log.wait_after(mark, &format!("etcd revision {rev} refused"), LONG);
     assert_eq!(node.version().as_deref(), Some("21"));
+    // Fleet status shows the gateway still on the last good revision, and why it refused.
+    let line =
+        fleet_status_shows(&source, &format!("REFUSED newer revision: revision {rev}: routes[0].upstream"));
+    assert!(
+        line.starts_with("gw-a  host ") && line.contains(&format!("revision {last}  generation 21")),
+        "{line}"
+    );
     // So is one naming a file the revision does not hold.
     let mark = node.log.mark();
     let rev = etcd.put_all(&[(

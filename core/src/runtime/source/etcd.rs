@@ -43,6 +43,8 @@ pub struct Kv {
     pub key: String,
     /// The value bytes.
     pub value: Vec<u8>,
+    /// The revision that last wrote it.
+    pub mod_revision: i64,
 }
 
 /// Every key under a prefix as of one revision.
@@ -155,7 +157,7 @@ impl Etcd {
                 None => Vec::new(),
             };
             if let Ok(key) = String::from_utf8(key) {
-                kvs.push(Kv { key, value });
+                kvs.push(Kv { key, value, mod_revision: num(&kv["mod_revision"]).unwrap_or(revision) });
             }
         }
         Ok(Snapshot { revision, kvs })
@@ -174,6 +176,30 @@ impl Etcd {
             endpoint: self.endpoint().to_owned(),
             what: "no revision".into(),
         })
+    }
+
+    /// Grants a lease of `ttl` seconds; returns its id.
+    pub fn lease_grant(&mut self, ttl: u64) -> Result<i64, EtcdError> {
+        let answer = self.call("/v3/lease/grant", &json!({"TTL": ttl.to_string()}))?;
+        num(&answer["ID"]).ok_or_else(|| EtcdError::Protocol {
+            endpoint: self.endpoint().to_owned(),
+            what: "no lease ID".into(),
+        })
+    }
+
+    /// Renews lease `id` once; returns its remaining TTL (0 = the lease is gone).
+    pub fn lease_keepalive(&mut self, id: i64) -> Result<i64, EtcdError> {
+        let answer = self.call("/v3/lease/keepalive", &json!({"ID": id.to_string()}))?;
+        Ok(num(&answer["result"]["TTL"]).unwrap_or(0))
+    }
+
+    /// Puts `key` = `value`, attached to lease `lease` when given.
+    pub fn put(&mut self, key: &str, value: &[u8], lease: Option<i64>) -> Result<(), EtcdError> {
+        let mut body = json!({"key": B64.encode(key), "value": B64.encode(value)});
+        if let Some(id) = lease {
+            body["lease"] = json!(id.to_string());
+        }
+        self.call("/v3/kv/put", &body).map(drop)
     }
 
     /// Starts watching every key under `prefix` from `start_revision` on the current endpoint

@@ -9,6 +9,7 @@
 //! supervisor does, through [`SourceTarget`](super::SourceTarget)).
 
 pub mod etcd;
+mod report;
 pub mod state;
 mod watch;
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, visit_input_files};
 
 pub use etcd::{Etcd, EtcdError, Kv, Snapshot};
+pub use report::{Report, Reporter, read_reports, spawn_reporter};
 pub use state::StateDir;
 pub use watch::spawn_watcher;
 
@@ -68,6 +70,19 @@ impl EtcdSpec {
         format!("{}/status/", self.prefix)
     }
 
+    /// The revision that names the config in `snap`: the newest write to the document or its
+    /// files (writes under `PREFIX/status/` do not count), or `snap`'s own revision when that is
+    /// not newer than `last` (a change that only deleted keys).
+    pub fn config_revision(&self, snap: &Snapshot, last: Option<i64>) -> i64 {
+        let status = self.status_prefix();
+        let newest =
+            snap.kvs.iter().filter(|kv| !kv.key.starts_with(&status)).map(|kv| kv.mod_revision).max();
+        match newest {
+            Some(r) if last.is_none_or(|l| r > l) => r,
+            _ => snap.revision,
+        }
+    }
+
     /// The keys of `snap` that make up the config (the document and its files, not the
     /// gateways' status reports).
     pub fn config_kvs(&self, snap: &Snapshot) -> Vec<Kv> {
@@ -90,14 +105,20 @@ pub struct Revision {
 }
 
 impl Revision {
-    /// Writes `snap` (the keys under `spec`'s prefix) to `state`.
-    pub fn from_snapshot(spec: &EtcdSpec, state: &StateDir, snap: &Snapshot) -> Result<Revision, String> {
+    /// Writes `snap` (the keys under `spec`'s prefix) to `state` as revision `rev` (see
+    /// [`EtcdSpec::config_revision`]).
+    pub fn from_snapshot(
+        spec: &EtcdSpec,
+        state: &StateDir,
+        snap: &Snapshot,
+        rev: i64,
+    ) -> Result<Revision, String> {
         let key = spec.config_key();
         let config = snap
             .kvs
             .iter()
             .find(|kv| kv.key == key)
-            .ok_or_else(|| format!("no {key} in etcd at revision {}", snap.revision))?;
+            .ok_or_else(|| format!("no {key} in etcd at revision {rev}"))?;
         let files_prefix = spec.files_prefix();
         let files: Vec<(String, Vec<u8>)> = snap
             .kvs
@@ -105,11 +126,11 @@ impl Revision {
             .filter_map(|kv| Some((kv.key.strip_prefix(&files_prefix)?.to_owned(), kv.value.clone())))
             .collect();
         let text = String::from_utf8(config.value.clone())
-            .map_err(|_| format!("{key} at revision {} is not UTF-8", snap.revision))?;
+            .map_err(|_| format!("{key} at revision {rev} is not UTF-8"))?;
         let dir = state
-            .write_revision(snap.revision, text.as_bytes(), &files)
-            .map_err(|e| format!("cannot write revision {} to the state directory: {e}", snap.revision))?;
-        Ok(Revision { rev: snap.revision, dir, text, name: format!("etcd:{key}@{}", snap.revision) })
+            .write_revision(rev, text.as_bytes(), &files)
+            .map_err(|e| format!("cannot write revision {rev} to the state directory: {e}"))?;
+        Ok(Revision { rev, dir, text, name: format!("etcd:{key}@{rev}") })
     }
 
     /// Reads revision `rev` back from `state`.
@@ -169,7 +190,7 @@ mod tests {
         let spec = EtcdSpec::parse("etcd://h:1/gw").expect("spec");
         let text = "[[listeners]]\nbind = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"a\"\nendpoints = [\"127.0.0.1:9\"]\n\
                     [auth.api_keys]\nkeys_file = \"keys/k.toml\"\n";
-        let kv = |k: &str, v: &str| Kv { key: k.to_owned(), value: v.as_bytes().to_vec() };
+        let kv = |k: &str, v: &str| Kv { key: k.to_owned(), value: v.as_bytes().to_vec(), mod_revision: 8 };
         let snap = Snapshot {
             revision: 9,
             kvs: vec![
@@ -178,7 +199,9 @@ mod tests {
                 kv("/gw/status/x", ""),
             ],
         };
-        let rev = Revision::from_snapshot(&spec, &state, &snap).expect("written");
+        assert_eq!(spec.config_revision(&snap, None), 8, "the newest write, not the read revision");
+        assert_eq!(spec.config_revision(&snap, Some(8)), 9, "a deletion: the read revision");
+        let rev = Revision::from_snapshot(&spec, &state, &snap, 9).expect("written");
         let cfg = crate::config::load_str_with(&rev.text, &rev.name, rev.rebase(&spec.files_prefix()))
             .expect("loads");
         let keys_file = cfg.auth.api_keys.and_then(|a| a.keys_file).expect("keys_file");
@@ -186,7 +209,7 @@ mod tests {
         assert!(keys_file.starts_with(&rev.dir.display().to_string()));
 
         let without = Snapshot { revision: 10, kvs: vec![kv("/gw/config.toml", text)] };
-        let rev = Revision::from_snapshot(&spec, &state, &without).expect("written");
+        let rev = Revision::from_snapshot(&spec, &state, &without, 10).expect("written");
         let e = crate::config::load_str_with(&rev.text, &rev.name, rev.rebase(&spec.files_prefix()))
             .expect_err("refused");
         assert_eq!(
@@ -194,6 +217,6 @@ mod tests {
             "auth.api_keys.keys_file: keys/k.toml is not stored in this revision (put it under /gw/files/keys/k.toml) (etcd:/gw/config.toml@10:7)"
         );
         let none = Snapshot { revision: 11, kvs: vec![] };
-        assert!(Revision::from_snapshot(&spec, &state, &none).is_err());
+        assert!(Revision::from_snapshot(&spec, &state, &none, 11).is_err());
     }
 }

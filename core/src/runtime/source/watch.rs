@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{Etcd, EtcdSpec, Kv, Revision, Snapshot, StateDir};
+use super::{Etcd, EtcdSpec, Kv, Report, Reporter, Revision, Snapshot, StateDir};
 use crate::runtime::supervisor::{Command, SourceJob};
 
 /// Shortest and longest wait between reconnection attempts.
@@ -19,16 +19,18 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 
 /// Starts the watcher thread. `applied` is what the gateway serves now: the keys of the
 /// revision it started on when they came from etcd (`None` after a start from the state
-/// directory, so the first successful read is applied).
+/// directory, so the first successful read is applied). `report` is what the gateway serves
+/// now; every applied or refused revision updates it and hands it to `reporter`, when given.
 pub fn spawn_watcher(
     spec: EtcdSpec,
     state: StateDir,
     mut client: Etcd,
     applied: Option<(i64, Vec<Kv>)>,
     commands: mpsc::Sender<Command>,
+    (report, reporter): (Report, Option<Reporter>),
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("etcd-watch".into()).spawn(move || {
-        let mut w = Watcher { spec, state, commands, seen: applied };
+        let mut w = Watcher { spec, state, commands, seen: applied, report, reporter };
         w.run(&mut client);
     })
 }
@@ -39,6 +41,9 @@ struct Watcher {
     commands: mpsc::Sender<Command>,
     /// The last revision handed to the control loop (applied or refused) and its keys.
     seen: Option<(i64, Vec<Kv>)>,
+    /// What this gateway serves, as reported to the fleet.
+    report: Report,
+    reporter: Option<Reporter>,
 }
 
 impl Watcher {
@@ -116,12 +121,13 @@ impl Watcher {
         if self.seen.as_ref().is_some_and(|(_, k)| *k == keys) {
             return true;
         }
-        let rev = snap.revision;
+        let rev = self.spec.config_revision(&snap, self.seen.as_ref().map(|(r, _)| *r));
         self.seen = Some((rev, keys));
-        let revision = match Revision::from_snapshot(&self.spec, &self.state, &snap) {
+        let revision = match Revision::from_snapshot(&self.spec, &self.state, &snap, rev) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(revision = rev, "etcd revision {rev} refused: {e}; the running config stays");
+                self.publish(Err(format!("revision {rev}: {e}")));
                 return true;
             }
         };
@@ -156,12 +162,41 @@ impl Watcher {
                     );
                 }
             }
-            let _ = tx.send(result.is_ok());
+            let _ = tx.send(match result {
+                Ok(generation) => Ok((revision.rev, generation)),
+                Err(errors) => Err(format!(
+                    "revision {}: {}",
+                    revision.rev,
+                    errors.0.first().map(ToString::to_string).unwrap_or_default()
+                )),
+            });
         }));
         if self.commands.send(Command::Source(job)).is_err() {
             return false;
         }
         // One revision at a time: wait until the control loop has applied or refused it.
-        rx.recv().is_ok()
+        match rx.recv() {
+            Ok(result) => {
+                self.publish(result);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Updates the fleet report with the outcome of a revision.
+    fn publish(&mut self, outcome: Result<(i64, u64), String>) {
+        match outcome {
+            Ok((revision, generation)) => {
+                self.report.revision = revision;
+                self.report.generation = generation;
+                self.report.applied_unix = crate::runtime::unix_now();
+                self.report.error = None;
+            }
+            Err(e) => self.report.error = Some(e),
+        }
+        if let Some(r) = &self.reporter {
+            r.update(self.report.clone());
+        }
     }
 }
