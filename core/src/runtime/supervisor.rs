@@ -379,17 +379,19 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         self.finish_reload(result).is_ok()
     }
 
-    /// Logs, counts and announces (sd_notify `READY=1` with a `STATUS=`) the end of a reload.
+    /// Logs, counts and announces (sd_notify `READY=1`, then a `STATUS=` line) the end of a reload.
     fn finish_reload(&self, result: Result<u64, config::ConfigErrors>) -> Result<u64, config::ConfigErrors> {
         match &result {
             Ok(generation) => {
-                notify::notify_or_log(&format!("READY=1\nSTATUS=serving config generation {generation}"));
+                notify::notify_or_log("READY=1");
+                notify::notify_or_log(&format!("STATUS=serving config generation {generation}"));
             }
             Err(errors) => {
                 self.refuse(errors);
                 let first = errors.0.first().map(ToString::to_string).unwrap_or_default();
+                notify::notify_or_log("READY=1");
                 notify::notify_or_log(&format!(
-                    "READY=1\nSTATUS=config reload refused ({} error(s): {}); serving generation {}",
+                    "STATUS=config reload refused ({} error(s): {}); serving generation {}",
                     errors.len(),
                     first.replace('\n', " "),
                     self.current.id
