@@ -356,7 +356,10 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
     /// running config. Returns whether a new generation was applied.
     pub fn reload(&mut self) -> bool {
         let Some(path) = self.config_path.clone() else {
-            tracing::warn!("reload requested but the gateway runs a built-in config; nothing to re-read");
+            tracing::warn!(
+                "reload requested but the config comes from no file (built-in, or a config store the \
+                 gateway follows by itself); nothing to re-read"
+            );
             return false;
         };
         self.file_stamp = stamp(&path);
