@@ -30,7 +30,7 @@ pub fn run_source(source: &str, state_dir: &Path, name: Option<&str>) -> anyhow:
     let mut seen = None;
     let mut from_etcd = None;
     let mut refused = None;
-    match client.range(&spec.watch_prefix(), None) {
+    match client.range_keys(&spec.config_range(), None) {
         Ok(snap) => {
             let at = spec.config_revision(&snap, None);
             seen = Some((at, spec.config_kvs(&snap)));

@@ -179,8 +179,12 @@ struct Node {
 
 impl Node {
     fn start(source: &str, state: &Path) -> Node {
+        Node::start_named(source, state, "gw-a")
+    }
+
+    fn start_named(source: &str, state: &Path, name: &str) -> Node {
         let mut child = Command::new(binary())
-            .args(["--log", "info", "run", "--source", source, "--node-name", "gw-a", "--state-dir"])
+            .args(["--log", "info", "run", "--source", source, "--node-name", name, "--state-dir"])
             .arg(state)
             .env("NO_COLOR", "1")
             .env_remove("PORTCULLIS_LOG")
@@ -378,4 +382,42 @@ fn a_three_member_cluster_losing_a_member_keeps_pushing() {
     members[0].restart();
     push(&members[0], &document("17"), &eps);
     served_within(&node, "17", LONG);
+}
+
+#[test]
+#[ignore = "a figure, not a check: cargo test --test fleet_etcd twenty -- --ignored --nocapture"]
+fn twenty_gateways_follow_fifty_pushes() {
+    let up = Upstream::echo("app");
+    let eps = format!("{}\n", up.addr);
+    let etcd = Etcd::start();
+    let source = format!("etcd://{}/fleet/t", etcd.client);
+    let doc = |v: &str| document(v).replace("shards = 2", "shards = 1");
+    push(&etcd, &doc("1"), &eps);
+    let states: Vec<tempfile::TempDir> = (0..20).map(|_| tempfile::tempdir().expect("state")).collect();
+    let nodes: Vec<Node> = states
+        .iter()
+        .enumerate()
+        .map(|(i, st)| Node::start_named(&source, st.path(), &format!("gw-{i}")))
+        .collect();
+    let mut all = Vec::new();
+    for i in 2..52 {
+        let v = i.to_string();
+        push(&etcd, &doc(&v), &eps);
+        let t0 = Instant::now();
+        for n in &nodes {
+            served_within(n, &v, LONG);
+        }
+        all.push(t0.elapsed());
+    }
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    println!(
+        "20 gateways (1 shard each, debug build), 50 pushes, push returned -> every gateway serving: \
+         p50 {:?}, p99 {:?}, max {:?} (polled one gateway after another)",
+        pct(0.5),
+        pct(0.99),
+        all[all.len() - 1]
+    );
+    let line = fleet_status_shows(&source, "gw-19");
+    assert!(line.contains(" ok"), "{line}");
 }

@@ -56,6 +56,22 @@ pub struct Snapshot {
     pub kvs: Vec<Kv>,
 }
 
+/// The keys from `start` (included) to `end` (excluded), as etcd ranges them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    /// First key.
+    pub start: Vec<u8>,
+    /// First key past the range.
+    pub end: Vec<u8>,
+}
+
+impl KeyRange {
+    /// Every key starting with `prefix`.
+    pub fn prefix(prefix: &str) -> KeyRange {
+        KeyRange { start: prefix.as_bytes().to_vec(), end: prefix_end(prefix) }
+    }
+}
+
 /// A client for a set of etcd endpoints (`host:port`), plain HTTP.
 #[derive(Debug)]
 pub struct Etcd {
@@ -141,7 +157,12 @@ impl Etcd {
 
     /// Every key under `prefix`, at `revision` (the latest when `None`).
     pub fn range(&mut self, prefix: &str, revision: Option<i64>) -> Result<Snapshot, EtcdError> {
-        let mut body = json!({"key": B64.encode(prefix), "range_end": B64.encode(prefix_end(prefix))});
+        self.range_keys(&KeyRange::prefix(prefix), revision)
+    }
+
+    /// Every key in `keys`, at `revision` (the latest when `None`).
+    pub fn range_keys(&mut self, keys: &KeyRange, revision: Option<i64>) -> Result<Snapshot, EtcdError> {
+        let mut body = json!({"key": B64.encode(&keys.start), "range_end": B64.encode(&keys.end)});
         if let Some(r) = revision {
             body["revision"] = json!(r.to_string());
         }
@@ -202,12 +223,12 @@ impl Etcd {
         self.call("/v3/kv/put", &body).map(drop)
     }
 
-    /// Starts watching every key under `prefix` from `start_revision` on the current endpoint
+    /// Starts watching every key in `keys` from `start_revision` on the current endpoint
     /// (rotating past endpoints that refuse).
-    pub fn watch(&mut self, prefix: &str, start_revision: i64) -> Result<Watch, EtcdError> {
+    pub fn watch(&mut self, keys: &KeyRange, start_revision: i64) -> Result<Watch, EtcdError> {
         let body = json!({"create_request": {
-            "key": B64.encode(prefix),
-            "range_end": B64.encode(prefix_end(prefix)),
+            "key": B64.encode(&keys.start),
+            "range_end": B64.encode(&keys.end),
             "start_revision": start_revision.to_string(),
         }});
         let mut last = String::from("no endpoint");

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, visit_input_files};
 
-pub use etcd::{Etcd, EtcdError, Kv, Snapshot};
+pub use etcd::{Etcd, EtcdError, KeyRange, Kv, Snapshot};
 pub use report::{Report, Reporter, read_reports, spawn_reporter};
 pub use state::StateDir;
 pub use watch::spawn_watcher;
@@ -60,9 +60,11 @@ impl EtcdSpec {
         format!("{}/files/", self.prefix)
     }
 
-    /// The range a gateway reads and watches (every key under `PREFIX/`).
-    pub fn watch_prefix(&self) -> String {
-        format!("{}/", self.prefix)
+    /// The range a gateway reads and watches: `PREFIX/config.toml` and every key under
+    /// `PREFIX/files/` (and what sorts between them), not `PREFIX/status/`: the gateways'
+    /// reports must not wake every gateway.
+    pub fn config_range(&self) -> KeyRange {
+        KeyRange { start: self.config_key().into_bytes(), end: etcd::prefix_end(&self.files_prefix()) }
     }
 
     /// The prefix under which gateways report what they serve (`PREFIX/status/`).
@@ -178,6 +180,10 @@ mod tests {
             (s.config_key().as_str(), s.files_prefix().as_str()),
             ("/portcullis/prod/config.toml", "/portcullis/prod/files/")
         );
+        let r = s.config_range();
+        let inside = |k: &str| r.start.as_slice() <= k.as_bytes() && k.as_bytes() < r.end.as_slice();
+        assert!(inside("/portcullis/prod/config.toml") && inside("/portcullis/prod/files/certs/a.pem"));
+        assert!(!inside(&format!("{}gw-1", s.status_prefix())) && !inside("/portcullis/prod2/config.toml"));
         for bad in ["http://x:1/p", "etcd://x:1", "etcd://x:1/", "etcd://x/p", "etcd://,x:1/p"] {
             assert!(EtcdSpec::parse(bad).is_err(), "{bad}");
         }

@@ -48,12 +48,12 @@ struct Watcher {
 
 impl Watcher {
     fn run(&mut self, client: &mut Etcd) {
-        let prefix = self.spec.watch_prefix();
+        let range = self.spec.config_range();
         let mut backoff = BACKOFF.0;
         let mut down = false;
         loop {
             // Catch up: the newest revision, whole.
-            let snap = match client.range(&prefix, None) {
+            let snap = match client.range_keys(&range, None) {
                 Ok(s) => s,
                 Err(e) => {
                     if !down {
@@ -79,7 +79,7 @@ impl Watcher {
             if !self.offer(snap) {
                 return;
             }
-            let mut watch = match client.watch(&prefix, from) {
+            let mut watch = match client.watch(&range, from) {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!("etcd watch: {e}; reconnecting");
@@ -98,7 +98,7 @@ impl Watcher {
                         break;
                     }
                 };
-                match client.range(&prefix, Some(rev)) {
+                match client.range_keys(&range, Some(rev)) {
                     Ok(snap) => {
                         if !self.offer(snap) {
                             return;
