@@ -5,12 +5,14 @@
 //! serving gateway. Must not: talk to etcd itself (the core's source module does).
 
 use std::path::Path;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use portcullis_core::config::{self, Config};
 use portcullis_core::runtime::source::{
     Etcd, EtcdSpec, Report, Revision, StateDir, read_reports, spawn_reporter, spawn_watcher,
 };
+use portcullis_policies::AuthService;
 
 /// `portcullis run --source etcd://HOST:PORT[,...]/PREFIX`: serves the newest revision stored
 /// under PREFIX (or, when etcd is unreachable or that revision is refused, the last committed
@@ -94,6 +96,70 @@ pub fn run_source(source: &str, state_dir: &Path, name: Option<&str>) -> anyhow:
     sup.run().context("control loop failed")?;
     telemetry.log.flush(std::time::Duration::from_secs(2));
     Ok(())
+}
+
+/// `portcullis push --source etcd://... FILE`: validates and builds `file` exactly as `run`
+/// would, then writes it and every file it names in one etcd transaction guarded by the
+/// document's revision (a concurrent push makes this one fail: re-read and push again); keys
+/// under `PREFIX/files/` the document no longer names are deleted. With `rollback` (and no
+/// file), re-publishes the version before the current one.
+pub fn push(source: &str, file: Option<&Path>, rollback: bool) -> anyhow::Result<ExitCode> {
+    let spec = EtcdSpec::parse(source).map_err(anyhow::Error::msg)?;
+    let mut client = Etcd::new(spec.endpoints.clone(), std::time::Duration::from_secs(5));
+    let now = client.range_keys(&spec.config_range(), None)?;
+    let key = spec.config_key();
+    let current = now.kvs.iter().find(|kv| kv.key == key).map_or(0, |kv| kv.mod_revision);
+    let wanted: Vec<(String, Vec<u8>)> = match (file, rollback) {
+        (Some(path), false) => {
+            let cfg = match config::load_file(path) {
+                Ok(cfg) => cfg,
+                Err(errors) => return Ok(refuse(path, &errors)),
+            };
+            if let Err(e) = crate::serve::build_all(&std::sync::Arc::new(cfg.clone()), &AuthService::new()) {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                return Ok(refuse(path, &config::locate(&text, &path.display().to_string(), [e])));
+            }
+            let mut out = vec![(key.clone(), std::fs::read(path)?)];
+            for (_, name) in config::input_files(&cfg) {
+                let bytes = std::fs::read(&name).with_context(|| format!("cannot read {name}"))?;
+                out.push((format!("{}{name}", spec.files_prefix()), bytes));
+            }
+            out
+        }
+        (None, true) => {
+            anyhow::ensure!(current > 1, "nothing to roll back to: {key} has no earlier version");
+            let before = client.range_keys(&spec.config_range(), Some(current - 1))?;
+            anyhow::ensure!(
+                before.kvs.iter().any(|kv| kv.key == key),
+                "{key} had no version before revision {current}"
+            );
+            before.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
+        }
+        _ => anyhow::bail!("give a FILE to push, or --rollback"),
+    };
+    let stale: Vec<String> =
+        now.kvs.iter().map(|kv| kv.key.clone()).filter(|k| !wanted.iter().any(|(w, _)| w == k)).collect();
+    match client.put_all_if((&key, current), &wanted, &stale)? {
+        Some(rev) => {
+            println!("pushed {} key(s) as revision {rev} (was {current})", wanted.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!(
+                "error: {key} changed since it was read (revision {current}): someone else pushed; re-read and push again"
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Prints a refused file's errors like `check`; the exit code.
+fn refuse(path: &Path, errors: &config::ConfigErrors) -> ExitCode {
+    for e in &errors.0 {
+        eprintln!("error: {e}");
+    }
+    eprintln!("{}: {} error(s); nothing pushed", path.display(), errors.len());
+    ExitCode::from(1)
 }
 
 /// `portcullis fleet status --source etcd://...`: one line per gateway reporting under the prefix.

@@ -57,6 +57,19 @@ enum Cmd {
         #[arg(long, env = "PORTCULLIS_NODE_NAME")]
         node_name: Option<String>,
     },
+    /// Validate FILE exactly as `run` would, then upload it and every file it names to etcd in
+    /// one transaction guarded by the revision read (a concurrent push fails: re-read); prints
+    /// the new revision. `--rollback` re-publishes the previous version instead.
+    Push {
+        /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
+        #[arg(long, env = "PORTCULLIS_SOURCE")]
+        source: String,
+        /// Re-publish the version before the current one.
+        #[arg(long, conflicts_with = "file")]
+        rollback: bool,
+        /// The TOML config to push (file names in it are read relative to the working directory).
+        file: Option<PathBuf>,
+    },
     /// Fleet commands against a config store.
     Fleet {
         #[command(subcommand)]
@@ -137,6 +150,12 @@ fn main() -> ExitCode {
             fleet::run_source(source.as_deref().unwrap_or_default(), &state_dir, node_name.as_deref())
         }
         Cmd::Fleet { cmd: FleetCmd::Status { source } } => fleet::fleet_status(&source),
+        Cmd::Push { source, rollback, file } => {
+            return fleet::push(&source, file.as_deref(), rollback).unwrap_or_else(|e| {
+                eprintln!("portcullis: {e:#}");
+                ExitCode::from(1)
+            });
+        }
         Cmd::Demo { port, tls_port, redis } => demo::run(port, tls_port, redis.as_deref()),
         Cmd::H3 { url, cacert, method, data } => {
             h3get::run(&url, cacert.as_deref(), &method, data.as_deref())

@@ -421,3 +421,54 @@ fn twenty_gateways_follow_fifty_pushes() {
     let line = fleet_status_shows(&source, "gw-19");
     assert!(line.contains(" ok"), "{line}");
 }
+
+/// `portcullis push ...` run in `dir`: (exit code, stdout, stderr).
+fn push_cmd(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(binary())
+        .arg("push")
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("push");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn push_validates_uploads_whole_and_rolls_back() {
+    let up = Upstream::echo("app");
+    let etcd = Etcd::start();
+    let source = format!("etcd://{}/fleet/t", etcd.client);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir_all(dir.path().join("upstreams")).expect("mkdir");
+    std::fs::write(dir.path().join("upstreams/app.txt"), format!("{}\n", up.addr)).expect("endpoints file");
+    let file = dir.path().join("gw.toml");
+
+    std::fs::write(&file, document("p1")).expect("write");
+    let (code, out, err) = push_cmd(dir.path(), &["--source", &source, "gw.toml"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("pushed 2 key(s) as revision "), "the document and its file: {out}");
+    let state = tempfile::tempdir().expect("state");
+    let node = Node::start(&source, state.path());
+    assert_eq!(node.version().as_deref(), Some("p1"));
+
+    std::fs::write(&file, document("p2")).expect("write");
+    assert_eq!(push_cmd(dir.path(), &["--source", &source, "gw.toml"]).0, Some(0));
+    served_within(&node, "p2", LONG);
+
+    // A file `run` would refuse is refused before anything is written, with file:line.
+    std::fs::write(&file, document("p3").replace("upstream = \"app\"", "upstream = \"ghost\""))
+        .expect("write");
+    let (code, _, err) = push_cmd(dir.path(), &["--source", &source, "gw.toml"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("routes[0].upstream: unknown upstream \"ghost\" (gw.toml:15)"), "{err}");
+    assert!(err.contains("nothing pushed"), "{err}");
+    assert_eq!(node.version().as_deref(), Some("p2"));
+
+    // Rollback re-publishes the version before the current one.
+    let (code, out, err) = push_cmd(dir.path(), &["--source", &source, "--rollback"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("pushed 2 key(s)"), "{out}");
+    served_within(&node, "p1", LONG);
+}

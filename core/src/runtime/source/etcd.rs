@@ -199,6 +199,32 @@ impl Etcd {
         })
     }
 
+    /// Writes `puts` and deletes `delete` in one transaction if `key` was last written at
+    /// `mod_revision` (0 = absent); returns the new revision, or `None` when `key` changed.
+    pub fn put_all_if(
+        &mut self,
+        (key, mod_revision): (&str, i64),
+        puts: &[(String, Vec<u8>)],
+        delete: &[String],
+    ) -> Result<Option<i64>, EtcdError> {
+        let mut ops: Vec<Value> = puts
+            .iter()
+            .map(|(k, v)| json!({"request_put": {"key": B64.encode(k), "value": B64.encode(v)}}))
+            .collect();
+        ops.extend(delete.iter().map(|k| json!({"request_delete_range": {"key": B64.encode(k)}})));
+        let compare = json!([{
+            "key": B64.encode(key), "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision.to_string(),
+        }]);
+        let answer = self.call("/v3/kv/txn", &json!({"compare": compare, "success": ops}))?;
+        if answer["succeeded"] != json!(true) {
+            return Ok(None);
+        }
+        num(&answer["header"]["revision"]).map(Some).ok_or_else(|| EtcdError::Protocol {
+            endpoint: self.endpoint().to_owned(),
+            what: "no revision".into(),
+        })
+    }
+
     /// Grants a lease of `ttl` seconds; returns its id.
     pub fn lease_grant(&mut self, ttl: u64) -> Result<i64, EtcdError> {
         let answer = self.call("/v3/lease/grant", &json!({"TTL": ttl.to_string()}))?;
