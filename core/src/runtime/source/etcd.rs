@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 /// The largest range answer read (a config document and the files it names).
 const MAX_RANGE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// A watch stream is closed and renewed after this long, so a connection to a member that
+/// vanished without closing it (a partition, a dead host) cannot hold the watch forever.
+pub const WATCH_RENEW: Duration = Duration::from_secs(60);
+
 /// Why an etcd call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -110,6 +114,7 @@ impl Etcd {
             .timeout_connect(Some(timeout))
             .timeout_send_request(Some(timeout))
             .timeout_recv_response(Some(timeout))
+            .timeout_recv_body(Some(WATCH_RENEW))
             .http_status_as_error(true)
             .build();
         Etcd { endpoints, current: 0, agent: agent.into(), watch_agent: watch_agent.into() }

@@ -89,9 +89,14 @@ impl Watcher {
                     continue;
                 }
             };
+            let opened = std::time::Instant::now();
             loop {
                 let rev = match watch.next_change() {
                     Ok(rev) => rev,
+                    Err(e) if opened.elapsed() >= super::etcd::WATCH_RENEW => {
+                        tracing::debug!("etcd watch renewed after {:?}: {e}", super::etcd::WATCH_RENEW);
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!("etcd watch: {e}; reconnecting");
                         down = true;
