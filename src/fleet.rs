@@ -1,8 +1,9 @@
 //! The gateway fed by a config store: `run --source etcd://...` (start from etcd or the state
-//! directory, then follow every revision) and `fleet status`.
+//! directory, then follow every revision), `push` (validate like `run`, upload in one guarded
+//! transaction, roll back) and `fleet status`.
 //!
 //! Owns: composing the core's etcd source, state directory, watcher and reporter with the
-//! serving gateway. Must not: talk to etcd itself (the core's source module does).
+//! serving gateway and the CLI. Must not: speak etcd's protocol itself (the core's client does).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ pub fn run_source(source: &str, state_dir: &Path, name: Option<&str>) -> anyhow:
     let state = StateDir::open(state_dir)
         .with_context(|| format!("cannot open the state directory {}", state_dir.display()))?;
     let mut client = Etcd::new(spec.endpoints.clone(), std::time::Duration::from_secs(2));
-    let auth = portcullis_policies::AuthService::new();
+    let auth = AuthService::new();
     let load = |rev: &Revision| -> Result<Config, config::ConfigErrors> {
         let cfg = config::load_str_with(&rev.text, &rev.name, rev.rebase(&spec.files_prefix()))?;
         crate::serve::build_all(&std::sync::Arc::new(cfg.clone()), &auth)
