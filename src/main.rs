@@ -4,6 +4,7 @@
 mod admin;
 mod demo;
 mod doctor;
+mod fleet;
 mod h3get;
 mod serve;
 
@@ -37,11 +38,42 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the gateway with a config file (SIGHUP or a file change reloads it; SIGTERM drains).
+    /// Run the gateway with a config file (SIGHUP or a file change reloads it) or from etcd
+    /// (`--source`: every new revision is applied); SIGTERM drains.
     Run {
         /// Path to the TOML config.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "source", conflicts_with = "source")]
+        config: Option<PathBuf>,
+        /// Config store: `etcd://HOST:PORT[,HOST:PORT...]/PREFIX` (the document at
+        /// PREFIX/config.toml, the files it names at PREFIX/files/NAME).
+        #[arg(long, env = "PORTCULLIS_SOURCE")]
+        source: Option<String>,
+        /// Where revisions read from `--source` are kept (the last committed one is served
+        /// when the store is unreachable at start).
+        #[arg(long, env = "PORTCULLIS_STATE_DIR", default_value = "/var/lib/portcullis")]
+        state_dir: PathBuf,
+        /// With `--source`: the name this gateway reports under PREFIX/status/ (default
+        /// HOSTNAME-PID).
+        #[arg(long, env = "PORTCULLIS_NODE_NAME")]
+        node_name: Option<String>,
+    },
+    /// Validate FILE exactly as `run` would, then upload it and every file it names to etcd in
+    /// one transaction guarded by the revision read (a concurrent push fails: re-read); prints
+    /// the new revision. `--rollback` re-publishes the previous version instead.
+    Push {
+        /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
+        #[arg(long, env = "PORTCULLIS_SOURCE")]
+        source: String,
+        /// Re-publish the version before the current one.
+        #[arg(long, conflicts_with = "file")]
+        rollback: bool,
+        /// The TOML config to push (file names in it are read relative to the working directory).
+        file: Option<PathBuf>,
+    },
+    /// Fleet commands against a config store.
+    Fleet {
+        #[command(subcommand)]
+        cmd: FleetCmd,
     },
     /// Validate a config file and print every error with its line; exit 1 when invalid.
     Check {
@@ -85,6 +117,16 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum FleetCmd {
+    /// One line per gateway serving from the store: revision, generation, when, last refusal.
+    Status {
+        /// `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`.
+        #[arg(long, env = "PORTCULLIS_SOURCE")]
+        source: String,
+    },
+}
+
 fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -103,7 +145,17 @@ fn main() -> ExitCode {
     init_logging(&cli.log, cli.log_format);
     let result = match cli.cmd {
         Cmd::Check { config } => return serve::check(&config),
-        Cmd::Run { config } => serve::run_file(&config),
+        Cmd::Run { config: Some(config), .. } => serve::run_file(&config),
+        Cmd::Run { config: None, source, state_dir, node_name } => {
+            fleet::run_source(source.as_deref().unwrap_or_default(), &state_dir, node_name.as_deref())
+        }
+        Cmd::Fleet { cmd: FleetCmd::Status { source } } => fleet::fleet_status(&source),
+        Cmd::Push { source, rollback, file } => {
+            return fleet::push(&source, file.as_deref(), rollback).unwrap_or_else(|e| {
+                eprintln!("portcullis: {e:#}");
+                ExitCode::from(1)
+            });
+        }
         Cmd::Demo { port, tls_port, redis } => demo::run(port, tls_port, redis.as_deref()),
         Cmd::H3 { url, cacert, method, data } => {
             h3get::run(&url, cacert.as_deref(), &method, data.as_deref())

@@ -6,20 +6,45 @@ use std::rc::Rc;
 
 use anyhow::Context;
 use portcullis_core::config::{self, Config};
-use portcullis_core::runtime::{Supervisor, notify};
+use portcullis_core::runtime::{StartError, Supervisor, notify};
 use portcullis_core::telemetry::Telemetry;
 use portcullis_http::{BuildChain, Compiled, serve_shard_with};
 use portcullis_policies::{Chain, ChainEnv, RateLimitService};
 use portcullis_quic::endpoint::SharedQuic;
 
-/// `portcullis check`: prints every error (file:line) and exits 1 when invalid.
+/// Builds everything a shard builds from `cfg` (the filter chain: JWT keys and secrets, API key
+/// files, revocation settings) once here and drops it, so a config that would fail on a shard
+/// fails first on the control thread, with its key path. `auth` is the process's auth service
+/// (a fresh one for `check`).
+pub fn build_chain_once(cfg: &Config, auth: &portcullis_policies::AuthService) -> Result<(), String> {
+    let env = ChainEnv { auth: auth.clone(), ..ChainEnv::new() };
+    Chain::build(cfg, &env).map(drop).map_err(|e| e.to_string())
+}
+
+/// What `run` builds for a generation, without the process-wide services: the compiled routes,
+/// certificates and upstream TLS contexts, and one filter chain.
+pub fn build_all(
+    cfg: &std::sync::Arc<Config>,
+    auth: &portcullis_policies::AuthService,
+) -> Result<Compiled, String> {
+    let compiled = portcullis_http::compile(cfg)?;
+    build_chain_once(cfg, auth)?;
+    Ok(compiled)
+}
+
+/// `portcullis check`: builds everything `run` builds (see [`build_all`]), prints every error
+/// (file:line) and exits 1 when invalid.
 pub fn check(path: &Path) -> ExitCode {
     match config::load_file(path).map(std::sync::Arc::new) {
         Ok(cfg) => {
-            // Compiling also loads certificates: missing, mismatched or expired ones fail here.
-            if let Err(e) = portcullis_http::compile(&cfg) {
-                eprintln!("error: {}: {e}", path.display());
-                eprintln!("{}: 1 error(s)", path.display());
+            // Compiling loads certificates; building the chain loads keys, secrets and key files.
+            if let Err(e) = build_all(&cfg, &portcullis_policies::AuthService::new()) {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let errors = config::locate(&text, &path.display().to_string(), [e]);
+                for e in &errors.0 {
+                    eprintln!("error: {e}");
+                }
+                eprintln!("{}: {} error(s)", path.display(), errors.len());
                 return ExitCode::from(1);
             }
             println!(
@@ -52,7 +77,18 @@ pub fn run_file(path: &Path) -> anyhow::Result<()> {
             anyhow::bail!("{}: invalid config ({} error(s))", path.display(), errors.0.len());
         }
     };
-    let (sup, telemetry) = start(Some(path), cfg)?;
+    let (sup, telemetry) = match start(Some(path), cfg) {
+        Ok(started) => started,
+        Err(e) => {
+            if let Some(StartError::Config(errors)) = e.downcast_ref::<StartError>() {
+                for e in &errors.0 {
+                    eprintln!("error: {e}");
+                }
+                anyhow::bail!("{}: invalid config ({} error(s))", path.display(), errors.len());
+            }
+            return Err(e);
+        }
+    };
     sup.run().context("control loop failed")?;
     telemetry.log.flush(std::time::Duration::from_secs(2));
     Ok(())
@@ -94,8 +130,14 @@ pub fn start(path: Option<&Path>, cfg: Config) -> anyhow::Result<(Supervisor<Com
     // Health checks and endpoint discovery: one thread for the process, shared by every generation.
     let upstreams = portcullis_http::upstream::UpstreamService::start(Some(telemetry.metrics.clone()))
         .context("cannot start the upstream service thread")?;
-    let compile =
-        Box::new(move |cfg: &std::sync::Arc<Config>| portcullis_http::compile_with(cfg, &upstreams));
+    // Every generation is built whole here before any shard sees it (certificates, routes, one
+    // filter chain), so a config the shards would refuse is refused with its key path first.
+    let auth = env.auth.clone();
+    let compile = Box::new(move |cfg: &std::sync::Arc<Config>| {
+        let compiled = portcullis_http::compile_with(cfg, &upstreams)?;
+        build_chain_once(cfg, &auth)?;
+        Ok(compiled)
+    });
     let sup = Supervisor::start(path.map(Path::to_path_buf), cfg, compile, move |ctx| {
         let env = ChainEnv { shard: ctx.id, ..env.clone() };
         let build: Rc<BuildChain<Chain>> =

@@ -195,3 +195,120 @@ fn run_refuses_an_invalid_file_with_exit_1() {
     );
     assert!(out.stdout.is_empty(), "never printed a listening line");
 }
+
+/// `check` output for `text` (written as `name` in a fresh directory, which is its working
+/// directory) with `env` set: (exit code, error lines, the config path).
+fn check_in(name: &str, text: &str, env: &[(&str, &str)]) -> (Option<i32>, Vec<String>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), name, text);
+    let mut cmd = Command::new(binary());
+    cmd.args(["check", "--config"]).arg(&path).current_dir(dir.path()).env("NO_COLOR", "1");
+    cmd.env_remove("PORTCULLIS_TEST_UNSET_SECRET");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run portcullis check");
+    (out.status.code(), error_lines(&out), path.display().to_string())
+}
+
+const JWT_ROUTE: &str = "\n[[auth.jwt]]\nname = \"idp\"\nissuer = \"https://idp\"\n";
+
+#[test]
+fn check_builds_the_filter_chain_like_run() {
+    // A missing JWT pem_file: the key's line.
+    let text =
+        format!("{GOOD}{JWT_ROUTE}algorithms = [\"RS256\"]\nkeys = [{{ pem_file = \"absent.pem\" }}]\n");
+    let (code, errors, file) = check_in("pem.toml", &text, &[]);
+    assert_eq!(code, Some(1), "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].starts_with("auth.jwt[0].keys[0]: "), "{}", errors[0]);
+    assert!(errors[0].contains("absent.pem"), "names the file: {}", errors[0]);
+    assert!(errors[0].ends_with(&format!("({file}:16)")), "{}", errors[0]);
+
+    // An unset secret_env, then the same file with the variable set passes.
+    let text = format!(
+        "{GOOD}{JWT_ROUTE}algorithms = [\"HS256\"]\nkeys = [{{ secret_env = \"PORTCULLIS_TEST_UNSET_SECRET\" }}]\n"
+    );
+    let (code, errors, file) = check_in("env.toml", &text, &[]);
+    assert_eq!(code, Some(1), "{errors:?}");
+    assert_eq!(
+        errors,
+        [format!(
+            "auth.jwt[0].keys[0]: environment variable PORTCULLIS_TEST_UNSET_SECRET is not set ({file}:16)"
+        )]
+    );
+    let (code, errors, _) = check_in("env.toml", &text, &[("PORTCULLIS_TEST_UNSET_SECRET", "s3cret-s3cret")]);
+    assert_eq!((code, errors), (Some(0), Vec::<String>::new()));
+
+    // A missing API keys file: the [auth.api_keys] table's line.
+    let text = format!("{GOOD}\n[auth.api_keys]\nkeys_file = \"no-such-keys.txt\"\n");
+    let (code, errors, file) = check_in("keys.toml", &text, &[]);
+    assert_eq!(code, Some(1), "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].starts_with("auth.api_keys"), "{}", errors[0]);
+    assert!(errors[0].contains("no-such-keys.txt"), "{}", errors[0]);
+    assert!(errors[0].ends_with(&format!("({file}:12)")), "{}", errors[0]);
+}
+
+const TLS_GOOD: &str = r#"[[upstreams]]
+name = "app"
+endpoints = ["127.0.0.1:9"]
+
+[[routes]]
+prefix = "/"
+upstream = "app"
+
+[[listeners]]
+bind = "127.0.0.1:0"
+[listeners.tls]
+[[listeners.tls.certificates]]
+cert = "CERT"
+key = "KEY"
+"#;
+
+#[test]
+fn certificate_errors_name_the_key_and_line() {
+    let pki = common::tls::Pki::new();
+    let (cert, key) = pki.issue("a", &["localhost"]);
+    let (_, other_key) = pki.issue("b", &["localhost"]);
+    let with = |c: &Path, k: &Path| {
+        TLS_GOOD.replace("CERT", &c.display().to_string()).replace("KEY", &k.display().to_string())
+    };
+    let (code, errors, _) = check_in("tls.toml", &with(&cert, &key), &[]);
+    assert_eq!((code, errors), (Some(0), Vec::<String>::new()), "a good pair passes");
+
+    let (code, errors, file) = check_in("tls.toml", &with(Path::new("missing.crt"), &key), &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("listeners[0].tls.certificates[0].cert: cannot read missing.crt"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].ends_with(&format!("({file}:13)")), "{}", errors[0]);
+
+    let (code, errors, file) = check_in("tls.toml", &with(&cert, &other_key), &[]);
+    assert_eq!(code, Some(1));
+    assert!(errors[0].starts_with("listeners[0].tls.certificates[0].key: "), "{}", errors[0]);
+    assert!(errors[0].contains("does not match"), "{}", errors[0]);
+    assert!(errors[0].ends_with(&format!("({file}:14)")), "{}", errors[0]);
+
+    // `run` refuses the same file with the same line, and never listens.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "tls.toml", &with(&cert, &other_key));
+    let out = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let lines = error_lines(&out);
+    assert!(
+        lines.iter().any(|l| l.starts_with("listeners[0].tls.certificates[0].key: ")
+            && l.ends_with(&format!("({}:14)", path.display()))),
+        "{lines:#?}\n{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "never printed a listening line");
+}

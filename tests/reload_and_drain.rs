@@ -300,3 +300,71 @@ impl Drop for StopOnDrop {
         self.0.store(true, Ordering::Relaxed);
     }
 }
+
+#[test]
+fn a_generation_one_shard_refuses_is_aborted_on_every_shard() {
+    const TOKEN: &str = "reload-token-0123456789";
+    let up = Upstream::echo("app");
+    let admin = format!("\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n");
+    let good = |v: &str| format!("{}{admin}", versioned(&up, v));
+    // The service manager's socket: a refused reload is announced with READY=1 and a STATUS.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind the notify socket");
+    sock.set_read_timeout(Some(LONG)).expect("timeout");
+    let notify_socket = sock_path.display().to_string();
+    // Shard 1 (of 2) refuses to prepare any generation with a route named `refused-by-shard-1`.
+    let gw = Gateway::start_with_env(
+        &good("1"),
+        &[("PORTCULLIS_FAULT_PREPARE", "1:refused-by-shard-1"), ("NOTIFY_SOCKET", &notify_socket)],
+    );
+    let admin_addr = gw.admin.expect("admin address");
+    let refused = good("2").replace("name = \"all\"", "name = \"refused-by-shard-1\"");
+    assert_ne!(refused, good("2"));
+
+    let mark = gw.log_mark();
+    gw.write_config(&refused);
+    gw.signal("HUP");
+    let line = gw.wait_for_log_after(mark, "aborted on every shard", LONG);
+    assert!(line.contains("prepared on 1/2 shards"), "shard 0 prepared it, shard 1 did not: {line}");
+    let line = gw.wait_for_log_after(mark, "config reload refused", LONG);
+    assert!(
+        line.contains("injected prepare fault on shard 1"),
+        "the refusal names the shard's error: {line}"
+    );
+    gw.wait_for_log_after(mark, "the running config stays", LONG);
+    let mut buf = [0u8; 1024];
+    let status = loop {
+        let n = sock.recv(&mut buf).expect("a notification");
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg.starts_with("STATUS=") {
+            break msg;
+        }
+    };
+    assert!(status.starts_with("STATUS=config reload refused (1 error(s): "), "{status}");
+    assert!(
+        status.contains("injected prepare fault on shard 1") && status.ends_with("serving generation 1"),
+        "{status}"
+    );
+    // Every shard still serves generation 1 (fresh connections spread over both shards).
+    for _ in 0..20 {
+        assert_eq!(common::get(gw.addr, "/").header("x-version"), Some("1"));
+    }
+    let m = common::Metrics::scrape(admin_addr, Some(TOKEN));
+    assert_eq!(m.value("portcullis_config_reloads_total", &[("result", "refused")]), 1.0);
+    assert_eq!(m.value("portcullis_config_reloads_total", &[("result", "applied")]), 0.0);
+
+    // POST /config answers with the shard's error, and changes nothing either.
+    let resp = common::admin(admin_addr, "POST", "/config", Some(TOKEN), refused.as_bytes());
+    assert_eq!(resp.status, 422, "{}", resp.text());
+    assert!(resp.text().contains("injected prepare fault on shard 1"), "{}", resp.text());
+    let running = common::admin(admin_addr, "GET", "/config", Some(TOKEN), b"").json();
+    assert_eq!(running["generation"], 1, "{running}");
+    assert_eq!(common::get(gw.addr, "/").header("x-version"), Some("1"));
+
+    // A generation every shard accepts is the next one: the aborted one consumed no number.
+    gw.reload(&good("3"), 2);
+    for _ in 0..10 {
+        assert_eq!(common::get(gw.addr, "/").header("x-version"), Some("3"));
+    }
+}

@@ -239,18 +239,28 @@ pub async fn serve_shard_with<F: Filter + 'static>(
     extend(&state, udp);
     let _ = ctx.events.send(ShardEvent::Ready { shard: ctx.id });
 
+    // A generation built by `Prepare`, waiting for `Commit` or `Abort` (two-phase reload).
+    let mut pending: Option<(u64, ShardGen<F>)> = None;
     while let Ok(msg) = ctx.control.recv().await {
         match msg {
-            Control::Apply(generation) => {
+            Control::Prepare(generation) => {
                 let id = generation.id;
-                let error = match build_gen(ctx.id, generation, &*build, &ports) {
-                    Ok(g) => {
-                        *state.current.borrow_mut() = Rc::new(g);
-                        None
-                    }
-                    Err(e) => Some(e),
+                let fault = portcullis_core::runtime::injected_prepare_fault(ctx.id, &generation.config);
+                let built = match fault {
+                    Some(e) => Err(e),
+                    None => build_gen(ctx.id, generation, &*build, &ports),
                 };
-                let _ = ctx.events.send(ShardEvent::Applied { shard: ctx.id, generation: id, error });
+                let error = built.map(|g| pending = Some((id, g))).err();
+                let _ = ctx.events.send(ShardEvent::Prepared { shard: ctx.id, generation: id, error });
+            }
+            Control::Commit(id) => {
+                if let Some((_, g)) = pending.take_if(|(p, _)| *p == id) {
+                    *state.current.borrow_mut() = Rc::new(g);
+                    let _ = ctx.events.send(ShardEvent::Applied { shard: ctx.id, generation: id });
+                }
+            }
+            Control::Abort(id) => {
+                pending.take_if(|(p, _)| *p == id);
             }
             Control::Drain(timeout) => {
                 state.draining.set(true);

@@ -1,6 +1,7 @@
 //! Loading a config file: read, parse, deserialize, validate, and place every error on a line.
 //!
-//! Owns: `load_file`/`load_str` and the error types they return (`ConfigError`, `ConfigErrors`).
+//! Owns: `load_file`/`load_str`/`load_str_with`, placing build-time errors on lines (`locate`),
+//! and the error types they return (`ConfigError`, `ConfigErrors`).
 //! Must not: decide what is valid (that is `validate`) or apply a config to a running gateway.
 
 use std::fmt;
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 
 use super::model::Config;
-use super::spans::{SpannedDoc, line_of};
+use super::spans::{KeyPath, SpannedDoc, line_of};
 use super::validate::validate;
 
 /// One problem in a config file: where it is and what is wrong.
@@ -109,6 +110,17 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Parses and validates config `text`; `file` names it in errors.
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    load_str_with(text, file, |_| Vec::new())
+}
+
+/// Like [`load_str`], and calls `prepare` on the parsed config before it is validated (e.g. to
+/// point file names at the copies a config source wrote). `prepare` returns its own problems as
+/// `(key path, message)`; they are placed on lines like validation errors.
+pub fn load_str_with(
+    text: &str,
+    file: &str,
+    prepare: impl FnOnce(&mut Config) -> Vec<(String, String)>,
+) -> Result<Config, ConfigErrors> {
     let error = |path: String, line: usize, message: String| ConfigError {
         file: file.to_owned(),
         path,
@@ -141,6 +153,17 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             return Err(finish(file, vec![error(path, line, e.message().to_owned())]));
         }
     };
+    let prepared = prepare(&mut config);
+    if !prepared.is_empty() {
+        let list = prepared
+            .into_iter()
+            .map(|(path, message)| {
+                let line = doc.line_of_path(&parse_path(&path).0);
+                error(path, line, message)
+            })
+            .collect();
+        return Err(finish(file, list));
+    }
     let issues = validate(&mut config);
     if issues.is_empty() {
         return Ok(config);
@@ -150,6 +173,71 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         .map(|(path, message)| error(path.to_string(), doc.line_of_path(&path), message))
         .collect();
     Err(finish(file, list))
+}
+
+/// Places errors found while building a valid config (files read, keys loaded, certificates
+/// checked), each `"key.path: reason"` or `"key.path: sub[0]: reason"`, on the line of their key
+/// in `text` (the config `file` was read from). An error without a key path points at line 1.
+pub fn locate(text: &str, file: &str, errors: impl IntoIterator<Item = String>) -> ConfigErrors {
+    let (table, _) = DeTable::parse_recoverable(text);
+    let doc = SpannedDoc::new(text, table);
+    let list = errors
+        .into_iter()
+        .map(|raw| {
+            let (path, message) = split_path(&raw);
+            let line = if path.is_empty() { 1 } else { doc.line_of_path(&parse_path(&path).0) };
+            ConfigError { file: file.to_owned(), path, line: Some(line), message }
+        })
+        .collect();
+    finish(file, list)
+}
+
+/// Splits `"a.b[0]: c[1]: reason"` into `("a.b[0].c[1]", "reason")`: leading words that read as
+/// key paths (letters, digits, `_`, `-`, `.`, `[n]`; no spaces or slashes) each followed by `": "`.
+fn split_path(raw: &str) -> (String, String) {
+    let mut path = String::new();
+    let mut rest = raw;
+    while let Some((head, tail)) = rest.split_once(": ") {
+        // After the first, only single segments (`keys[0]`): `keys.txt: ...` names a file.
+        let allowed: &[u8] = if path.is_empty() { b"_-.[]" } else { b"_-[]" };
+        let looks_like_key = head.starts_with(|c: char| c.is_ascii_alphabetic())
+            && head.bytes().all(|b| b.is_ascii_alphanumeric() || allowed.contains(&b))
+            && parse_path(head).1;
+        if !looks_like_key {
+            break;
+        }
+        if !path.is_empty() && !head.starts_with('[') {
+            path.push('.');
+        }
+        path.push_str(head);
+        rest = tail;
+    }
+    (path, rest.to_owned())
+}
+
+/// Parses a rendered key path (`routes[3].request_headers.set.x-env`); the bool says whether
+/// every segment was understood (the path holds the part that was).
+fn parse_path(text: &str) -> (KeyPath, bool) {
+    let mut path = KeyPath::root();
+    for part in text.split('.') {
+        let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, i)| (k, i));
+        if key.is_empty() && path.segs().is_empty() {
+            return (path, false);
+        }
+        if !key.is_empty() {
+            path = path.key(key);
+        }
+        if indexes.is_empty() {
+            continue;
+        }
+        for index in format!("[{indexes}").split('[').skip(1) {
+            match index.strip_suffix(']').and_then(|n| n.parse().ok()) {
+                Some(n) => path = path.index(n),
+                None => return (path, false),
+            }
+        }
+    }
+    (path, true)
 }
 
 /// Orders errors by line (stable, so errors on one line keep validation order).
@@ -213,6 +301,52 @@ endpoints = [\"127.0.0.1:9000\"]
             cfg.watched_files(),
             [std::path::PathBuf::from("a.crt"), std::path::PathBuf::from("a.key")]
         );
+    }
+
+    #[test]
+    fn build_errors_are_placed_on_their_key() {
+        let text = "[[listeners]]\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n\
+                    [[listeners.tls.certificates]]\ncert = \"a.crt\"\nkey = \"a.key\"\n\
+                    [auth]\n[[auth.jwt]]\nname = \"m\"\nkeys = [{ secret_env = \"S\" }]\n";
+        let e = locate(
+            text,
+            "gw.toml",
+            [
+                "listeners[0].tls.certificates[0].key: cannot read a.key: gone".to_owned(),
+                "auth.jwt[0]: keys[0]: environment variable S is not set".to_owned(),
+                "auth.api_keys: keys.txt: cannot read".to_owned(),
+                "/tmp/x: not a key path: at all".to_owned(),
+            ],
+        );
+        let got: Vec<_> = e.errors().iter().map(|e| (e.path.as_str(), e.line, e.message.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("", Some(1), "/tmp/x: not a key path: at all"),
+                ("listeners[0].tls.certificates[0].key", Some(6), "cannot read a.key: gone"),
+                ("auth.api_keys", Some(7), "keys.txt: cannot read"),
+                ("auth.jwt[0].keys[0]", Some(10), "environment variable S is not set"),
+            ]
+        );
+        assert_eq!(
+            e.errors()[1].to_string(),
+            "listeners[0].tls.certificates[0].key: cannot read a.key: gone (gw.toml:6)"
+        );
+    }
+
+    #[test]
+    fn prepare_runs_before_validation_and_its_errors_have_lines() {
+        let text = format!("{OK_TAIL}[[routes]]\nprefix = \"/\"\nupstream = \"app\"\n");
+        let cfg = load_str_with(&text, "t.toml", |c| {
+            c.upstreams[0].name = "renamed".to_owned();
+            Vec::new()
+        });
+        let e = cfg.expect_err("the route's upstream no longer exists");
+        assert_eq!(e.errors()[0].path, "routes[0].upstream");
+        let e =
+            load_str_with(&text, "t.toml", |_| vec![("upstreams[0].endpoints".to_owned(), "no".to_owned())])
+                .expect_err("prepare refused");
+        assert_eq!((e.errors()[0].line, e.errors()[0].message.as_str()), (Some(6), "no"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! (the runtime's reload does that) or build filters and routes from it.
 
 mod cidr;
+mod files;
 mod load;
 mod model;
 mod model_auth;
@@ -27,7 +28,8 @@ mod units;
 mod validate;
 
 pub use cidr::Cidr;
-pub use load::{ConfigError, ConfigErrors, load_file, load_str};
+pub use files::{input_files, visit_input_files};
+pub use load::{ConfigError, ConfigErrors, load_file, load_str, load_str_with, locate};
 pub use model::*;
 pub use model_auth::*;
 pub use model_client_cert::ClientCertMatch;

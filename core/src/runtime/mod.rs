@@ -6,6 +6,7 @@ pub mod notify;
 mod port_owner;
 mod ring;
 mod shard;
+pub mod source;
 mod status;
 mod supervisor;
 
@@ -15,6 +16,8 @@ pub use listener::{
 };
 pub use port_owner::{Holders, Process, Transport, holders};
 pub use ring::{Driver, RingFlags, UringUnavailable, block_on, choose_driver};
-pub use shard::{Control, Generation, ShardCtx, ShardEvent, allowed_cpus};
+pub use shard::{Control, Generation, ShardCtx, ShardEvent, allowed_cpus, injected_prepare_fault};
 pub use status::{ReloadResult, RunningConfig, ShardGauges, Status, unix_now};
-pub use supervisor::{Command, CompileFn, StartError, Supervisor, SupervisorHandle, shard_count};
+pub use supervisor::{
+    Command, CompileFn, SourceJob, SourceTarget, StartError, Supervisor, SupervisorHandle, shard_count,
+};

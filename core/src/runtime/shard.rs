@@ -35,14 +35,21 @@ pub enum ShardEvent {
         /// Shard index.
         shard: usize,
     },
-    /// The shard applied (or refused) a generation.
-    Applied {
+    /// The shard built (or could not build) a generation it was asked to prepare.
+    Prepared {
         /// Shard index.
         shard: usize,
         /// Generation id.
         generation: u64,
         /// Error text if the shard could not build its pipeline for it.
         error: Option<String>,
+    },
+    /// The shard switched new requests to a committed generation.
+    Applied {
+        /// Shard index.
+        shard: usize,
+        /// Generation id.
+        generation: u64,
     },
     /// The shard finished draining.
     Drained {
@@ -56,8 +63,13 @@ pub enum ShardEvent {
 /// A message from the supervisor to a shard.
 #[derive(Debug)]
 pub enum Control<S> {
-    /// Switch new requests to this generation.
-    Apply(Arc<Generation<S>>),
+    /// Build this generation beside the running one and answer `Prepared`; keep serving the
+    /// running one until `Commit`.
+    Prepare(Arc<Generation<S>>),
+    /// Switch new requests to the prepared generation with this id and answer `Applied`.
+    Commit(u64),
+    /// Drop the prepared generation with this id; the running one stays.
+    Abort(u64),
     /// Stop accepting, finish in-flight requests (up to the deadline), then return.
     Drain(std::time::Duration),
 }
@@ -111,6 +123,20 @@ where
         handles.push(handle);
     }
     Ok(handles)
+}
+
+/// Test builds only: the refusal a shard must report when preparing `cfg`, injected with
+/// `PORTCULLIS_FAULT_PREPARE=<shard>:<route name>` (that shard refuses every generation that has
+/// a route of that name), so tests can exercise a generation that only some shards refuse.
+/// Release builds never refuse here.
+pub fn injected_prepare_fault(shard: usize, cfg: &Config) -> Option<String> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let spec = std::env::var("PORTCULLIS_FAULT_PREPARE").ok()?;
+    let (id, route) = spec.split_once(':')?;
+    let hit = id.parse() == Ok(shard) && cfg.routes.iter().any(|r| r.name.as_deref() == Some(route));
+    hit.then(|| format!("injected prepare fault on shard {shard} (PORTCULLIS_FAULT_PREPARE)"))
 }
 
 /// The CPUs this process may run on (respecting `taskset`/cgroup limits), in order.

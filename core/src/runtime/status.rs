@@ -124,6 +124,13 @@ impl Status {
             Some(ReloadResult { at_unix: unix_now(), ok: true, errors: Vec::new() });
     }
 
+    /// Names where the running config came from (a source that is not a file, after start).
+    pub fn describe_running(&self, text: Option<Arc<str>>, source: Arc<str>) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.text = text;
+        running.source = source;
+    }
+
     /// Records a refused reload.
     pub fn refused(&self, errors: Vec<String>) {
         self.reloads_failed.fetch_add(1, Relaxed);

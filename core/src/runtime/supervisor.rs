@@ -1,6 +1,10 @@
 //! The supervisor: the control thread beside the shards. It binds listeners, starts the shards,
-//! reloads the config on SIGHUP or a file change (validate fully here, then hand the new
-//! generation to every shard; an invalid file changes nothing), and drains on SIGTERM/SIGINT.
+//! reloads the config on SIGHUP or a file change, and drains on SIGTERM/SIGINT.
+//!
+//! A reload is two-phase: validate and build everything here (the caller's compile step builds
+//! certificates, keys and filter chains), send `Prepare` to every shard, and `Commit` only when
+//! every shard built the generation; otherwise every shard gets `Abort` and keeps the running
+//! generation. A refused reload changes nothing and is reported (log, counter, sd_notify status).
 //!
 //! Commands also arrive from the admin API (`POST /config`, `POST /drain`) through a
 //! [`SupervisorHandle`]; they take the same path as the signals. The service manager is told
@@ -26,6 +30,8 @@ use super::ring::{self, Driver};
 use super::shard::{self, Control, Generation, ShardCtx, ShardEvent};
 use super::status::{RunningConfig, Status};
 
+mod two_phase;
+
 /// Something the control loop is asked to do.
 #[derive(Debug)]
 pub enum Command {
@@ -41,6 +47,44 @@ pub enum Command {
     },
     /// Drain and exit, like SIGTERM.
     Drain,
+    /// Run this on the control loop (a config source applying a revision it read).
+    Source(SourceJob),
+}
+
+/// The body of a [`SourceJob`].
+pub type SourceWork = Box<dyn FnOnce(&mut dyn SourceTarget) + Send>;
+
+/// Work a config source runs on the control loop, with the loop's [`SourceTarget`].
+pub struct SourceJob(pub SourceWork);
+
+impl std::fmt::Debug for SourceJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SourceJob")
+    }
+}
+
+/// What a config source may do on the control loop.
+pub trait SourceTarget {
+    /// Validates and builds `text` (with `prepare` run on the parsed config first, see
+    /// [`config::load_str_with`]) and applies it with the two-phase apply; `source` names it in
+    /// errors and in the admin API.
+    fn apply_source(
+        &mut self,
+        text: &str,
+        source: &str,
+        prepare: &mut dyn FnMut(&mut Config) -> Vec<(String, String)>,
+    ) -> Result<u64, config::ConfigErrors>;
+}
+
+impl<S: Send + Sync + 'static> SourceTarget for Supervisor<S> {
+    fn apply_source(
+        &mut self,
+        text: &str,
+        source: &str,
+        prepare: &mut dyn FnMut(&mut Config) -> Vec<(String, String)>,
+    ) -> Result<u64, config::ConfigErrors> {
+        Supervisor::apply_source(self, text, source, prepare)
+    }
 }
 
 /// A handle other threads (the admin API) use to reach the control loop and read the status.
@@ -94,6 +138,9 @@ pub enum StartError {
     /// A shard failed before becoming ready.
     #[error("shard {0} failed to start: {1}")]
     Shard(usize, String),
+    /// Building the config (certificates, keys, filter chains) failed, each error on its line.
+    #[error("invalid config ({n} error(s)):\n{0}", n = .0.len())]
+    Config(config::ConfigErrors),
 }
 
 /// How many shards `server` asks for: `shards`, or one per CPU this process may run on.
@@ -104,7 +151,9 @@ pub fn shard_count(server: &crate::config::ServerConfig) -> usize {
     }
 }
 
-/// Turns a validated config into the immutable data shared by all shards for one generation.
+/// Turns a validated config into the immutable data shared by all shards for one generation,
+/// building (and checking) everything a shard will build from it; an error reads
+/// `"key.path: reason"` so it can be placed on its line.
 pub type CompileFn<S> = dyn Fn(&Arc<Config>) -> Result<S, String> + Send + Sync;
 
 /// A running gateway: shards plus the control loop.
@@ -195,11 +244,18 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
                 }
             })
             .collect();
-        let shared = compile(&config).map_err(StartError::Compile)?;
-        let current = Arc::new(Generation { id: 1, config: config.clone(), shared });
-        let text = config_path.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).map(Arc::from);
+        let text: Option<Arc<str>> =
+            config_path.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).map(Arc::from);
         let source: Arc<str> =
             config_path.as_deref().map_or_else(|| "built-in".into(), |p| p.display().to_string().into());
+        let shared = match compile(&config) {
+            Ok(s) => s,
+            Err(e) => match text.as_deref() {
+                Some(t) => return Err(StartError::Config(config::locate(t, &source, [e]))),
+                None => return Err(StartError::Compile(e)),
+            },
+        };
+        let current = Arc::new(Generation { id: 1, config: config.clone(), shared });
         let status =
             Arc::new(Status::new(n, RunningConfig { generation: 1, config: config.clone(), text, source }));
 
@@ -300,7 +356,10 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
     /// running config. Returns whether a new generation was applied.
     pub fn reload(&mut self) -> bool {
         let Some(path) = self.config_path.clone() else {
-            tracing::warn!("reload requested but the gateway runs a built-in config; nothing to re-read");
+            tracing::warn!(
+                "reload requested but the config comes from no file (built-in, or a config store the \
+                 gateway follows by itself); nothing to re-read"
+            );
             return false;
         };
         self.file_stamp = stamp(&path);
@@ -310,19 +369,39 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             Err(_) => config::load_file(&path).map(|cfg| (cfg, None)),
         };
         notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
-        let applied = match loaded {
+        let result = match loaded {
             Ok((cfg, text)) => {
                 self.extra_stamps = stamps(&cfg);
                 self.apply(cfg, text, name.into())
             }
-            Err(errors) => {
-                self.extra_stamps = stamps(&self.current.config);
-                self.refuse(&errors);
-                false
-            }
+            Err(errors) => Err(errors),
         };
-        notify::notify_or_log("READY=1");
-        applied
+        if result.is_err() {
+            self.extra_stamps = stamps(&self.current.config);
+        }
+        self.finish_reload(result).is_ok()
+    }
+
+    /// Logs, counts and announces (sd_notify `READY=1`, then a `STATUS=` line) the end of a reload.
+    fn finish_reload(&self, result: Result<u64, config::ConfigErrors>) -> Result<u64, config::ConfigErrors> {
+        match &result {
+            Ok(generation) => {
+                notify::notify_or_log("READY=1");
+                notify::notify_or_log(&format!("STATUS=serving config generation {generation}"));
+            }
+            Err(errors) => {
+                self.refuse(errors);
+                let first = errors.0.first().map(ToString::to_string).unwrap_or_default();
+                notify::notify_or_log("READY=1");
+                notify::notify_or_log(&format!(
+                    "STATUS=config reload refused ({} error(s): {}); serving generation {}",
+                    errors.len(),
+                    first.replace('\n', " "),
+                    self.current.id
+                ));
+            }
+        }
+        result
     }
 
     /// Validates `text` (named `POST /config` in errors) and applies it like a reload.
@@ -330,17 +409,38 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
         notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let result = match config::load_str(&text, "POST /config") {
             Ok(cfg) => {
-                self.extra_stamps = stamps(&cfg);
-                self.apply(cfg, Some(Arc::from(text)), "POST /config".into());
-                Ok(self.current.id)
+                let stamps_before = std::mem::replace(&mut self.extra_stamps, stamps(&cfg));
+                let r = self.apply(cfg, Some(Arc::from(text)), "POST /config".into());
+                if r.is_err() {
+                    self.extra_stamps = stamps_before;
+                }
+                r
             }
-            Err(errors) => {
-                self.refuse(&errors);
-                Err(errors)
-            }
+            Err(errors) => Err(errors),
         };
-        notify::notify_or_log("READY=1");
-        result
+        self.finish_reload(result)
+    }
+
+    /// Validates `text` (named `source` in errors and in the admin API) with `prepare` run on the
+    /// parsed config first (see [`config::load_str_with`]), and applies it like a reload. Used by
+    /// config sources other than a file (e.g. a store that hands over one revision at a time).
+    pub fn apply_source(
+        &mut self,
+        text: &str,
+        source: &str,
+        prepare: impl FnOnce(&mut Config) -> Vec<(String, String)>,
+    ) -> Result<u64, config::ConfigErrors> {
+        notify::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        let result = match config::load_str_with(text, source, prepare) {
+            Ok(cfg) => self.apply(cfg, Some(Arc::from(text)), source.into()),
+            Err(errors) => Err(errors),
+        };
+        self.finish_reload(result)
+    }
+
+    /// A sender that feeds this supervisor's control loop (signals, the admin API, sources).
+    pub fn command_sender(&self) -> mpsc::Sender<Command> {
+        self.commands_tx.clone()
     }
 
     fn refuse(&self, errors: &config::ConfigErrors) {
@@ -353,73 +453,6 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
             errors.0.len()
         );
         self.status.refused(errors.0.iter().map(|e| e.to_string()).collect());
-    }
-
-    /// Hands a validated config to every shard as the next generation.
-    fn apply(&mut self, mut cfg: Config, text: Option<Arc<str>>, source: Arc<str>) -> bool {
-        let old = &self.current.config;
-        let same_listeners = cfg.listeners.len() == old.listeners.len()
-            && cfg.listeners.iter().zip(&old.listeners).all(|(a, b)| a.bind == b.bind && a.name == b.name);
-        if !same_listeners {
-            tracing::warn!("listener changes need a restart; keeping the running listeners");
-            cfg.listeners = old.listeners.clone();
-        }
-        if cfg.server.shards != old.server.shards || cfg.server.driver != old.server.driver {
-            tracing::warn!("server.shards and server.driver changes need a restart");
-        }
-        let admin_bind = |c: &Config| c.admin.as_ref().map(|a| a.bind.clone());
-        if admin_bind(&cfg) != admin_bind(old) {
-            tracing::warn!("[admin] bind changes need a restart; the admin listener stays where it is");
-        }
-        if cfg.access_log.queue != old.access_log.queue {
-            tracing::warn!("access_log.queue changes need a restart");
-        }
-        let cfg = Arc::new(cfg);
-        let shared = match (self.compile)(&cfg) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("config reload refused: {e}; the running config stays");
-                self.status.refused(vec![e]);
-                return false;
-            }
-        };
-        let next = Arc::new(Generation { id: self.current.id + 1, config: cfg, shared });
-        for tx in &self.senders {
-            let _ = tx.try_send(Control::Apply(next.clone()));
-        }
-        let mut applied = 0;
-        let mut failed = 0;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while applied + failed < self.senders.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(ShardEvent::Applied { generation, error, shard }) if generation == next.id => {
-                    match error {
-                        None => applied += 1,
-                        Some(e) => {
-                            failed += 1;
-                            tracing::error!(shard, "shard refused generation {generation}: {e}");
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        self.current = next;
-        self.status.applied(RunningConfig {
-            generation: self.current.id,
-            config: self.current.config.clone(),
-            text,
-            source,
-        });
-        tracing::info!(
-            generation = self.current.id,
-            "config generation {} applied on {applied}/{} shards",
-            self.current.id,
-            self.senders.len()
-        );
-        applied == self.senders.len()
     }
 
     fn file_changed(&self) -> bool {
@@ -453,6 +486,7 @@ impl<S: Send + Sync + 'static> Supervisor<S> {
                     tracing::info!("admin API: applying a posted config");
                     let _ = reply.send(self.apply_text(text));
                 }
+                Ok(Command::Source(job)) => (job.0)(&mut self),
                 Ok(Command::Drain) => {
                     tracing::info!("admin API: drain requested");
                     break;
