@@ -1,6 +1,6 @@
 //! The client side of one exchange, as the proxy engine sees it: where the request body comes
 //! from and how a response (proxied or local) goes back. HTTP/1.1 and HTTP/2 each implement it;
-//! the engine (`proxy`) is written once against this trait.
+//! the engine is written once against this trait.
 //!
 //! Owns: the `Downstream` contract and its HTTP/1.1 implementation (framing, keep-alive and
 //! `Connection` headers, 100-continue, the small-body single write). Must not: route, run

@@ -22,11 +22,14 @@ use portcullis_core::pipeline::{Filter, RequestHead, Version};
 
 use crate::body::{BodyIn, BodyOut, RelayLimits, relay};
 use crate::convert::{request_of, response_head};
-use crate::downstream::{Downstream, UpBody};
+use crate::engine::downstream::{Downstream, UpBody};
+use crate::engine::exchange::{After, Exchange};
+use crate::forward::connect::open;
+use crate::forward::error::{Fail, circuit_open, no_endpoint};
+use crate::forward::plan::{Plan, body_fail, retry_or_fail};
 use crate::h1::request::ReqBody;
 use crate::h1::response::RespBody;
 use crate::h2::body::{BodySink, BodySource};
-use crate::proxy::{After, Exchange, Fail, Plan, body_fail, circuit_open, no_endpoint, open, retry_or_fail};
 use crate::slice_io::SliceIo;
 use crate::upstream::h2::body::RespSource;
 use crate::upstream::h2::{HandshakeError, Lease};

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use portcullis_core::LocalReply;
 
 use crate::body::{RelayError, RelayLimits};
-use crate::proxy::Fail;
+use crate::forward::error::Fail;
 use crate::upstream::{Attempts, EndpointSet, Upstream, UpstreamTls};
 
 /// What every forward path needs, prepared once per request before the first attempt.

@@ -3,7 +3,7 @@
 //! HEADERS and DATA frames, and the task that runs one exchange.
 //!
 //! Owns: HTTP/2 client-side framing for one stream. Must not: route, filter or talk to
-//! upstreams (that is the engine in `crate::proxy`).
+//! upstreams (that is `crate::engine`).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,14 +16,15 @@ use portcullis_core::pipeline::{Cx, Filter, Method, ResponseHead, Version};
 
 use super::body::{BodySink, BodySource};
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
-use crate::conn::ClientMeta;
 use crate::convert::{request_head, response_of};
-use crate::downstream::{Downstream, Sent, UpBody, UpSource, stream_body_in};
+use crate::engine::client::ClientMeta;
+use crate::engine::downstream::{Downstream, Sent, UpBody, UpSource, stream_body_in};
+use crate::engine::log::log_bare_reply;
+use crate::engine::{Incoming, handle};
 use crate::h1::encode::local_reply_head;
 use crate::h1::request::ReqBody;
 use crate::io::IoFail;
-use crate::proxy::{Incoming, handle, log_bare_reply};
-use crate::shard::ShardState;
+use crate::shard::state::ShardState;
 use crate::slice_io::SliceIo;
 
 fn h2_err(e: h2::Error) -> RelayError {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use portcullis_core::pipeline::Filter;
-use portcullis_http::conn::ClientMeta;
+use portcullis_http::engine::client::ClientMeta;
 use portcullis_http::shard::ShardState;
 
 use super::stream::serve_stream;

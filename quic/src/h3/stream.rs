@@ -4,7 +4,7 @@
 //! marked `Early-Data: 1` toward the upstream; others get 425 Too Early.
 //!
 //! Owns: HTTP/3 client-side framing for one stream. Must not: route, filter or talk to upstreams
-//! (that is the engine in `portcullis_http::proxy`).
+//! (that is the engine in `portcullis_http::engine`).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -14,13 +14,14 @@ use monoio::io::AsyncWriteRent;
 use portcullis_core::LocalReply;
 use portcullis_core::pipeline::{Cx, Filter, Method, ResponseHead, Version};
 use portcullis_http::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
-use portcullis_http::conn::ClientMeta;
 use portcullis_http::convert::{request_head, response_of};
-use portcullis_http::downstream::{Downstream, Sent, UpBody, UpSource, stream_body_in};
+use portcullis_http::engine::client::ClientMeta;
+use portcullis_http::engine::downstream::{Downstream, Sent, UpBody, UpSource, stream_body_in};
+use portcullis_http::engine::log::log_bare_reply;
+use portcullis_http::engine::{Incoming, handle};
 use portcullis_http::h1::encode::local_reply_head;
 use portcullis_http::h1::request::ReqBody;
 use portcullis_http::io::IoFail;
-use portcullis_http::proxy::{Incoming, handle, log_bare_reply};
 use portcullis_http::shard::{ShardGen, ShardState};
 use portcullis_http::slice_io::SliceIo;
 
