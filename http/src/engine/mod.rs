@@ -67,22 +67,23 @@ pub async fn handle<F: Filter, D: Downstream>(
             }
         },
     };
-    let after = match outcome {
-        Ok(after) => after,
-        Err(Fail::Abort) => After::Close,
-        Err(Fail::Reply(reply)) => {
-            // A body the client still has in flight would be parsed as the next request: a
-            // fully buffered one is discarded, otherwise the connection closes after the reply.
-            let body_pending = match body {
-                ReqBody::None => false,
-                ReqBody::Length(n) if cx.bytes_in >= n => false,
-                b => down.buffered_body(b).is_none(),
-            };
-            // A drain that began while this request was in flight also closes the connection.
-            let keep = client_keep && !reply.close && !body_pending && !state.draining.get();
-            respond_local(sg, down, wbuf, &reply, cx, keep, is_head).await
-        }
+    let reply = match outcome {
+        Ok(after) => return (after, head),
+        Err(Fail::Abort) => return (After::Close, head),
+        Err(Fail::Reply(reply)) => reply,
+        // Every upstream failure becomes its one JSON reply here.
+        Err(Fail::Upstream(e)) => e.reply(),
     };
+    // A body the client still has in flight would be parsed as the next request: a fully
+    // buffered one is discarded, otherwise the connection closes after the reply.
+    let body_pending = match body {
+        ReqBody::None => false,
+        ReqBody::Length(n) if cx.bytes_in >= n => false,
+        b => down.buffered_body(b).is_none(),
+    };
+    // A drain that began while this request was in flight also closes the connection.
+    let keep = client_keep && !reply.close && !body_pending && !state.draining.get();
+    let after = respond_local(sg, down, wbuf, &reply, cx, keep, is_head).await;
     (after, head)
 }
 

@@ -1,7 +1,8 @@
 //! Forward: a routed request toward its upstream. `mod.rs` makes the plan shared by every
 //! attempt (limits, deadlines, buffered body, hash key, retry bookkeeping: `plan`) and hands it
-//! to the transport (`h1` or `h2`); `connect` opens new upstream connections; `error` holds the
-//! failures and their replies.
+//! to the transport (`h1` or `h2`), which runs the one attempt loop (`retry`) with its own
+//! transport step; `connect` opens new upstream connections; `error` holds the failures
+//! (`UpstreamError`) and their replies.
 //!
 //! Owns: the step from a routed request to an upstream transport. Must not: run filters (the
 //! engine does) or frame client responses (the `Downstream`).
@@ -11,6 +12,7 @@ pub(crate) mod error;
 mod h1;
 mod h2;
 pub(crate) mod plan;
+mod retry;
 
 use std::time::Instant;
 
@@ -23,7 +25,7 @@ use crate::engine::downstream::Downstream;
 use crate::engine::exchange::{After, Exchange};
 use crate::h1::request::ReqBody;
 use crate::upstream::Attempts;
-use error::{Fail, circuit_open};
+use error::{Fail, UpstreamError};
 use plan::Plan;
 
 /// Largest slice moved at once while streaming bodies.
@@ -67,7 +69,8 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         };
 
         let Some(_flight) = upstream.begin() else {
-            return Err(Fail::Reply(circuit_open(&upstream.name)));
+            tracing::debug!(upstream = %upstream.name, "upstream circuit open");
+            return Err(UpstreamError::CircuitOpen.into());
         };
         let key = upstream.hash_key(&head.headers, self.cx.client_ip);
         upstream.note_request();
