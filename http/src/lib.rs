@@ -6,21 +6,22 @@
 //! run, local replies, the response stage), `forward` (`h1`, `h2`, the shared plan and retry),
 //! `upstream` (endpoint pick, pools, health), `engine::log` (replies before a request existed).
 
-pub mod body;
-pub mod compiled;
-pub mod convert;
+pub(crate) mod body;
+pub(crate) mod compiled;
+pub(crate) mod convert;
 pub mod engine;
 mod forward;
 pub mod h1;
 pub mod h2;
-pub mod io;
+pub(crate) mod io;
 pub mod router;
-pub mod shard;
-pub mod slice_io;
-pub mod spare;
+pub(crate) mod shard;
+pub(crate) mod slice_io;
+pub(crate) mod spare;
 pub mod tls;
-pub mod tunnel;
+pub(crate) mod tunnel;
 pub mod upstream;
 
 pub use compiled::{Compiled, compile, compile_with};
+pub use shard::state::Inflight;
 pub use shard::{BuildChain, ShardGen, ShardState, serve_shard, serve_shard_with};

@@ -28,8 +28,6 @@ pub(crate) struct Exchange<'a, F, D> {
     pub(crate) state: &'a ShardState<F>,
     pub(crate) sg: &'a ShardGen<F>,
     pub(crate) down: &'a mut D,
-    pub(crate) wbuf: &'a mut Vec<u8>,
-    pub(crate) scratch: &'a mut Vec<u8>,
     pub(crate) cx: &'a mut Cx,
     /// The client sent `TE: trailers`.
     pub(crate) te_trailers: bool,
@@ -58,7 +56,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         limits: RelayLimits,
     ) -> Result<Sent, Fail> {
         let limits = RelayLimits { max_bytes: u64::MAX, ..limits };
-        match self.down.send_response(resp_head, body, keep, limits, self.wbuf, self.scratch).await {
+        match self.down.send_response(resp_head, body, keep, limits).await {
             Ok(sent) => {
                 self.cx.bytes_out = sent.bytes;
                 Ok(sent)

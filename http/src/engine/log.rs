@@ -13,7 +13,7 @@ use crate::shard::state::ShardGen;
 
 /// The context of a reply sent before a request existed (a head or stream the codec refused):
 /// method `-`, no route.
-pub fn bare_cx(meta: &ClientMeta, version: Version) -> Cx {
+pub(crate) fn bare_cx(meta: &ClientMeta, version: Version) -> Cx {
     let mut cx = Cx::new(meta.addr, meta.tls, version);
     cx.tls_version = meta.tls_version;
     cx.method = Method::Other(Bytes::from_static(b"-"));
@@ -22,7 +22,7 @@ pub fn bare_cx(meta: &ClientMeta, version: Version) -> Cx {
 
 /// The log phase of such a bare reply (`body_len` bytes of body sent): the access log and the
 /// metrics count it like any other short-circuit.
-pub fn log_bare_reply<F: Filter>(sg: &ShardGen<F>, cx: &mut Cx, reply: &LocalReply, body_len: usize) {
+pub(crate) fn log_bare_reply<F: Filter>(sg: &ShardGen<F>, cx: &mut Cx, reply: &LocalReply, body_len: usize) {
     cx.status = reply.status;
     cx.error_code = Some(reply.code);
     cx.bytes_out = body_len as u64;

@@ -13,6 +13,7 @@ use std::time::Instant;
 use portcullis_core::pipeline::{Filter, Method, RequestHead};
 
 use crate::body::BodyOut;
+use crate::body::ReqBody;
 use crate::engine::downstream::{Downstream, UpBody};
 use crate::engine::exchange::{After, Exchange};
 use crate::forward::connect::open;
@@ -20,7 +21,6 @@ use crate::forward::error::{Fail, UpstreamError};
 use crate::forward::plan::Plan;
 use crate::forward::retry::{Attempt, Transport, Tried, Won};
 use crate::h1::encode::{Framing, encode_request};
-use crate::h1::request::ReqBody;
 use crate::h1::response::{ParsedResponse, RespBody, parse_response};
 use crate::io::{IoFail, read_more_by, write_all};
 use crate::upstream::{Pool, UpConn};
@@ -54,6 +54,8 @@ async fn read_response(
 
 /// The HTTP/1.1 transport step of one request.
 struct H1 {
+    /// The buffer the request head (and a buffered body) is written from.
+    wbuf: Vec<u8>,
     body: ReqBody,
     expect_continue: bool,
     framing: Framing,
@@ -90,14 +92,14 @@ impl Transport for H1 {
         // A reused connection that fails before any answer gets the request again on a fresh
         // one, when its body is in hand.
         let stale_ok = at.reused && plan.buffered.is_some();
-        let mut out = std::mem::take(ex.wbuf);
+        let mut out = std::mem::take(&mut self.wbuf);
         out.clear();
         encode_request(&mut out, head, self.framing);
         if let Some(b) = &plan.buffered {
             out.extend_from_slice(b);
         }
         let (res, out) = write_all(&mut conn.stream, out, plan.limits.idle).await;
-        *ex.wbuf = out;
+        self.wbuf = out;
         conn.requests += 1;
         if let Err(e) = res {
             if stale_ok {
@@ -107,11 +109,9 @@ impl Transport for H1 {
             return Tried::Failed(UpstreamError::WriteFailed);
         }
         if plan.buffered.is_none() {
-            let out = if self.body == ReqBody::Chunked { BodyOut::Chunked } else { BodyOut::Raw };
-            let relayed = ex
-                .down
-                .relay_body(self.body, self.expect_continue, &mut conn.stream, out, plan.limits, ex.scratch)
-                .await;
+            let out = if self.body == ReqBody::Streamed { BodyOut::Chunked } else { BodyOut::Raw };
+            let relayed =
+                ex.down.relay_body(self.body, self.expect_continue, &mut conn.stream, out, plan.limits).await;
             match relayed {
                 Ok(n) => ex.cx.bytes_in = n,
                 Err(e) => return Tried::body_failed(e),
@@ -151,16 +151,18 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let cfg = sg.config();
         let (upstream, limits) = (plan.upstream, plan.limits);
         let mut transport = H1 {
+            wbuf: state.spares.wbuf(),
             body,
             expect_continue,
-            framing: if body == ReqBody::Chunked { Framing::Chunked } else { Framing::AsIs },
+            framing: if body == ReqBody::Streamed { Framing::Chunked } else { Framing::AsIs },
             flavor: plan.tls.map_or(0, |t| t.flavor),
             is_head: head.method == Method::Head,
             max_head: cfg.http.max_header_bytes.0 as usize * 4,
         };
         let set = plan.set.clone();
-        let Won { mut conn, resp, ep, tracked } =
-            self.run_attempts(&mut transport, &mut plan, &set, head).await?;
+        let won = self.run_attempts(&mut transport, &mut plan, &set, head).await;
+        state.spares.give_wbuf(transport.wbuf);
+        let Won { mut conn, resp, ep, tracked } = won?;
 
         // Response toward the client.
         let ParsedResponse { head: mut resp_head, body: resp_body, reusable } = resp;
@@ -173,7 +175,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
             resp_head.headers.set("upgrade", proto);
             let idle = cfg.http.websocket_idle_timeout.0;
             let up = &mut conn;
-            let moved = self.down.tunnel(&resp_head, &mut up.stream, &mut up.rbuf, idle, self.wbuf).await;
+            let moved = self.down.tunnel(&resp_head, &mut up.stream, &mut up.rbuf, idle).await;
             (self.cx.bytes_in, self.cx.bytes_out) = moved.map_err(|_| Fail::Abort)?;
             drop(tracked);
             return Ok(After::Close);

@@ -19,17 +19,16 @@ use h2::SendStream;
 use h2::client::ResponseFuture;
 use portcullis_core::pipeline::{Filter, RequestHead, Version};
 
-use crate::body::{BodyIn, BodyOut, RelayLimits, relay};
+use crate::body::{BodyOut, RelayLimits, ReqBody};
 use crate::convert::{request_of, response_head};
-use crate::engine::downstream::{Downstream, UpBody};
+use crate::engine::downstream::{DetachedBody, Downstream, UpBody};
 use crate::engine::exchange::{After, Exchange};
 use crate::forward::connect::open;
 use crate::forward::error::{Fail, UpstreamError};
 use crate::forward::plan::Plan;
 use crate::forward::retry::{Attempt, Transport, Tried, Won};
-use crate::h1::request::ReqBody;
 use crate::h1::response::RespBody;
-use crate::h2::body::{BodySink, BodySource};
+use crate::h2::body::BodySink;
 use crate::slice_io::SliceIo;
 use crate::upstream::Pool;
 use crate::upstream::h2::body::RespSource;
@@ -111,25 +110,18 @@ impl Transport for H2 {
                 }
             }
             None => {
-                if let Some(recv) = ex.down.take_h2_body() {
+                if let Some(detached) = ex.down.detach_body() {
                     // An HTTP/2 client's body goes on its own task: the response may start (and
                     // stream) while the client still sends, as bidirectional gRPC calls need.
                     let moved = Rc::new(Cell::new(0));
                     self.pumped = Some(moved.clone());
-                    monoio::spawn(pump(recv, send, self.body, plan.limits, moved));
+                    monoio::spawn(pump(detached, send, self.body, plan.limits, moved));
                     return response_by(response, at.deadline, false, fresh).await;
                 }
                 let mut sink = SliceIo(BodySink { send: &mut send });
                 let relayed = ex
                     .down
-                    .relay_body(
-                        self.body,
-                        self.expect_continue,
-                        &mut sink,
-                        BodyOut::Raw,
-                        plan.limits,
-                        ex.scratch,
-                    )
+                    .relay_body(self.body, self.expect_continue, &mut sink, BodyOut::Raw, plan.limits)
                     .await;
                 match relayed {
                     Ok(n) => ex.cx.bytes_in = n,
@@ -240,38 +232,31 @@ async fn response_by(
     }
 }
 
-/// Relays an HTTP/2 client's request body, then its trailers (or the end of the stream), to the
+/// Relays a detached client request body, then its trailers (or the end of the stream), to the
 /// upstream stream; `moved` gets the body's length. On a failure the upstream stream is reset,
 /// which fails the exchange waiting for (or streaming) the response.
-async fn pump(
-    mut recv: h2::RecvStream,
+async fn pump<B: DetachedBody>(
+    body: B,
     mut send: SendStream<Bytes>,
-    body: ReqBody,
+    declared: ReqBody,
     limits: RelayLimits,
     moved: Rc<Cell<u64>>,
 ) {
-    let kind = match body {
-        ReqBody::Length(n) => BodyIn::Length(n),
-        _ => BodyIn::UntilClose,
+    let declared = match declared {
+        ReqBody::Length(n) => Some(n),
+        _ => None,
     };
-    let mut scratch = Vec::new();
-    let relayed = {
-        let mut src = SliceIo(BodySource { recv: &mut recv, pending: Bytes::new() });
-        let mut sink = SliceIo(BodySink { send: &mut send });
-        relay(&mut src, &mut BytesMut::new(), kind, &mut sink, BodyOut::Raw, limits, &mut scratch).await
-    };
-    match relayed {
-        Ok(n) => moved.set(n),
+    let relayed = body.relay_to(&mut SliceIo(BodySink { send: &mut send }), declared, limits).await;
+    let ended = match relayed {
+        Ok((n, trailers)) => {
+            moved.set(n);
+            match trailers {
+                Some(trailers) => send.send_trailers(trailers),
+                None => send.send_data(Bytes::new(), true),
+            }
+        }
         Err(e) => {
             tracing::debug!(error = %e, "request body relay to the HTTP/2 upstream failed");
-            send.send_reset(h2::Reason::CANCEL);
-            return;
-        }
-    }
-    let ended = match monoio::time::timeout(limits.idle, recv.trailers()).await {
-        Ok(Ok(Some(trailers))) => send.send_trailers(trailers),
-        Ok(Ok(None)) => send.send_data(Bytes::new(), true),
-        _ => {
             send.send_reset(h2::Reason::CANCEL);
             return;
         }

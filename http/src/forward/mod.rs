@@ -21,9 +21,9 @@ use portcullis_core::LocalReply;
 use portcullis_core::pipeline::{Filter, RequestHead};
 
 use crate::body::RelayLimits;
+use crate::body::ReqBody;
 use crate::engine::downstream::Downstream;
 use crate::engine::exchange::{After, Exchange};
-use crate::h1::request::ReqBody;
 use crate::upstream::Attempts;
 use error::{Fail, UpstreamError};
 use plan::Plan;

@@ -9,9 +9,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use portcullis_core::pipeline::{Cx, Filter, Headers, Method};
 
 use crate::engine::client::ClientMeta;
-use crate::engine::downstream::H1Down;
 use crate::engine::exchange::After;
 use crate::engine::{Incoming, handle};
+use crate::h1::down::H1Down;
 use crate::h1::request::ParsedRequest;
 use crate::shard::state::{ShardGen, ShardState};
 
@@ -41,11 +41,11 @@ pub(crate) async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
     cx.client_cert.clone_from(&meta.client_cert);
     cx.alt_svc.clone_from(&meta.alt_svc);
     cx.tls_version = meta.tls_version;
-    let mut down =
-        H1Down { stream: client, rbuf, version: head.version, is_head: head.method == Method::Head };
+    let is_head = head.method == Method::Head;
+    let mut down = H1Down { stream: client, rbuf, version: head.version, is_head, wbuf, scratch };
     let keep = keep_alive && !last && !state.draining.get();
     let incoming = Incoming { head, body, expect_continue, keep, te_trailers };
-    let (after, mut head) = handle(state, sg, &mut down, wbuf, scratch, incoming, &mut cx).await;
+    let (after, mut head) = handle(state, sg, &mut down, incoming, &mut cx).await;
     sg.chain.on_log(&cx);
     (after, std::mem::take(&mut head.headers))
 }

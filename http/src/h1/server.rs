@@ -37,14 +37,6 @@ pub struct ConnBufs {
     pub scratch: Vec<u8>,
 }
 
-struct InflightGuard<'a, F>(&'a ShardState<F>);
-
-impl<F> Drop for InflightGuard<'_, F> {
-    fn drop(&mut self) {
-        self.0.inflight.set(self.0.inflight.get() - 1);
-    }
-}
-
 struct ConnGuard<F>(Rc<ShardState<F>>);
 
 impl<F> Drop for ConnGuard<F> {
@@ -174,8 +166,7 @@ pub async fn serve_conn_with<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
         drop(waiting);
         let sg = state.current();
         served += 1;
-        state.inflight.set(state.inflight.get() + 1);
-        let guard = InflightGuard(&state);
+        let guard = state.begin_request();
         let limit = sg.config().http.max_requests_per_connection;
         let last = limit != 0 && served >= limit;
         // Boxed: the exchange's state machine is several KiB, and inlining it would make every

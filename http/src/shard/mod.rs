@@ -158,7 +158,7 @@ pub async fn serve_shard_with<F: Filter + 'static>(
                 g.h2_connections.store(h2 as u64, std::sync::atomic::Ordering::Relaxed);
                 g.h3_connections
                     .store(state.h3_connections.get() as u64, std::sync::atomic::Ordering::Relaxed);
-                g.inflight.store(state.inflight.get() as u64, std::sync::atomic::Ordering::Relaxed);
+                g.inflight.store(state.inflight() as u64, std::sync::atomic::Ordering::Relaxed);
                 state.current().chain.on_tick();
                 monoio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -203,10 +203,10 @@ pub async fn serve_shard_with<F: Filter + 'static>(
                     unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
                 }
                 let deadline = Instant::now() + timeout;
-                while state.inflight.get() > 0 && Instant::now() < deadline {
+                while state.inflight() > 0 && Instant::now() < deadline {
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
-                let abandoned = state.inflight.get();
+                let abandoned = state.inflight();
                 let _ = ctx.events.send(ShardEvent::Drained { shard: ctx.id, abandoned });
                 return;
             }

@@ -1,5 +1,6 @@
 //! The state of one shard, shared by every connection and request on it: the config generation
-//! new requests start on, the upstream pool, the drain flag and the live counters.
+//! new requests start on, the upstream pool, the drain flag and the live counters (requests in
+//! flight are counted in one place for every protocol: `begin_request`).
 //!
 //! Owns: shard-local state (`Rc`, `Cell`, `RefCell`; never shared across threads). Must not:
 //! accept, parse or forward anything (it is the leaf every stage reads).
@@ -42,6 +43,15 @@ impl<F> ShardGen<F> {
 /// Builds a shard's filter chain from a config (called once per shard per generation).
 pub type BuildChain<F> = dyn Fn(&Config) -> Result<F, String>;
 
+/// One request in flight on its shard (the drain waits until none is left).
+pub struct Inflight<'a>(&'a Cell<usize>);
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
 /// All state of one shard.
 pub struct ShardState<F> {
     /// Shard index.
@@ -51,8 +61,8 @@ pub struct ShardState<F> {
     pub pool: Pool,
     /// Set once draining starts: no new requests on kept-alive connections.
     pub draining: Cell<bool>,
-    /// Requests currently being handled.
-    pub inflight: Cell<usize>,
+    /// Requests currently being handled (counted by `begin_request`).
+    inflight: Cell<usize>,
     /// Open client connections over TCP (HTTP/1.x and HTTP/2).
     pub connections: Cell<usize>,
     /// Of those, HTTP/2 connections.
@@ -60,7 +70,7 @@ pub struct ShardState<F> {
     /// Open HTTP/3 connections (counted by the QUIC listener).
     pub h3_connections: Cell<usize>,
     /// Write buffers and header lists lent to connections for one exchange at a time.
-    pub spares: Spares,
+    pub(crate) spares: Spares,
     /// Called once when the shard starts draining (other protocols' listeners stop here).
     pub on_drain: RefCell<Vec<Box<dyn FnOnce()>>>,
 }
@@ -85,6 +95,18 @@ impl<F> ShardState<F> {
     /// The generation new requests start on (in-flight requests keep theirs).
     pub fn current(&self) -> Rc<ShardGen<F>> {
         self.current.borrow().clone()
+    }
+
+    /// Counts one request (or other work the drain must wait for) as in flight until the
+    /// returned guard drops: the one in-flight count of every protocol.
+    pub fn begin_request(&self) -> Inflight<'_> {
+        self.inflight.set(self.inflight.get() + 1);
+        Inflight(&self.inflight)
+    }
+
+    /// Requests in flight now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.get()
     }
 
     /// Makes `next` the generation new requests start on.
