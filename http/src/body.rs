@@ -2,8 +2,9 @@
 //! are forwarded first, then the source is read in slices of at most `chunk` bytes and each
 //! slice is written before the next read, so a 1 GiB body never occupies more than one slice.
 //!
-//! Owns: moving body bytes while translating framing (length, chunked, close-delimited).
-//! Must not: parse heads or choose framing.
+//! Owns: the request body's declared framing as every client protocol gives it to the engine
+//! (`ReqBody`), and moving body bytes while translating framing (length, chunked,
+//! close-delimited). Must not: parse heads or choose framing.
 
 use std::time::Duration;
 
@@ -12,6 +13,18 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::h1::chunked::{ChunkError, ChunkedDecoder, Step, write_chunk_header};
 use crate::io::{IoFail, read_more, write_all};
+
+/// A request body's length as the client declared it, the same type for every client protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReqBody {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// No declared length: read to its end (the last chunk on HTTP/1.1, the end of the stream on
+    /// HTTP/2 and HTTP/3).
+    Streamed,
+}
 
 /// Framing of the incoming body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 //! small runtime adapter over the shard's ring, every listener has one `SO_REUSEPORT` UDP
 //! socket per shard, connection ids name their shard so stray datagrams (after a client's
 //! address changes) are steered to the owner, and HTTP/3 requests go through the same engine,
-//! router and filter chain as HTTP/1.1 and HTTP/2.
+//! router and filter chain as HTTP/1.1 and HTTP/2 (only through `portcullis_http::engine`'s
+//! public API and the shard state).
 //!
 //! Owns: the quinn runtime adapter (`runtime`, `local`), endpoints and steering (`endpoint`,
 //! `cid`, `steer`), HTTP/3 serving (`h3`, `shard`, `crypto`, `drain`) and our own HTTP/3 client

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use portcullis_core::config::{ListenerHttp3Config, RetryMode};
 use portcullis_core::pipeline::Filter;
-use portcullis_http::shard::ShardState;
+use portcullis_http::ShardState;
 
 use crate::crypto::{server_crypto, transport};
 use crate::drain::{DrainSignal, Gauge, GaugeGuard};
@@ -152,9 +152,9 @@ impl Listener {
         // close. The shard counts this as in-flight work, so it does not exit (dropping the
         // endpoint and unsent responses) before the close packets are out or the drain timeout.
         self.endpoint.set_server_config(None);
-        state.inflight.set(state.inflight.get() + 1);
+        let busy = state.begin_request();
         open.zero().await;
         self.endpoint.wait_idle().await;
-        state.inflight.set(state.inflight.get() - 1);
+        drop(busy);
     }
 }

@@ -1,17 +1,15 @@
-//! What the HTTP/1.1 and HTTP/2 forward paths of the engine share for one request: the plan
-//! made before the first attempt (upstream, endpoint set, hash key, buffered body, limits,
-//! deadlines, retry bookkeeping) and the mapping of a failed request body relay to a reply.
+//! The plan of one forwarded request, made before its first attempt and shared by the HTTP/1.1
+//! and HTTP/2 transports: upstream, endpoint set, hash key, buffered body, limits, deadlines,
+//! retry bookkeeping.
 //!
-//! Owns: those shared pieces. Must not: do I/O or pick endpoints itself (that is `Attempts`).
+//! Owns: `Plan`. Must not: do I/O or pick endpoints itself (that is `Attempts`).
 
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use portcullis_core::LocalReply;
 
-use crate::body::{RelayError, RelayLimits};
-use crate::proxy::Fail;
+use crate::body::RelayLimits;
 use crate::upstream::{Attempts, EndpointSet, Upstream, UpstreamTls};
 
 /// What every forward path needs, prepared once per request before the first attempt.
@@ -45,34 +43,3 @@ impl Plan<'_> {
         }
     }
 }
-
-/// The reply for a request body relay that stopped (`upstream_failed`: the upstream side broke,
-/// which counts against the endpoint).
-pub(crate) fn body_fail(e: RelayError) -> (Fail, bool) {
-    match e {
-        RelayError::TooLarge(limit) => (Fail::Reply(LocalReply::payload_too_large(limit)), false),
-        RelayError::Framing(e) => {
-            (Fail::Reply(LocalReply::bad_request(format!("invalid chunked body: {e}"))), false)
-        }
-        RelayError::Source(_) => (Fail::Abort, false),
-        RelayError::Dest(e) => {
-            tracing::debug!(error = %e, "upstream failed while receiving the body");
-            let reply = LocalReply::bad_gateway("upstream_reset", "upstream failed while receiving the body")
-                .closing();
-            (Fail::Reply(reply), true)
-        }
-    }
-}
-
-/// In a forward path's attempt loop: retries on another endpoint when `$plan` allows it (count,
-/// budget) after its jittered backoff (`continue`), otherwise returns `Err($fail)`.
-macro_rules! retry_or_fail {
-    ($plan:ident, $ep:expr, $fail:expr) => {{
-        if let Some(wait) = $plan.attempts.retry($ep) {
-            monoio::time::sleep(wait).await;
-            continue;
-        }
-        return Err($fail);
-    }};
-}
-pub(crate) use retry_or_fail;

@@ -24,16 +24,7 @@ pub struct HeadLimits {
     pub max_headers: usize,
 }
 
-/// How a request body is framed on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReqBody {
-    /// No body.
-    None,
-    /// Exactly this many bytes.
-    Length(u64),
-    /// Chunked transfer coding.
-    Chunked,
-}
+pub use crate::body::ReqBody;
 
 /// A parsed request head with what the connection needs to know about it.
 #[derive(Debug)]
@@ -179,7 +170,7 @@ fn finish(
         let first = codings.next();
         let more = codings.next().is_some();
         match first {
-            Some(t) if t.eq_ignore_ascii_case(b"chunked") && !more => ReqBody::Chunked,
+            Some(t) if t.eq_ignore_ascii_case(b"chunked") && !more => ReqBody::Streamed,
             Some(_) if more => {
                 return Err(LocalReply::not_implemented("only the chunked transfer coding is supported"));
             }

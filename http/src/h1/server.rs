@@ -1,10 +1,9 @@
 //! One HTTP/1.1 client connection: the keep-alive loop, request head reading with the idle and
 //! header timeouts, pipelined requests answered in order, and local replies for bad input.
 //!
-//! Owns: the downstream connection's buffers and its lifecycle. Must not: talk to upstreams
-//! (that is `proxy`).
+//! Owns: the downstream connection's buffers and its lifecycle. Must not: talk to upstreams or
+//! run filters (each request goes through `h1::exchange` into the engine).
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -13,32 +12,20 @@ use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRent;
 use portcullis_core::LocalReply;
 use portcullis_core::config::RequestIdConfig;
-use portcullis_core::pipeline::{ClientCert, Filter, Version};
+use portcullis_core::pipeline::{Filter, Version};
 
+use crate::engine::client::ClientMeta;
+use crate::engine::exchange::After;
+use crate::engine::log::{bare_cx, log_bare_reply};
 use crate::h1::encode::{ConnHeader, Framing, encode_response, local_reply_head};
+use crate::h1::exchange::exchange;
 use crate::h1::request::{HeadLimits, ParsedRequest, parse_request};
 use crate::io::{IoFail, read_more, write_all};
-use crate::proxy::{After, bare_cx, exchange, log_bare_reply};
-use crate::shard::ShardState;
+use crate::shard::state::ShardState;
 use crate::spare::Spares;
 
 /// Initial read buffer per client connection; grows up to `max_header_bytes` for large heads.
 const CLIENT_READ_BUF: usize = 4096;
-
-/// What the engine knows about the client connection (the same for every request on it).
-#[derive(Clone, Debug)]
-pub struct ClientMeta {
-    /// The peer address.
-    pub addr: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// The negotiated TLS version (`TLSv1.2`, `TLSv1.3`), for the access log.
-    pub tls_version: Option<&'static str>,
-    /// The verified client certificate (mTLS), if the client presented one.
-    pub client_cert: Option<Rc<ClientCert>>,
-    /// `Alt-Svc` to put on every response (the listener advertises HTTP/3).
-    pub alt_svc: Option<Bytes>,
-}
 
 /// Buffers one connection reuses for every request on it.
 pub struct ConnBufs {
@@ -48,14 +35,6 @@ pub struct ConnBufs {
     pub wbuf: Vec<u8>,
     /// Chunk-framing scratch buffer.
     pub scratch: Vec<u8>,
-}
-
-struct InflightGuard<'a, F>(&'a ShardState<F>);
-
-impl<F> Drop for InflightGuard<'_, F> {
-    fn drop(&mut self) {
-        self.0.inflight.set(self.0.inflight.get() - 1);
-    }
 }
 
 struct ConnGuard<F>(Rc<ShardState<F>>);
@@ -187,16 +166,25 @@ pub async fn serve_conn_with<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
         drop(waiting);
         let sg = state.current();
         served += 1;
-        state.inflight.set(state.inflight.get() + 1);
-        let guard = InflightGuard(&state);
+        let guard = state.begin_request();
         let limit = sg.config().http.max_requests_per_connection;
         let last = limit != 0 && served >= limit;
         // Boxed: the exchange's state machine is several KiB, and inlining it would make every
         // idle keep-alive connection's task that large. One small allocation per request buys
         // ~4 KiB per idle connection (bench/compare.sh --idle).
         bufs.wbuf = state.spares.wbuf();
-        let (after, headers) =
-            Box::pin(exchange(&state, &sg, &mut stream, &mut bufs, *parsed, &client, last)).await;
+        let (after, headers) = Box::pin(exchange(
+            &state,
+            &sg,
+            &mut stream,
+            &mut bufs.rbuf,
+            &mut bufs.wbuf,
+            &mut bufs.scratch,
+            *parsed,
+            &client,
+            last,
+        ))
+        .await;
         drop(guard);
         state.spares.give_headers(headers);
         state.spares.give_wbuf(std::mem::take(&mut bufs.wbuf));

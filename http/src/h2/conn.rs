@@ -16,8 +16,8 @@ use portcullis_core::pipeline::Filter;
 
 use super::guard::{Flood, FloodLimits, Guarded};
 use super::stream::serve_stream;
-use crate::conn::ClientMeta;
-use crate::shard::ShardState;
+use crate::engine::client::ClientMeta;
+use crate::shard::state::ShardState;
 
 /// How often a connection checks for idleness and draining.
 const TICK: Duration = Duration::from_millis(500);

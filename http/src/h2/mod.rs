@@ -2,7 +2,7 @@
 //! through the shared proxy engine, body bridges, and the flood guard.
 //!
 //! Owns: HTTP/2 client-side framing and connection management. Must not: duplicate the engine
-//! (`crate::proxy` runs every stream) or know filters by name.
+//! (`crate::engine` runs every stream) or know filters by name.
 
 pub(crate) mod body;
 mod conn;

@@ -15,9 +15,10 @@ use monoio::net::TcpStream;
 use portcullis_core::pipeline::Filter;
 
 use super::{PREFACE, serve_h2};
-use crate::conn::{ClientMeta, serve_conn_with};
+use crate::engine::client::ClientMeta;
+use crate::h1::server::serve_conn_with;
 use crate::io::read_more;
-use crate::shard::ShardState;
+use crate::shard::state::ShardState;
 
 /// A stream that first returns bytes read earlier.
 pub struct Prefixed<S> {

@@ -1,9 +1,9 @@
-//! One HTTP/2 stream through the shared engine: the request head converted from the h2 request
-//! (pseudo-headers, header limits), the `Downstream` implementation that sends responses as
-//! HEADERS and DATA frames, and the task that runs one exchange.
+//! One HTTP/2 stream through the shared engine: the `Downstream` that sends responses as HEADERS
+//! and DATA frames (and hands its request body over for relaying on its own task), and the task
+//! that opens the stream (`engine::stream`, shared with HTTP/3) and runs it.
 //!
-//! Owns: HTTP/2 client-side framing for one stream. Must not: route, filter or talk to
-//! upstreams (that is the engine in `crate::proxy`).
+//! Owns: HTTP/2 client-side framing for one stream. Must not: convert heads, count requests,
+//! route, filter or talk to upstreams (that is `crate::engine`).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,18 +12,16 @@ use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use monoio::io::AsyncWriteRent;
-use portcullis_core::pipeline::{Cx, Filter, Method, ResponseHead, Version};
+use portcullis_core::pipeline::{Filter, ResponseHead, Version};
 
 use super::body::{BodySink, BodySource};
-use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
-use crate::conn::ClientMeta;
-use crate::convert::{request_head, response_of};
-use crate::downstream::{Downstream, Sent, UpBody, UpSource, stream_body_in};
-use crate::h1::encode::local_reply_head;
-use crate::h1::request::ReqBody;
+use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, ReqBody, relay};
+use crate::convert::response_of;
+use crate::engine::client::ClientMeta;
+use crate::engine::downstream::{DetachedBody, Downstream, Sent, UpBody, UpSource, stream_body_in};
+use crate::engine::stream::open_stream;
 use crate::io::IoFail;
-use crate::proxy::{Incoming, handle, log_bare_reply};
-use crate::shard::ShardState;
+use crate::shard::state::ShardState;
 use crate::slice_io::SliceIo;
 
 fn h2_err(e: h2::Error) -> RelayError {
@@ -59,7 +57,33 @@ fn never_index(headers: &mut http::HeaderMap, name: &str) {
     }
 }
 
+/// An HTTP/2 client's request body, detached from its stream to be relayed on its own task.
+pub struct H2Body(RecvStream);
+
+impl DetachedBody for H2Body {
+    async fn relay_to<W: AsyncWriteRent>(
+        mut self,
+        up: &mut W,
+        declared: Option<u64>,
+        limits: RelayLimits,
+    ) -> Result<(u64, Option<http::HeaderMap>), RelayError> {
+        let kind = declared.map_or(BodyIn::UntilClose, BodyIn::Length);
+        let mut scratch = Vec::new();
+        let n = {
+            let mut src = SliceIo(BodySource { recv: &mut self.0, pending: Bytes::new() });
+            relay(&mut src, &mut BytesMut::new(), kind, up, BodyOut::Raw, limits, &mut scratch).await?
+        };
+        match monoio::time::timeout(limits.idle, self.0.trailers()).await {
+            Ok(Ok(trailers)) => Ok((n, trailers)),
+            Ok(Err(e)) => Err(RelayError::Source(IoFail::Io(std::io::Error::other(e)))),
+            Err(_) => Err(RelayError::Source(IoFail::Timeout)),
+        }
+    }
+}
+
 impl Downstream for H2Down<'_> {
+    type Detached = H2Body;
+
     fn buffered_body(&mut self, body: ReqBody) -> Option<Bytes> {
         match body {
             ReqBody::None => Some(Bytes::new()),
@@ -74,7 +98,6 @@ impl Downstream for H2Down<'_> {
         up: &mut W,
         out: BodyOut,
         limits: RelayLimits,
-        scratch: &mut Vec<u8>,
     ) -> Result<u64, RelayError> {
         // HTTP/2 ends a body with END_STREAM: without a length it is read to the end.
         let kind = match body {
@@ -84,7 +107,7 @@ impl Downstream for H2Down<'_> {
         let Some(recv) = self.recv.as_mut() else { return Ok(0) };
         let mut src = SliceIo(BodySource { recv, pending: Bytes::new() });
         let mut buf = BytesMut::new();
-        relay(&mut src, &mut buf, kind, up, out, limits, scratch).await
+        relay(&mut src, &mut buf, kind, up, out, limits, &mut Vec::new()).await
     }
 
     async fn send_response<R: UpSource>(
@@ -93,8 +116,6 @@ impl Downstream for H2Down<'_> {
         body: UpBody<'_, R>,
         _keep: bool,
         limits: RelayLimits,
-        _wbuf: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
     ) -> Result<Sent, RelayError> {
         let kind = stream_body_in(body.kind);
         let Some(kind) = kind.filter(|_| !self.is_head) else {
@@ -125,7 +146,8 @@ impl Downstream for H2Down<'_> {
             return Ok(Sent { bytes: if sent { bytes } else { 0 }, keep: sent });
         }
         let mut sink = SliceIo(BodySink { send: &mut send });
-        let bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
+        let bytes =
+            relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, &mut Vec::new()).await?;
         match body.stream.take_trailers() {
             Some(trailers) => send.send_trailers(trailers).map_err(h2_err)?,
             None => send.send_data(Bytes::new(), true).map_err(h2_err)?,
@@ -137,18 +159,11 @@ impl Downstream for H2Down<'_> {
         self.recv.as_mut()?.trailers().await.ok().flatten()
     }
 
-    fn take_h2_body(&mut self) -> Option<RecvStream> {
-        self.recv.take()
+    fn detach_body(&mut self) -> Option<H2Body> {
+        self.recv.take().map(H2Body)
     }
 
-    async fn send_local(
-        &mut self,
-        head: &ResponseHead,
-        body: &[u8],
-        _keep: bool,
-        _wbuf: &mut Vec<u8>,
-        _idle: Duration,
-    ) -> bool {
+    async fn send_local(&mut self, head: &ResponseHead, body: &[u8], _keep: bool, _idle: Duration) -> bool {
         let end = body.is_empty() || self.is_head;
         let Ok(mut send) = self.start(head, end) else { return false };
         end || send.send_data(Bytes::copy_from_slice(body), true).is_ok()
@@ -167,60 +182,27 @@ fn whole_body(kind: &BodyIn, buf: &mut BytesMut, max_bytes: u64) -> Option<Bytes
     (buf.len() >= n).then(|| buf.split_to(n).freeze())
 }
 
-/// Runs one stream: convert, hand to the engine, log.
+/// Runs one stream through the shared stream opening and the engine.
 pub async fn serve_stream<F: Filter>(
     state: Rc<ShardState<F>>,
     req: http::Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
+    respond: SendResponse<Bytes>,
     client: ClientMeta,
 ) {
-    let sg = state.current();
-    state.inflight.set(state.inflight.get() + 1);
     let (parts, recv) = req.into_parts();
-    let content_length = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let te_trailers = parts.headers.get(http::header::TE).is_some_and(|v| v == "trailers");
-    let mut cx = Cx::new(client.addr, client.tls, Version::H2);
-    cx.client_cert = client.client_cert;
-    cx.alt_svc = client.alt_svc;
-    cx.tls_version = client.tls_version;
-    let head = match request_head(parts, sg.head_limits.max_headers, state.spares.headers(), Version::H2) {
-        Ok(h) => h,
-        Err(reply) => {
-            let (resp, body) = local_reply_head(&reply, b"");
-            let body_len = body.len();
-            if let Ok(mut send) = respond.send_response(response_of(&resp), false) {
-                let _ = send.send_data(Bytes::from(body), true);
-            }
-            cx.method = Method::Other(Bytes::from_static(b"-"));
-            log_bare_reply(&sg, &mut cx, &reply, body_len);
-            state.inflight.set(state.inflight.get() - 1);
-            return;
+    let ended = recv.is_end_stream();
+    match open_stream(&state, &client, parts, Version::H2, ended) {
+        Ok(opened) => {
+            let sg = opened.generation().clone();
+            let unique_header = &sg.config().request_id.header;
+            let mut down = H2Down { recv: Some(recv), respond, is_head: opened.is_head(), unique_header };
+            opened.run(&mut down).await;
         }
-    };
-    let body = match content_length {
-        _ if recv.is_end_stream() => ReqBody::None,
-        Some(n) => ReqBody::Length(n),
-        None => ReqBody::Chunked,
-    };
-    let is_head = head.method == Method::Head;
-    let mut down =
-        H2Down { recv: Some(recv), respond, is_head, unique_header: &sg.config().request_id.header };
-    let mut wbuf = state.spares.wbuf();
-    let mut scratch = Vec::new();
-    let incoming = Incoming { head, body, expect_continue: false, keep: true, te_trailers };
-    // Boxed: the exchange's state machine is several KiB. Inline, it made this task as large,
-    // and `monoio::spawn` copied all of it for every stream (~3 % of the shard under h2load);
-    // boxed, the spawned task holds only the arguments and the box is filled in place.
-    let exchange = Box::pin(handle(&state, &sg, &mut down, &mut wbuf, &mut scratch, incoming, &mut cx));
-    let (_, head) = exchange.await;
-    sg.chain.on_log(&cx);
-    state.spares.give_headers(head.headers);
-    state.spares.give_wbuf(wbuf);
-    state.inflight.set(state.inflight.get() - 1);
+        Err(refused) => {
+            let mut down = H2Down { recv: None, respond, is_head: false, unique_header: "" };
+            refused.answer(&mut down).await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
-//! A shard's HTTP service: its accept loops, its current config generation, its upstream pool,
-//! reload and drain handling.
+//! A shard's HTTP service, the first stage of every request: its accept loops (each accepted
+//! connection goes to the HTTP/1.1 server, the HTTP/2 server or TLS accept), building each
+//! config generation on this shard, reload and drain handling.
 //!
-//! Owns: shard-local state (`Rc`, `Cell`, `RefCell`; never shared across threads) and the
-//! lifecycle of connections on this shard. Must not: parse HTTP (see `h1`, `conn`).
+//! Owns: the lifecycle of the shard and of its listeners. Must not: parse HTTP or hold
+//! per-request logic (`h1::server`, `h2`, `tls::accept`, `engine`); its state lives in `state`.
 
-use std::cell::{Cell, RefCell};
+pub mod state;
+
+pub use state::{BuildChain, ShardGen, ShardState};
+
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,67 +20,12 @@ use portcullis_core::pipeline::Filter;
 use portcullis_core::runtime::{Control, Generation, ShardCtx, ShardEvent};
 
 use crate::compiled::Compiled;
-use crate::conn::{ClientMeta, serve_conn};
+use crate::engine::client::ClientMeta;
 use crate::h1::request::HeadLimits;
+use crate::h1::server::serve_conn;
 use crate::h2::serve_h2c_or_h1;
-use crate::spare::Spares;
-use crate::tls_conn::serve_tls;
-use crate::upstream::{Pool, Upstream, UpstreamEnv};
-
-/// One config generation as a shard runs it: the shared compiled data plus shard-local state
-/// built from it (the filter chain, round-robin cursors).
-pub struct ShardGen<F> {
-    /// The generation (config + compiled route table).
-    pub generation: Arc<Generation<Compiled>>,
-    /// The filter chain, built on this shard.
-    pub chain: F,
-    /// Upstreams by config index.
-    pub upstreams: Vec<Upstream>,
-    /// Head limits from `[http]`.
-    pub head_limits: HeadLimits,
-    /// Per listener: the `Alt-Svc` value advertising its HTTP/3 endpoint, if it has one.
-    pub alt_svc: Vec<Option<Bytes>>,
-}
-
-impl<F> ShardGen<F> {
-    /// The configuration of this generation.
-    pub fn config(&self) -> &Config {
-        &self.generation.config
-    }
-}
-
-/// Builds a shard's filter chain from a config (called once per shard per generation).
-pub type BuildChain<F> = dyn Fn(&Config) -> Result<F, String>;
-
-/// All state of one shard.
-pub struct ShardState<F> {
-    /// Shard index.
-    pub id: usize,
-    current: RefCell<Rc<ShardGen<F>>>,
-    /// Idle upstream connections.
-    pub pool: Pool,
-    /// Set once draining starts: no new requests on kept-alive connections.
-    pub draining: Cell<bool>,
-    /// Requests currently being handled.
-    pub inflight: Cell<usize>,
-    /// Open client connections over TCP (HTTP/1.x and HTTP/2).
-    pub connections: Cell<usize>,
-    /// Of those, HTTP/2 connections.
-    pub h2_connections: Cell<usize>,
-    /// Open HTTP/3 connections (counted by the QUIC listener).
-    pub h3_connections: Cell<usize>,
-    /// Write buffers and header lists lent to connections for one exchange at a time.
-    pub spares: Spares,
-    /// Called once when the shard starts draining (other protocols' listeners stop here).
-    pub on_drain: RefCell<Vec<Box<dyn FnOnce()>>>,
-}
-
-impl<F> ShardState<F> {
-    /// The generation new requests start on (in-flight requests keep theirs).
-    pub fn current(&self) -> Rc<ShardGen<F>> {
-        self.current.borrow().clone()
-    }
-}
+use crate::tls::accept::serve_tls;
+use crate::upstream::{Upstream, UpstreamEnv};
 
 /// `h3=":PORT"; ma=SECS` for listeners that serve and advertise HTTP/3.
 fn alt_svc_values(cfg: &Config, ports: &[u16]) -> Vec<Option<Bytes>> {
@@ -139,18 +88,7 @@ pub async fn serve_shard_with<F: Filter + 'static>(
             return;
         }
     };
-    let state = Rc::new(ShardState {
-        id: ctx.id,
-        current: RefCell::new(Rc::new(first)),
-        pool: Pool::default(),
-        draining: Cell::new(false),
-        inflight: Cell::new(0),
-        connections: Cell::new(0),
-        h2_connections: Cell::new(0),
-        h3_connections: Cell::new(0),
-        spares: Spares::default(),
-        on_drain: RefCell::new(Vec::new()),
-    });
+    let state = Rc::new(ShardState::new(ctx.id, first));
     let mut fds = Vec::new();
     for (index, std_listener) in ctx.listeners.into_iter().enumerate() {
         let listener = match monoio::net::TcpListener::from_std(std_listener) {
@@ -220,7 +158,7 @@ pub async fn serve_shard_with<F: Filter + 'static>(
                 g.h2_connections.store(h2 as u64, std::sync::atomic::Ordering::Relaxed);
                 g.h3_connections
                     .store(state.h3_connections.get() as u64, std::sync::atomic::Ordering::Relaxed);
-                g.inflight.store(state.inflight.get() as u64, std::sync::atomic::Ordering::Relaxed);
+                g.inflight.store(state.inflight() as u64, std::sync::atomic::Ordering::Relaxed);
                 state.current().chain.on_tick();
                 monoio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -255,7 +193,7 @@ pub async fn serve_shard_with<F: Filter + 'static>(
             }
             Control::Commit(id) => {
                 if let Some((_, g)) = pending.take_if(|(p, _)| *p == id) {
-                    *state.current.borrow_mut() = Rc::new(g);
+                    state.set_current(g);
                     let _ = ctx.events.send(ShardEvent::Applied { shard: ctx.id, generation: id });
                 }
             }
@@ -275,10 +213,10 @@ pub async fn serve_shard_with<F: Filter + 'static>(
                     unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
                 }
                 let deadline = Instant::now() + timeout;
-                while state.inflight.get() > 0 && Instant::now() < deadline {
+                while state.inflight() > 0 && Instant::now() < deadline {
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
-                let abandoned = state.inflight.get();
+                let abandoned = state.inflight();
                 let _ = ctx.events.send(ShardEvent::Drained { shard: ctx.id, abandoned });
                 return;
             }

@@ -10,9 +10,10 @@ use std::rc::Rc;
 use monoio::net::TcpStream;
 use portcullis_core::pipeline::{ClientCert, Filter};
 
-use crate::conn::{ClientMeta, serve_conn};
+use crate::engine::client::ClientMeta;
+use crate::h1::server::serve_conn;
 use crate::h2::serve_h2;
-use crate::shard::ShardState;
+use crate::shard::state::ShardState;
 use crate::tls::{ListenerTls, TlsStream, x509};
 
 /// The identity in the client's verified certificate (rustls verified the chain already).

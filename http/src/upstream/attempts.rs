@@ -1,9 +1,9 @@
 //! The attempts of one request toward an upstream: the endpoint each one goes to (the LB pick,
 //! avoiding the endpoint that just failed) and whether a failed one may be retried (attempts
-//! left, the retry budget) after which backoff. Shared by the HTTP/1.1 and HTTP/2 forward paths.
+//! left, the retry budget) after which backoff. Used by the one attempt loop (`forward::retry`).
 //!
-//! Owns: per-request retry bookkeeping. Must not: decide which failures are retryable (the
-//! engine does), sleep, or do I/O.
+//! Owns: per-request retry bookkeeping. Must not: decide which failures are retryable
+//! (`forward::error::UpstreamError` knows), sleep, or do I/O.
 
 use std::time::{Duration, Instant};
 

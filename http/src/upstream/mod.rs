@@ -6,6 +6,7 @@
 //! (everything is `Cell`, no locks; the shared parts are in `live.rs`).
 
 mod attempts;
+mod conn;
 mod deadline;
 mod dns;
 pub mod h2;
@@ -31,11 +32,12 @@ use portcullis_core::pipeline::Headers;
 use portcullis_core::telemetry::{Metrics, bump};
 
 pub use attempts::Attempts;
+pub use conn::UpConn;
 pub use deadline::stamp_deadline;
 pub use lb::{build_ring, hash_bytes, hash_ip, ring_lookup};
 pub use live::{LiveUpstream, SharedEndpoint, Source};
 pub use outlier::Outcome;
-pub use pool::{ConnectError, Pool, PoolStats, UpConn};
+pub use pool::{ConnectError, Pool, PoolStats};
 pub use service::{UpstreamService, fixed_endpoints};
 pub use stream::UpStream;
 pub use tls::{NoVerify, TlsFail, UpstreamTls, build as build_tls, secure};

@@ -15,35 +15,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
+use super::conn::{OpenGuard, UpConn};
 use super::stream::UpStream;
 
 /// Initial read buffer of an upstream connection.
 const UPSTREAM_READ_BUF: usize = 8 * 1024;
-
-/// One upstream connection with its read buffer.
-pub struct UpConn {
-    /// The transport (plain TCP or TLS).
-    pub stream: UpStream,
-    /// Bytes read from the upstream and not yet consumed.
-    pub rbuf: BytesMut,
-    /// Requests sent on this connection so far.
-    pub requests: u64,
-    /// The endpoint it is connected to.
-    pub addr: SocketAddr,
-    /// Its TLS settings' identity (0 = plain TCP): part of the pool key.
-    pub flavor: u64,
-    /// Counts it as open toward its endpoint until dropped.
-    pub(crate) _open: OpenGuard,
-}
-
-/// One open connection in its endpoint's count.
-pub(crate) struct OpenGuard(Rc<Cell<u32>>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
-    }
-}
 
 struct Idle {
     conn: UpConn,

@@ -10,7 +10,7 @@ use std::io;
 
 use bytes::{Buf, Bytes};
 use h3::server::RequestStream;
-use portcullis_http::slice_io::{SliceRead, SliceWrite};
+use portcullis_http::engine::{SliceRead, SliceWrite};
 
 /// The receive half of a request stream.
 pub type RecvHalf = RequestStream<h3_quinn::RecvStream, Bytes>;

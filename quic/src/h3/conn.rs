@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use portcullis_core::pipeline::Filter;
-use portcullis_http::conn::ClientMeta;
-use portcullis_http::shard::ShardState;
+use portcullis_http::ShardState;
+use portcullis_http::engine::ClientMeta;
 
 use super::stream::serve_stream;
 use crate::drain::{DrainSignal, Gauge, GaugeGuard};

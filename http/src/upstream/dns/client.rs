@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, MessageType, Query};
 use hickory_proto::rr::{Name, RecordType};
 
-use super::lookup::DnsError;
+use super::error::DnsError;
 
 /// Largest UDP answer asked for (the DNS flag day 2020 size: no IP fragmentation).
 const UDP_PAYLOAD: u16 = 1232;

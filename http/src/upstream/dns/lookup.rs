@@ -13,39 +13,10 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use portcullis_core::config::{DnsConfig, DnsRecordType};
 
 use super::client::exchange;
+use super::error::DnsError;
 
 /// Largest weight an SRV record may give an endpoint (the `lb` policies' weight range).
 const MAX_WEIGHT: u16 = 1000;
-
-/// Why a resolution gave no endpoints.
-#[derive(Debug, thiserror::Error)]
-pub enum DnsError {
-    /// No `server` given and no `nameserver` in /etc/resolv.conf.
-    #[error("no name server: set dns.server or a nameserver in /etc/resolv.conf")]
-    NoServer,
-    /// Sending, receiving or a timeout.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The server could not answer (SERVFAIL, REFUSED, ...).
-    #[error("name server answered {0}")]
-    Server(ResponseCode),
-    /// The name does not exist.
-    #[error("no such name (NXDOMAIN)")]
-    NoSuchName,
-    /// The name exists but has no usable records.
-    #[error("no usable records in the answer")]
-    Empty,
-    /// An answer that does not decode.
-    #[error("malformed answer: {0}")]
-    Malformed(String),
-}
-
-impl DnsError {
-    /// True when the name server answered that there is nothing (as opposed to not answering).
-    pub fn is_empty_answer(&self) -> bool {
-        matches!(self, DnsError::NoSuchName | DnsError::Empty)
-    }
-}
 
 /// The endpoints a resolution found and how long they may be kept.
 #[derive(Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 //! block the upstream service thread (lookups are blocking), or touch per-shard state.
 
 mod client;
+mod error;
 mod lookup;
 
 use std::net::SocketAddr;

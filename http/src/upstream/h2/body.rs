@@ -9,7 +9,7 @@ use std::io;
 use bytes::Bytes;
 use h2::RecvStream;
 
-use crate::downstream::UpSource;
+use crate::engine::downstream::UpSource;
 use crate::h2::body::read_data;
 use crate::slice_io::{SliceIo, SliceRead};
 

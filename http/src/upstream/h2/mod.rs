@@ -6,7 +6,7 @@
 //! lookup; one idle past `idle_timeout` is closed by the shard's sweep.
 //!
 //! Owns: the shard's HTTP/2 upstream connections and their stream counts. Must not: pick
-//! endpoints, retry, or convert heads (that is the engine, `crate::proxy_h2`).
+//! endpoints, retry, or convert heads (that is the engine, `forward::h2`).
 
 pub mod body;
 
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use monoio_compat::StreamWrapper;
 
-use super::pool::{OpenGuard, UpConn};
+use super::conn::{OpenGuard, UpConn};
 
 /// Stream receive window toward an upstream (per stream): room for a few large gRPC messages.
 const STREAM_WINDOW: u32 = 1 << 20;
