@@ -5,6 +5,7 @@
 //! Owns: HTTP/2 client-side framing for one stream. Must not: route, filter or talk to
 //! upstreams (that is `crate::engine`).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use monoio::io::AsyncWriteRent;
 use portcullis_core::pipeline::{Cx, Filter, Method, ResponseHead, Version};
 
 use super::body::{BodySink, BodySource};
+use super::reset::until_reset;
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, relay};
 use crate::convert::{request_head, response_of};
 use crate::engine::client::ClientMeta;
@@ -35,7 +37,8 @@ fn h2_err(e: h2::Error) -> RelayError {
 struct H2Down<'a> {
     /// The request body (taken by the engine when it relays it on its own task).
     recv: Option<RecvStream>,
-    respond: SendResponse<Bytes>,
+    /// Shared with the reset watch (`super::reset`); borrowed only inside synchronous calls.
+    respond: &'a RefCell<SendResponse<Bytes>>,
     is_head: bool,
     /// The request-id header (`[request_id] header`): unique per response, so never indexed.
     unique_header: &'a str,
@@ -45,7 +48,7 @@ impl H2Down<'_> {
     fn start(&mut self, head: &ResponseHead, end: bool) -> Result<SendStream<Bytes>, RelayError> {
         let mut resp = response_of(head);
         never_index(resp.headers_mut(), self.unique_header);
-        self.respond.send_response(resp, end).map_err(h2_err)
+        self.respond.borrow_mut().send_response(resp, end).map_err(h2_err)
     }
 }
 
@@ -208,8 +211,13 @@ pub async fn serve_stream<F: Filter>(
         None => ReqBody::Chunked,
     };
     let is_head = head.method == Method::Head;
-    let mut down =
-        H2Down { recv: Some(recv), respond, is_head, unique_header: &sg.config().request_id.header };
+    let respond = RefCell::new(respond);
+    let mut down = H2Down {
+        recv: Some(recv),
+        respond: &respond,
+        is_head,
+        unique_header: &sg.config().request_id.header,
+    };
     let mut wbuf = state.spares.wbuf();
     let mut scratch = Vec::new();
     let incoming = Incoming { head, body, expect_continue: false, keep: true, te_trailers };
@@ -217,9 +225,16 @@ pub async fn serve_stream<F: Filter>(
     // and `monoio::spawn` copied all of it for every stream (~3 % of the shard under h2load);
     // boxed, the spawned task holds only the arguments and the box is filled in place.
     let exchange = Box::pin(handle(&state, &sg, &mut down, &mut wbuf, &mut scratch, incoming, &mut cx));
-    let (_, head) = exchange.await;
+    // A reset drops the exchange (and its upstream request) at once; logged as the client's
+    // cancellation.
+    match until_reset(&respond, exchange).await {
+        Ok((_, head)) => state.spares.give_headers(head.headers),
+        Err(_) => {
+            cx.status = 499;
+            cx.error_code = Some("client_reset");
+        }
+    }
     sg.chain.on_log(&cx);
-    state.spares.give_headers(head.headers);
     state.spares.give_wbuf(wbuf);
     state.inflight.set(state.inflight.get() - 1);
 }
