@@ -172,6 +172,11 @@ impl H3Client {
         Ok((resp, trailers))
     }
 
+    /// The QUIC connection under the client (to open raw streams, as a misbehaving client would).
+    pub fn quic(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
     /// Whether the QUIC connection has closed (for any reason); requests on it then fail.
     pub fn is_closed(&self) -> bool {
         self.conn.close_reason().is_some()

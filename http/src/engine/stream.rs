@@ -7,7 +7,9 @@
 //! Owns: opening and running a request stream. Must not: frame anything (the protocol's
 //! `Downstream` does) or accept streams (the protocol's connection does).
 
+use std::future::{Future, poll_fn};
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use portcullis_core::LocalReply;
@@ -108,13 +110,37 @@ impl<'s, F: Filter> StreamRequest<'s, F> {
 
     /// Runs the request through the engine with `down` as its client side, then its log phase.
     pub async fn run<D: Downstream>(self, down: &mut D) {
+        self.run_until(down, |_| Poll::Pending).await;
+    }
+
+    /// Like `run`, but `cancelled` (polled on the same task after each poll of the exchange)
+    /// ends the exchange early when it is `Ready`: the client cancelled the stream (an HTTP/2
+    /// reset). The exchange is dropped unfinished, which abandons its upstream request, and the
+    /// request is logged as the client's cancellation (499, `client_reset`).
+    pub async fn run_until<D: Downstream>(
+        self,
+        down: &mut D,
+        mut cancelled: impl FnMut(&mut Context<'_>) -> Poll<()>,
+    ) {
         let StreamRequest { state, sg, mut cx, incoming, _inflight } = self;
         // Boxed: the exchange's state machine is several KiB. Inline, it made the stream's task
         // as large, and `monoio::spawn` copied all of it for every stream (~3 % of the shard
         // under h2load); boxed, the spawned task holds only the arguments.
-        let (_, head) = Box::pin(handle(state, &sg, down, incoming, &mut cx)).await;
+        let mut exchange = Box::pin(handle(state, &sg, down, incoming, &mut cx));
+        let out = poll_fn(|tcx| match exchange.as_mut().poll(tcx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending => cancelled(tcx).map(|()| None),
+        })
+        .await;
+        drop(exchange);
+        match out {
+            Some((_, head)) => state.spares.give_headers(head.headers),
+            None => {
+                cx.status = 499;
+                cx.error_code = Some("client_reset");
+            }
+        }
         sg.chain.on_log(&cx);
-        state.spares.give_headers(head.headers);
     }
 }
 

@@ -1,10 +1,13 @@
 //! One HTTP/2 client connection: the server handshake with the configured limits, the flood
-//! guard under it, accepting streams (each runs as its own task through the shared engine),
-//! idle timeout and graceful shutdown when the shard drains.
+//! guard under it, accepting streams (each runs as its own task through the shared engine, and
+//! counts toward the stream limit until that task ends), and every way it closes: idle timeout
+//! or drain (graceful, then forced after a grace period), a header block left incomplete past
+//! `header_timeout`, and a flood (GOAWAY ENHANCE_YOUR_CALM, then closed).
 //!
 //! Owns: the lifecycle of an HTTP/2 connection. Must not: handle a stream's request itself
 //! (that is `stream`).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -14,13 +17,35 @@ use monoio_compat::StreamWrapper;
 use portcullis_core::config::Http2Config;
 use portcullis_core::pipeline::Filter;
 
-use super::guard::{Flood, FloodLimits, Guarded};
+use super::guard::{FloodLimits, GuardSignal, Guarded};
 use super::stream::serve_stream;
 use crate::engine::client::ClientMeta;
 use crate::shard::state::ShardState;
 
-/// How often a connection checks for idleness and draining.
+/// How often a connection checks for idleness, draining and stalled header blocks.
 const TICK: Duration = Duration::from_millis(500);
+
+/// How long an abrupt close (GOAWAY with an error) may take to flush before the socket closes.
+const ABRUPT_GRACE: Duration = Duration::from_secs(1);
+
+/// Why the connection is closing, once it is.
+#[derive(Clone, Copy)]
+enum Closing {
+    /// Idle or draining: GOAWAY, streams in flight finish, then closed at the deadline.
+    Graceful,
+    /// A stalled header block or a flood: GOAWAY with a reason, closed at the deadline.
+    Abrupt,
+}
+
+/// Counts a connection's stream tasks: a stream the client reset counts until its task (and its
+/// upstream exchange) has ended, not only until the library forgets it.
+struct Running(Rc<Cell<u32>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
 
 fn builder(cfg: &Http2Config, max_header_bytes: u64) -> h2::server::Builder {
     let mut b = h2::server::Builder::new();
@@ -34,12 +59,10 @@ fn builder(cfg: &Http2Config, max_header_bytes: u64) -> h2::server::Builder {
     b
 }
 
-/// Logs why a connection ended: floods loudly, protocol errors at info, I/O quietly.
+/// Logs why a connection ended: protocol errors at info, I/O quietly (floods are logged where
+/// the guard's verdict is acted on).
 fn log_close(client: &ClientMeta, e: &h2::Error) {
-    // h2 keeps an I/O error's kind and message (not its source): match the message.
-    if let Some(what) = e.get_io().map(ToString::to_string).filter(|m| Flood::is_flood(m)) {
-        tracing::warn!(peer = %client.addr, "HTTP/2 {what}: connection closed");
-    } else if e.is_io() {
+    if e.is_io() {
         tracing::debug!(peer = %client.addr, error = %e, "HTTP/2 connection failed");
     } else {
         tracing::info!(peer = %client.addr, error = %e, "HTTP/2 connection closed on a protocol error");
@@ -74,7 +97,9 @@ where
     };
     let header_timeout = sg.config().http.header_timeout.0;
     let idle_timeout = sg.config().http.idle_timeout.0;
-    let io = StreamWrapper::new(Guarded::new(stream, limits));
+    let max_streams = cfg.max_concurrent_streams;
+    let signal = Rc::new(GuardSignal::default());
+    let io = StreamWrapper::new(Guarded::new(stream, limits, signal.clone()));
     let handshake = builder(cfg, sg.config().http.max_header_bytes.0).handshake::<_, Bytes>(io);
     drop(sg);
     let mut conn = match monoio::time::timeout(header_timeout, handshake).await {
@@ -83,10 +108,16 @@ where
             log_close(&client, &e);
             return;
         }
-        Err(_) => return,
+        Err(_) => {
+            if let Some(what) = signal.flood() {
+                tracing::warn!(peer = %client.addr, "HTTP/2 {what} before the handshake: connection closed");
+            }
+            return;
+        }
     };
+    let running = Rc::new(Cell::new(0u32));
     let mut last_active = Instant::now();
-    let mut closing = false;
+    let mut closing: Option<(Closing, Instant)> = None;
     // One timer for the connection's life, re-armed when it fires: a fresh sleep per accepted
     // stream cost a timer-wheel insert and removal plus a copy for every request.
     let tick = monoio::time::sleep(TICK);
@@ -95,11 +126,28 @@ where
         let accepted = monoio::select! {
             r = conn.accept() => Some(r),
             _ = tick.as_mut() => None,
+            what = signal.flooded(), if closing.is_none() => {
+                tracing::warn!(peer = %client.addr, "HTTP/2 {what}: connection closed");
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                closing = Some((Closing::Abrupt, Instant::now() + ABRUPT_GRACE));
+                continue;
+            }
         };
         match accepted {
-            Some(Some(Ok((req, respond)))) => {
+            Some(Some(Ok((req, mut respond)))) => {
                 last_active = Instant::now();
-                monoio::spawn(serve_stream(state.clone(), req, respond, client.clone()));
+                if running.get() >= max_streams {
+                    // Streams the client reset whose exchanges are still ending count too.
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    continue;
+                }
+                running.set(running.get() + 1);
+                let slot = Running(running.clone());
+                let (state, client) = (state.clone(), client.clone());
+                monoio::spawn(async move {
+                    let _slot = slot;
+                    serve_stream(state, req, respond, client).await;
+                });
             }
             Some(Some(Err(e))) => {
                 log_close(&client, &e);
@@ -108,13 +156,37 @@ where
             Some(None) => return,
             None => {
                 tick.as_mut().reset(monoio::time::Instant::now() + TICK);
-                if conn.has_streams() {
-                    last_active = Instant::now();
+                let now = Instant::now();
+                match closing {
+                    None => {}
+                    // Past the deadline the socket closes, whether or not the client answered
+                    // the GOAWAY's PING or read what was sent.
+                    Some((Closing::Abrupt, by)) if now >= by => return,
+                    Some((Closing::Abrupt, _)) => continue,
+                    Some((Closing::Graceful, by)) => {
+                        if conn.has_streams() || running.get() > 0 {
+                            closing = Some((Closing::Graceful, now + header_timeout));
+                        } else if now >= by {
+                            return;
+                        }
+                        continue;
+                    }
                 }
-                let idle = last_active.elapsed() >= idle_timeout;
-                if !closing && (state.draining.get() || idle) {
-                    closing = true;
+                if signal.stalled_since().is_some_and(|t| now.duration_since(t) >= header_timeout) {
+                    tracing::info!(peer = %client.addr, "HTTP/2 header block not completed within header_timeout: connection closed");
+                    conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                    closing = Some((Closing::Abrupt, now + ABRUPT_GRACE));
+                    continue;
+                }
+                if conn.has_streams() || running.get() > 0 {
+                    last_active = now;
+                }
+                let idle = now.duration_since(last_active) >= idle_timeout;
+                if state.draining.get() || idle {
                     conn.graceful_shutdown();
+                    // The client gets `header_timeout` to answer the GOAWAY's PING once no
+                    // stream is left; a client that ignores it is closed then.
+                    closing = Some((Closing::Graceful, now + header_timeout));
                 }
             }
         }

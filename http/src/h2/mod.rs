@@ -1,5 +1,6 @@
 //! HTTP/2 toward clients (h2 crate over monoio through `monoio_compat`): connections, streams
-//! through the shared proxy engine, body bridges, and the flood guard.
+//! through the shared proxy engine, body bridges, the flood and slow-header guard, and the
+//! reset watch that cancels a reset stream's exchange.
 //!
 //! Owns: HTTP/2 client-side framing and connection management. Must not: duplicate the engine
 //! (`crate::engine` runs every stream) or know filters by name.
@@ -8,6 +9,7 @@ pub(crate) mod body;
 mod conn;
 pub mod guard;
 mod prior;
+mod reset;
 mod stream;
 
 pub use conn::serve_h2;

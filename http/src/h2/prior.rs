@@ -17,7 +17,7 @@ use portcullis_core::pipeline::Filter;
 use super::{PREFACE, serve_h2};
 use crate::engine::client::ClientMeta;
 use crate::h1::server::serve_conn_with;
-use crate::io::read_more;
+use crate::io::read_more_by;
 use crate::shard::state::ShardState;
 
 /// A stream that first returns bytes read earlier.
@@ -86,11 +86,13 @@ pub async fn serve_h2c_or_h1<F: Filter + 'static>(
     mut stream: TcpStream,
     client: ClientMeta,
 ) {
-    let wait = state.current().config().http.header_timeout.0;
+    // One deadline from accept for the whole detection: a preface trickled a byte at a time
+    // must not restart the wait with every read.
+    let deadline = std::time::Instant::now() + state.current().config().http.header_timeout.0;
     let mut buf = BytesMut::with_capacity(4096);
     // Read until the bytes either are, or can no longer become, the preface.
     while buf.len() < PREFACE.len() && PREFACE.starts_with(&buf) {
-        if read_more(&mut stream, &mut buf, 4096, wait).await.is_err() {
+        if read_more_by(&mut stream, &mut buf, 4096, deadline).await.is_err() {
             return;
         }
     }

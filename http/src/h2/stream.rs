@@ -5,6 +5,7 @@
 //! Owns: HTTP/2 client-side framing for one stream. Must not: convert heads, count requests,
 //! route, filter or talk to upstreams (that is `crate::engine`).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use monoio::io::AsyncWriteRent;
 use portcullis_core::pipeline::{Filter, ResponseHead, Version};
 
 use super::body::{BodySink, BodySource};
+use super::reset::reset_watch;
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, ReqBody, relay};
 use crate::convert::response_of;
 use crate::engine::client::ClientMeta;
@@ -32,7 +34,8 @@ fn h2_err(e: h2::Error) -> RelayError {
 struct H2Down<'a> {
     /// The request body (taken by the engine when it relays it on its own task).
     recv: Option<RecvStream>,
-    respond: SendResponse<Bytes>,
+    /// Shared with the reset watch (`super::reset`); borrowed only inside synchronous calls.
+    respond: &'a RefCell<SendResponse<Bytes>>,
     is_head: bool,
     /// The request-id header (`[request_id] header`): unique per response, so never indexed.
     unique_header: &'a str,
@@ -42,7 +45,7 @@ impl H2Down<'_> {
     fn start(&mut self, head: &ResponseHead, end: bool) -> Result<SendStream<Bytes>, RelayError> {
         let mut resp = response_of(head);
         never_index(resp.headers_mut(), self.unique_header);
-        self.respond.send_response(resp, end).map_err(h2_err)
+        self.respond.borrow_mut().send_response(resp, end).map_err(h2_err)
     }
 }
 
@@ -191,15 +194,18 @@ pub async fn serve_stream<F: Filter>(
 ) {
     let (parts, recv) = req.into_parts();
     let ended = recv.is_end_stream();
+    let respond = RefCell::new(respond);
     match open_stream(&state, &client, parts, Version::H2, ended) {
         Ok(opened) => {
             let sg = opened.generation().clone();
             let unique_header = &sg.config().request_id.header;
-            let mut down = H2Down { recv: Some(recv), respond, is_head: opened.is_head(), unique_header };
-            opened.run(&mut down).await;
+            let mut down = H2Down { recv: Some(recv), respond: &respond, is_head: opened.is_head(), unique_header };
+            // A reset drops the exchange (and its upstream request) at once; logged as the
+            // client's cancellation.
+            opened.run_until(&mut down, reset_watch(&respond)).await;
         }
         Err(refused) => {
-            let mut down = H2Down { recv: None, respond, is_head: false, unique_header: "" };
+            let mut down = H2Down { recv: None, respond: &respond, is_head: false, unique_header: "" };
             refused.answer(&mut down).await;
         }
     }

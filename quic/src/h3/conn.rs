@@ -1,5 +1,6 @@
 //! One HTTP/3 connection on a shard: the QUIC handshake (with 0-RTT when enabled), the h3
-//! control streams, one task per request stream, and GOAWAY when the shard drains.
+//! control streams, one task per request stream (its header section bounded by
+//! `header_timeout`), and GOAWAY when the shard drains.
 //!
 //! Owns: the lifetime of one client connection. Must not: touch other shards' connections.
 
@@ -139,11 +140,18 @@ async fn serve_h3<F: Filter + 'static>(
                 let early = early.get();
                 streams.inc();
                 let guard = GaugeGuard(streams.clone());
+                // A request stream must bring its whole header section within `header_timeout`
+                // of being opened: a stalled one is dropped (its receive side stopped, its send
+                // side closed) instead of holding a task and a stream slot.
+                let header_timeout = state.current().config().http.header_timeout.0;
                 monoio::spawn(async move {
                     let _guard = guard;
-                    match resolver.resolve_request().await {
-                        Ok((req, stream)) => serve_stream(state, req, stream, client, early).await,
-                        Err(e) => tracing::debug!("h3 request head refused: {e}"),
+                    match monoio::time::timeout(header_timeout, resolver.resolve_request()).await {
+                        Ok(Ok((req, stream))) => serve_stream(state, req, stream, client, early).await,
+                        Ok(Err(e)) => tracing::debug!("h3 request head refused: {e}"),
+                        Err(_) => {
+                            tracing::debug!(peer = %client.addr, "h3 request head not received within header_timeout: stream closed")
+                        }
                     }
                 });
             }
