@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use portcullis_core::pipeline::{ResponseHead, Version};
 
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, finish_chunked, relay};
@@ -110,7 +110,7 @@ pub trait Downstream {
     /// client and `up` (whose bytes already read are in `up_buf`) until either side closes or
     /// nothing moves for `idle`. Returns the bytes moved (client to upstream, upstream to client).
     /// Only HTTP/1.1 connections can switch protocols; others refuse.
-    async fn tunnel<U: AsyncReadRent + AsyncWriteRent>(
+    async fn tunnel<U: AsyncReadRent + AsyncWriteRent + Split>(
         &mut self,
         _head: &ResponseHead,
         _up: &mut U,
@@ -164,7 +164,7 @@ pub fn connection_header(keep: bool, version: Version) -> ConnHeader {
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
+impl<S: AsyncReadRent + AsyncWriteRent + Split> Downstream for H1Down<'_, S> {
     fn buffered_body(&mut self, body: ReqBody) -> Option<Bytes> {
         match body {
             ReqBody::None => Some(Bytes::new()),
@@ -251,7 +251,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
         Ok(Sent { bytes, keep })
     }
 
-    async fn tunnel<U: AsyncReadRent + AsyncWriteRent>(
+    async fn tunnel<U: AsyncReadRent + AsyncWriteRent + Split>(
         &mut self,
         head: &ResponseHead,
         up: &mut U,

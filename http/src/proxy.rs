@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use portcullis_core::LocalReply;
 use portcullis_core::pipeline::{Cx, Filter, Flow, Headers, Method, RequestHead, ResponseHead};
 
@@ -64,7 +64,7 @@ pub struct Incoming {
 
 /// Handles one HTTP/1.1 request end to end. Returns what to do with the connection and the
 /// header list for reuse by the next request.
-pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
+pub async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent + Split>(
     state: &ShardState<F>,
     sg: &ShardGen<F>,
     client: &mut S,

@@ -162,7 +162,10 @@ impl<S: AsyncReadRent> AsyncReadRent for Guarded<S> {
         let start = buf.write_ptr() as usize;
         let (res, buf) = self.inner.read(buf).await;
         if let Ok(n) = res {
-            // SAFETY: the read initialised n bytes at the buffer's write pointer.
+            // SAFETY: `IoBufMut` requires the buffer's storage to stay at one address while
+            // the buffer moves (into the read and back), so `start` still points at it, and a
+            // successful read initialised its first n bytes; `buf` is alive and not mutated
+            // while `got` is used.
             let got = unsafe { std::slice::from_raw_parts(start as *const u8, n) };
             if let Err(what) = self.counter.observe(got) {
                 return (Err(flood(what)), buf);
