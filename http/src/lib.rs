@@ -6,6 +6,7 @@ pub mod compiled;
 pub mod conn;
 pub mod convert;
 pub mod downstream;
+pub mod fuzz;
 pub mod h1;
 pub mod h2;
 pub mod io;

@@ -5,4 +5,4 @@
 
 mod resp;
 
-pub(crate) use resp::{Conn, Value};
+pub(crate) use resp::{Conn, Value, read_value};
