@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fuzz;
 pub mod pipeline;
 pub mod runtime;
 pub mod telemetry;

@@ -11,6 +11,7 @@ pub(crate) mod compiled;
 pub(crate) mod convert;
 pub mod engine;
 mod forward;
+pub mod fuzz;
 pub mod h1;
 pub mod h2;
 pub(crate) mod io;

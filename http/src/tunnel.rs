@@ -20,10 +20,10 @@ const CHUNK: usize = 16 * 1024;
 /// Lends a stream to a tunnel so it can be read and written at the same time.
 struct Both<'a, T>(&'a mut T);
 
-// SAFETY: the tunnel runs one read and one write of the stream concurrently on one thread, the
-// same use monoio's own `into_split` and `monoio_compat` make of TCP and the TLS adapter (which
-// keeps its read-side records waiting while a write is in progress).
-unsafe impl<T> Split for Both<'_, T> {}
+// SAFETY: `Both` forwards every read and write unchanged to `T`, and `T: Split` promises that
+// its reads and writes may be in flight at once. The streams that reach a tunnel are TCP
+// (monoio's own `Split`), the TLS adapter over TCP (`tls`) and `UpStream` (either of those).
+unsafe impl<T: Split> Split for Both<'_, T> {}
 
 impl<T: AsyncReadRent> AsyncReadRent for Both<'_, T> {
     async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
@@ -96,8 +96,8 @@ async fn watchdog(last: &Cell<Instant>, idle: Duration) {
 /// Returns the bytes moved (client to upstream, upstream to client).
 pub async fn relay<C, U>(client: &mut C, upstream: &mut U, idle: Duration) -> (u64, u64)
 where
-    C: AsyncReadRent + AsyncWriteRent,
-    U: AsyncReadRent + AsyncWriteRent,
+    C: AsyncReadRent + AsyncWriteRent + Split,
+    U: AsyncReadRent + AsyncWriteRent + Split,
 {
     let (up_bytes, down_bytes) = (Cell::new(0), Cell::new(0));
     let last = Cell::new(Instant::now());

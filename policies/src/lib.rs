@@ -2,8 +2,12 @@
 //!
 //! Owns: one folder per filter (`observe`, `request_id`, `forwarded`, `cors`, `mtls`, `authn`, `authz`,
 //! `ratelimit`, `transform`), `redis` (the RESP client background threads share), each compiling its config once per shard per config generation, and `chain`, the
-//! closed-enum dispatch over them.
+//! closed-enum dispatch over them; `fuzz`, the entry point of its cargo-fuzz target.
 //! Must not: open sockets or block on the request path, or speak any wire protocol.
+
+// Nothing here needs `unsafe` (the allocation-counting allocator of `benches/limiter.rs` is a
+// separate crate).
+#![forbid(unsafe_code)]
 
 pub mod authn;
 mod authz;
@@ -11,6 +15,7 @@ mod chain;
 mod cors;
 mod error;
 mod forwarded;
+pub mod fuzz;
 mod header_rules;
 mod mtls;
 mod observe;

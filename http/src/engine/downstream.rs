@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use portcullis_core::pipeline::ResponseHead;
 
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, ReqBody};
@@ -122,7 +122,7 @@ pub trait Downstream {
     /// client and `up` (whose bytes already read are in `up_buf`) until either side closes or
     /// nothing moves for `idle`. Returns the bytes moved (client to upstream, upstream to client).
     /// Only HTTP/1.1 connections can switch protocols; others refuse.
-    async fn tunnel<U: AsyncReadRent + AsyncWriteRent>(
+    async fn tunnel<U: AsyncReadRent + AsyncWriteRent + Split>(
         &mut self,
         _head: &ResponseHead,
         _up: &mut U,

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use portcullis_core::pipeline::{ResponseHead, Version};
 
 use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, ReqBody, finish_chunked, relay};
@@ -56,7 +56,7 @@ pub fn connection_header(keep: bool, version: Version) -> ConnHeader {
     }
 }
 
-impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
+impl<S: AsyncReadRent + AsyncWriteRent + Split> Downstream for H1Down<'_, S> {
     type Detached = NoDetach;
 
     fn buffered_body(&mut self, body: ReqBody) -> Option<Bytes> {
@@ -143,7 +143,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
         Ok(Sent { bytes, keep })
     }
 
-    async fn tunnel<U: AsyncReadRent + AsyncWriteRent>(
+    async fn tunnel<U: AsyncReadRent + AsyncWriteRent + Split>(
         &mut self,
         head: &ResponseHead,
         up: &mut U,

@@ -5,7 +5,7 @@
 //! manage the connection (that is `h1::server`), or talk to upstreams.
 
 use bytes::BytesMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use portcullis_core::pipeline::{Cx, Filter, Headers, Method};
 
 use crate::engine::client::ClientMeta;
@@ -19,7 +19,7 @@ use crate::shard::state::{ShardGen, ShardState};
 /// header list for reuse by the next request. `rbuf` holds the bytes read from the client
 /// after the head (body, pipelined requests); `wbuf` and `scratch` are lent for this exchange.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
+pub(crate) async fn exchange<F: Filter, S: AsyncReadRent + AsyncWriteRent + Split>(
     state: &ShardState<F>,
     sg: &ShardGen<F>,
     client: &mut S,

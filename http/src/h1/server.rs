@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::io::AsyncReadRent;
 use monoio::io::AsyncWriteRent;
+use monoio::io::Split;
 use portcullis_core::LocalReply;
 use portcullis_core::config::RequestIdConfig;
 use portcullis_core::pipeline::{Filter, Version};
@@ -112,7 +113,7 @@ async fn write_bare_reply<S: AsyncWriteRent>(
 
 /// Serves one HTTP/1.1 client connection (plain TCP or TLS) until it closes, errs, idles out,
 /// or the shard drains.
-pub async fn serve_conn<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
+pub async fn serve_conn<F: Filter, S: AsyncReadRent + AsyncWriteRent + Split>(
     state: Rc<ShardState<F>>,
     stream: S,
     client: ClientMeta,
@@ -121,7 +122,7 @@ pub async fn serve_conn<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
 }
 
 /// Like `serve_conn`, with bytes already read from the client (protocol detection).
-pub async fn serve_conn_with<F: Filter, S: AsyncReadRent + AsyncWriteRent>(
+pub async fn serve_conn_with<F: Filter, S: AsyncReadRent + AsyncWriteRent + Split>(
     state: Rc<ShardState<F>>,
     mut stream: S,
     client: ClientMeta,

@@ -265,7 +265,10 @@ impl<S: AsyncReadRent> AsyncReadRent for Guarded<S> {
         let start = buf.write_ptr() as usize;
         let (res, mut buf) = self.inner.read(buf).await;
         if let Ok(n) = res {
-            // SAFETY: the read initialised n bytes at the buffer's write pointer.
+            // SAFETY: `IoBufMut` requires the buffer's storage to stay at one address while
+            // the buffer moves (into the read and back), so `start` still points at it, and a
+            // successful read initialised its first n bytes; `buf` is alive and not mutated
+            // while `got` is used.
             let got = unsafe { std::slice::from_raw_parts(start as *const u8, n) };
             let verdict = self.counter.observe(got);
             self.signal.stalled_since.set(self.counter.stalled_since());

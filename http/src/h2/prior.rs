@@ -39,7 +39,10 @@ impl<S: AsyncReadRent> AsyncReadRent for Prefixed<S> {
             return self.inner.read(buf).await;
         }
         let n = self.pre.len().min(buf.bytes_total());
-        // SAFETY: n bytes fit the buffer's writable region, which this call owns.
+        // SAFETY: n <= bytes_total, so the copy stays inside the buffer's writable region,
+        // which this call owns (the buffer was moved in); `pre` is a separate allocation, so
+        // the regions do not overlap; after the copy the first n bytes are initialised, which
+        // is what `set_init(n)` requires.
         unsafe {
             std::ptr::copy_nonoverlapping(self.pre.as_ptr(), buf.write_ptr(), n);
             buf.set_init(n);
@@ -49,13 +52,15 @@ impl<S: AsyncReadRent> AsyncReadRent for Prefixed<S> {
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives the read.
+        // SAFETY: the raw buffer describes `buf`'s first iovec; `buf` is owned by this call, so
+        // that memory stays valid and untouched by anyone else until the read below completes.
         let res = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
             Some(raw) => self.read(raw).await.0,
             None => Ok(0),
         };
         if let Ok(n) = res {
-            // SAFETY: n bytes were written into the first iovec.
+            // SAFETY: the read wrote n bytes at the start of the first iovec (n <= its length),
+            // so the first n bytes of `buf` are initialised.
             unsafe { buf.set_init(n) };
         }
         (res, buf)

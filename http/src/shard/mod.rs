@@ -209,7 +209,9 @@ pub async fn serve_shard_with<F: Filter + 'static>(
                 for fd in &fds {
                     // Wakes the pending accept with an error and makes the kernel refuse new
                     // connections to this shard's socket; the accept loop then exits.
-                    // SAFETY: fd is a listening socket owned by a live TcpListener.
+                    // SAFETY: a plain syscall on an integer (no memory is passed). `fd` still
+                    // names this shard's listening socket: each accept task drops its listener
+                    // only after it sees `draining`, set just above with no await since.
                     unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
                 }
                 let deadline = Instant::now() + timeout;

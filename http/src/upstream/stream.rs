@@ -8,7 +8,7 @@ use std::io;
 
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::TcpStream;
 use rustls::ClientConnection;
 
@@ -21,6 +21,11 @@ pub enum UpStream {
     /// TLS over TCP (boxed: the rustls state is large and rarely used).
     Tls(Box<TlsStream<TcpStream, ClientConnection>>),
 }
+
+// SAFETY: both transports are `Split` (TCP by monoio, the TLS adapter over TCP in `tls`), and
+// every method here only forwards to the variant, which nothing replaces while a read or write
+// is in flight (the tunnel holds the stream borrowed for its whole run).
+unsafe impl Split for UpStream {}
 
 impl AsyncReadRent for UpStream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {

@@ -11,3 +11,4 @@ mod slot;
 pub(crate) use client::{Client, Cmd, Target};
 pub(crate) use resp::Value;
 pub(crate) use slot::key_slot;
+pub(crate) use resp::read_value;
