@@ -6,7 +6,7 @@
 //! `Connection` headers, 100-continue, the small-body single write). Must not: route, run
 //! filters or talk to upstreams other than through the streams it is handed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -60,6 +60,9 @@ pub struct Sent {
     pub bytes: u64,
     /// Whether the client connection stays open.
     pub keep: bool,
+    /// When the head was handed to the client while the body went on after it (`None`: the
+    /// head went out with the whole response), for the gateway's added time.
+    pub head_at: Option<Instant>,
 }
 
 /// The client side of an exchange.
@@ -225,7 +228,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
             Some(BodyIn::Length(n)) => body.buf.len() as u64 >= n,
             _ => false,
         };
-        let mut bytes = 0;
+        let (mut bytes, mut head_at) = (0, None);
         if small {
             if let Some(BodyIn::Length(n)) = body_in {
                 out.extend_from_slice(&body.buf[..n as usize]);
@@ -241,6 +244,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
             let (res, out) = write_all(self.stream, out, limits.idle).await;
             *wbuf = out;
             res.map_err(RelayError::Dest)?;
+            head_at = Some(Instant::now());
             let kind = body_in.unwrap_or(BodyIn::Length(0));
             bytes = relay(body.stream, body.buf, kind, self.stream, body_out, limits, scratch).await?;
             if body_out == BodyOut::ChunkedOpen {
@@ -248,7 +252,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Downstream for H1Down<'_, S> {
                 finish_chunked(self.stream, trailers, scratch, limits.idle).await?;
             }
         }
-        Ok(Sent { bytes, keep })
+        Ok(Sent { bytes, keep, head_at })
     }
 
     async fn tunnel<U: AsyncReadRent + AsyncWriteRent>(

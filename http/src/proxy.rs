@@ -342,6 +342,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let mut sent_at;
         let (mut conn, resp, ep) = loop {
             sent_at = Instant::now();
+            self.cx.upstream_attempt(sent_at);
             let picked = match stale_on.take() {
                 Some(ep) => Some((ep, true)),
                 None => plan.attempts.pick(set, plan.key).map(|ep| (ep, false)),
@@ -425,7 +426,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                         monoio::time::sleep(wait).await;
                         continue;
                     }
-                    self.cx.upstream_time = Some(sent_at.elapsed());
+                    self.cx.upstream_answered(sent_at);
                     break (conn, resp, ep);
                 }
                 Err((IoFail::Timeout, _)) => {
@@ -520,7 +521,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let limits = RelayLimits { max_bytes: u64::MAX, ..limits };
         match self.down.send_response(resp_head, body, keep, limits, self.wbuf, self.scratch).await {
             Ok(sent) => {
-                self.cx.bytes_out = sent.bytes;
+                (self.cx.bytes_out, self.cx.head_sent) = (sent.bytes, sent.head_at);
                 Ok(sent)
             }
             Err(e) => {

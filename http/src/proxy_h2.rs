@@ -77,6 +77,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
 
         let (resp, ep, _lease) = loop {
             sent_at = Instant::now();
+            self.cx.upstream_attempt(sent_at);
             let picked = match stale_on.take() {
                 Some(ep) => Some((ep, true)),
                 None => plan.attempts.pick(&set, plan.key).map(|ep| (ep, false)),
@@ -120,7 +121,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                         monoio::time::sleep(wait).await;
                         continue;
                     }
-                    self.cx.upstream_time = Some(sent_at.elapsed());
+                    self.cx.upstream_answered(sent_at);
                     break (resp, ep, lease);
                 }
                 Sent::Unusable if !lease.fresh => {

@@ -75,8 +75,9 @@ impl Downstream for H3Down {
     ) -> Result<Sent, RelayError> {
         self.send.send_response(response_of(head)).await.map_err(h3_err)?;
         let kind = stream_body_in(body.kind);
-        let mut bytes = 0;
+        let (mut bytes, mut head_at) = (0, None);
         if let Some(kind) = kind.filter(|_| !self.is_head) {
+            head_at = Some(std::time::Instant::now());
             let mut sink = SliceIo(BodySink { send: &mut self.send });
             bytes = relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, scratch).await?;
         }
@@ -84,7 +85,7 @@ impl Downstream for H3Down {
             self.send.send_trailers(trailers).await.map_err(h3_err)?;
         }
         self.send.finish().await.map_err(h3_err)?;
-        Ok(Sent { bytes, keep: true })
+        Ok(Sent { bytes, keep: true, head_at })
     }
 
     async fn send_local(
