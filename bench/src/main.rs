@@ -3,6 +3,7 @@
 //! (`idle`) and the latency chart (`chart`).
 
 mod chart;
+mod delay;
 mod h1;
 mod idle;
 mod load;
@@ -110,7 +111,7 @@ fn main() -> Result<()> {
         Cmd::Load(opts) => load::run(&opts).map(|_| ()),
         Cmd::Chart { out, title, series } => chart::run(&out, &title, &series),
         Cmd::Upstream { listen, body_size, cpu, ring, backlog, delay, delay_max, h3 } => {
-            let delay = upstream::Delay { min: delay, max: delay_max.unwrap_or(delay) };
+            let delay = delay::Delay { min: delay, max: delay_max.unwrap_or(delay) };
             upstream::run(&upstream::UpstreamOpts { listen, body_size, cpu, ring, backlog, delay, h3 })
         }
         Cmd::Idle { target, conns, hold_secs, threads, path } => {
