@@ -25,6 +25,7 @@
 #        LAT_LEVELS="25 50 75" LAT_ROUNDS=ROUNDS or 10 LAT_CAP_ROUNDS=3 (latency scenario)
 #        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10 HAPROXY_MAXCONN=9000
 #        GATEWAYS="direct portcullis nginx haproxy envoy caddy" NO_BUILD=0 KEEP=0
+#        PORT_SHIFT=0 (added to every port, to run beside another harness)
 #        WAIT_QUIET=0 (seconds to wait for a busy machine to go below 10% before starting)
 #        PORTCULLIS_BIN=target/release/portcullis PORTCULLIS_CONFIG=bench/peers/portcullis.toml
 #        ENVOY_BIN=(envoy on PATH)
@@ -53,9 +54,11 @@ HAPROXY_ROUTES_TEMPLATE=$ROOT/bench/peers/haproxy-routes.map
 ENVOY_TEMPLATE=$ROOT/bench/peers/envoy.yaml
 CADDY_TEMPLATE=$ROOT/bench/peers/Caddyfile
 BENCH=$TARGET_DIR/release/portcullis-bench
-UP_PORT=19000 CEIL_PORT=19001
+PORT_SHIFT=${PORT_SHIFT:-0} # added to every port: two harnesses on one machine (e.g. PORT_SHIFT=2000)
+UP_PORT=$((19000 + PORT_SHIFT)) CEIL_PORT=$((19001 + PORT_SHIFT))
 # Plain-scenario ports; scenario S listens on PORT + SC_OFFSET[S] (bench/lib/scenarios.sh).
-declare -A PORT=([direct]=19000 [portcullis]=18080 [nginx]=18081 [haproxy]=18082 [envoy]=18083 [baseline]=18084 [caddy]=18085)
+declare -A PORT=([direct]=$UP_PORT [portcullis]=$((18080 + PORT_SHIFT)) [nginx]=$((18081 + PORT_SHIFT))
+    [haproxy]=$((18082 + PORT_SHIFT)) [envoy]=$((18083 + PORT_SHIFT)) [baseline]=$((18084 + PORT_SHIFT)) [caddy]=$((18085 + PORT_SHIFT)))
 declare -A LABEL=([direct]="direct to upstream" [portcullis]="Portcullis (1 shard)" [nginx]="NGINX (1 worker)"
     [haproxy]="HAProxy (1 thread)" [envoy]="Envoy (1 worker)" [baseline]="Portcullis baseline (1 shard)"
     [caddy]="Caddy (GOMAXPROCS=1)")

@@ -16,7 +16,9 @@ declare -A LAT_RATE
 
 secs() { awk -v d="$1" 'BEGIN {m = 1; if (d ~ /ms$/) m = 0.001; else if (d ~ /m$/) m = 60; sub(/[a-z]+$/, "", d); print d * m}'; }
 scrape() { curl -s -m 5 -o "$2" "http://127.0.0.1:$1/metrics" || : >"$2"; } # scrape ADMIN_PORT FILE
-admin_port() { [[ "$1" == portcullis || "$1" == baseline ]] && echo $(($(gw_port "$1" latency) + 50)); }
+admin_port() { # admin_port GATEWAY: its admin API's port (Portcullis), or nothing
+    if [[ "$1" == portcullis || "$1" == baseline ]]; then echo $(($(gw_port "$1" latency) + 50)); fi
+}
 spread_stats() { # spread_stats FILE -> "median min max q1 q3 n" of the values in FILE
     sort -g "$1" | awk '{v[NR] = $1} function at(q,  p, i, f) {p = q * (NR - 1); i = int(p); f = p - i; return v[i + 1] + (v[(i + 2 > NR ? NR : i + 2)] - v[i + 1]) * f}
         END {if (NR) printf "%.0f %.0f %.0f %.0f %.0f %d\n", at(0.5), v[1], v[NR], at(0.25), at(0.75), NR}'
@@ -155,4 +157,5 @@ latency_report() { # the scenario's markdown section (also printed at the end of
         echo "Targets (issue 14): own added time p99 < 100 µs and p99.9 < 500 µs at 50 % load; end-to-end median added p99 no higher than the best peer's at every load."
     fi
     [ -s "$WORK/latency.svg" ] && { echo; echo "Chart: \`latency-latest.svg\` (per-round added p99 by load and peer: median dot, middle-half box, range line)."; }
+    return 0
 }

@@ -65,7 +65,9 @@ make_material() { # the certificate every TLS peer serves and the token every JW
     return 0
 }
 
-gw_port() { echo $((${PORT[$1]} + ${SC_OFFSET[$2]})); } # gw_port GATEWAY SCENARIO
+gw_port() { # gw_port GATEWAY SCENARIO (the direct upstream has one port for every scenario)
+    if [ "$1" = direct ]; then echo "$UP_PORT"; else echo $((${PORT[$1]} + ${SC_OFFSET[$2]})); fi
+}
 
 start_gateway() { # start_gateway GATEWAY SCENARIO: 0 and GPID[GW] set, or 1 and SKIPSC set
     local gw=$1 sc=$2
