@@ -132,7 +132,9 @@ measure_round() { # measure_round SCENARIO GATEWAY ROUND: one closed-loop run, f
     fi
     per_req_us $((up1 - up0)) "$reqs" >>"$WORK/$sc.upcpu-$gw"
     [ "$gw" != direct ] && per_req_us $((gp1 - gp0)) "$reqs" >>"$WORK/$sc.cpu-$gw"
-    echo $((po1 - po0 - CONNS)) >>"$WORK/$sc.reconn-$gw"
+    local own_conns=$CONNS # the client's own TCP connections are not reconnects (HTTP/3 opens none)
+    [ "$sc" = h3 ] && own_conns=0
+    echo $((po1 - po0 - own_conns)) >>"$WORK/$sc.reconn-$gw"
     own=$((gp1 - gp0))
     [ "$gw" = direct ] && own=0
     awk -v b=$((pb1 - pb0)) -v o="$own" -v t=$((pt1 - pt0)) 'BEGIN {f = t ? 100 * (b - o) / t : 0; printf "%.0f\n", f < 0 ? 0 : f}' >>"$WORK/$sc.foreign-$gw"
