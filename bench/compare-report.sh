@@ -91,6 +91,14 @@ command -v haproxy >/dev/null && haproxy_v=$(haproxy -v 2>/dev/null | awk 'NR ==
         echo
         echo "Chart: \`latest.svg\` (median over rounds of each percentile). Send lag = how late the generator itself sent a request whose connection was free (timer and CPU slack): it is not part of the latency."
     fi
+    if [ -s "$WORK/crosscheck.md" ]; then
+        echo
+        cat "$WORK/crosscheck.md"
+    fi
+    if [ -s "$WORK/latency.md" ]; then
+        echo
+        cat "$WORK/latency.md"
+    fi
     if [ "$SYSCALLS" = 1 ]; then
         echo
         echo "## Syscalls per request"
@@ -133,11 +141,11 @@ command -v haproxy >/dev/null && haproxy_v=$(haproxy -v 2>/dev/null | awk 'NR ==
     echo
     echo "What each peer can do (\`bench/compare.sh --scenarios LIST\`; this harness runs: $HARNESS_SCENARIOS). Configs: bench/peers/."
     echo
-    printf '| scenario |'; for gw in portcullis nginx haproxy envoy; do printf ' %s |' "${LABEL[$gw]}"; done; echo
-    echo "|---|---|---|---|---|"
+    printf '| scenario |'; for gw in portcullis nginx haproxy envoy caddy; do printf ' %s |' "${LABEL[$gw]}"; done; echo
+    echo "|---|---|---|---|---|---|"
     for sc in $KNOWN_SCENARIOS; do
         printf '| %s%s |' "${SCENARIO_LABEL[$sc]}" "$([[ " $HARNESS_SCENARIOS " == *" $sc "* ]] || echo " (not run by this harness)")"
-        for gw in portcullis nginx haproxy envoy; do printf ' %s |' "${CAN[$sc:$gw]:-?}"; done
+        for gw in portcullis nginx haproxy envoy caddy; do printf ' %s |' "${CAN[$sc:$gw]:-?}"; done
         echo
     done
     if [ ${#NOTES[@]} -gt 0 ]; then
@@ -214,7 +222,7 @@ JSON="$WORK/report.json"
     sep=""
     for sc in $KNOWN_SCENARIOS; do
         printf '%s%s: {"in_harness": %s' "$sep" "$(jstr "$sc")" "$([[ " $HARNESS_SCENARIOS " == *" $sc "* ]] && echo true || echo false)"
-        for gw in portcullis nginx haproxy envoy; do printf ', %s: %s' "$(jstr "$gw")" "$(jstr "${CAN[$sc:$gw]:-?}")"; done
+        for gw in portcullis nginx haproxy envoy caddy; do printf ', %s: %s' "$(jstr "$gw")" "$(jstr "${CAN[$sc:$gw]:-?}")"; done
         printf '}'
         sep=", "
     done
@@ -242,6 +250,10 @@ cp "$REPORT" "$ROOT/bench/results/latest.md"
 cp "$REPORT" "$ROOT/bench/results/$stamp.md"
 cp "$JSON" "$ROOT/bench/results/latest.json"
 cp "$JSON" "$ROOT/bench/results/$stamp.json"
+if [ -s "$WORK/latency.svg" ]; then
+    cp "$WORK/latency.svg" "$ROOT/bench/results/latency-latest.svg"
+    cp "$WORK/latency.svg" "$ROOT/bench/results/latency-$stamp.svg"
+fi
 if [ -n "$SVG" ]; then
     cp "$SVG" "$ROOT/bench/results/latest.svg"
     cp "$SVG" "$ROOT/bench/results/$stamp.svg"

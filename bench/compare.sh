@@ -10,16 +10,22 @@
 #     ratelimit (a per-client-IP limit that never trips): req/s, p50/p99, proxy CPU-µs/request
 #   plain also: open loop at RATE_PCT % of the slowest gateway's req/s (added latency over
 #     direct), --syscalls, --idle; and once: the generator's ceiling against a trivial server
-# Usage: bench/compare.sh [--scenarios plain,tls,h2,routes,jwt,ratelimit] [--syscalls] [--idle]
+#   latency (opt-in, bench/lib/latency.sh): NGINX's closed-loop capacity, then open loop at
+#     LAT_LEVELS % of it, LAT_ROUNDS interleaved rounds: added p99 per round (peer - direct),
+#     median and spread per peer (table + latency-latest.svg), and Portcullis's own added time
+#     p50/p99/p99.9 from its /metrics histogram
+# Usage: bench/compare.sh [--scenarios plain,tls,h2,h3,routes,jwt,ratelimit,latency] [--syscalls] [--idle]
 #          [--no-build] [--only "direct nginx"] [--envoy PATH] [--rate N] [--no-latency]
 #          [--no-ceiling] [--redis] [--baseline PATH] [--keep]
 #        --baseline PATH: also run another portcullis binary (e.g. main's) as "Portcullis baseline"
 #        (BASELINE_CONFIG=template: the baseline's config, for a same-run A/B of two configs)
 # Env:   DURATION=10s (seconds) CONNS=32 STREAMS=10 THREADS=1 ROUNDS=3 WARMUP=2s PROXY_CPU=1 LOAD_CPU=0
-#        BODY_SIZE=13 SCENARIOS="plain tls h2 routes jwt ratelimit" ROUTES=1000 JWT_CACHE=0 REDIS=0
+#        BODY_SIZE=13 SCENARIOS="plain tls h2 h3 routes jwt ratelimit" ROUTES=1000 JWT_CACHE=0 REDIS=0
 #        LATENCY=1 RATE_PCT=50 RATE= LAT_CONNS=64 LAT_DURATION=DURATION LAT_WARMUP=2s CEILING=1
+#        LAT_LEVELS="25 50 75" LAT_ROUNDS=ROUNDS or 10 LAT_CAP_ROUNDS=3 (latency scenario)
 #        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10 HAPROXY_MAXCONN=9000
-#        GATEWAYS="direct portcullis nginx haproxy envoy" NO_BUILD=0 KEEP=0
+#        GATEWAYS="direct portcullis nginx haproxy envoy caddy" NO_BUILD=0 KEEP=0
+#        PORT_SHIFT=0 (added to every port, to run beside another harness)
 #        WAIT_QUIET=0 (seconds to wait for a busy machine to go below 10% before starting)
 #        PORTCULLIS_BIN=target/release/portcullis PORTCULLIS_CONFIG=bench/peers/portcullis.toml
 #        ENVOY_BIN=(envoy on PATH)
@@ -29,11 +35,12 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+ROUNDS_GIVEN=${ROUNDS:-} # the latency scenario runs 10 rounds unless ROUNDS (or LAT_ROUNDS) says otherwise
 DURATION=${DURATION:-10s} CONNS=${CONNS:-32} STREAMS=${STREAMS:-10} THREADS=${THREADS:-1} ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2s} PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} BODY_SIZE=${BODY_SIZE:-13}
 SYSCALLS=${SYSCALLS:-0} SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
 IDLE=${IDLE:-0} IDLE_CONNS=${IDLE_CONNS:-10000} IDLE_HOLD=${IDLE_HOLD:-10}
-GATEWAYS=${GATEWAYS:-direct portcullis nginx haproxy envoy} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
+GATEWAYS=${GATEWAYS:-direct portcullis nginx haproxy envoy caddy} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
 WAIT_QUIET=${WAIT_QUIET:-0} SCENARIOS=${SCENARIOS:-} REDIS=${REDIS:-0}
 LATENCY=${LATENCY:-1} RATE_PCT=${RATE_PCT:-50} RATE=${RATE:-} LAT_CONNS=${LAT_CONNS:-64}
 LAT_DURATION=${LAT_DURATION:-$DURATION} LAT_WARMUP=${LAT_WARMUP:-2s} CEILING=${CEILING:-1}
@@ -45,12 +52,16 @@ NGINX_TEMPLATE=$ROOT/bench/peers/nginx.conf
 HAPROXY_TEMPLATE=$ROOT/bench/peers/haproxy.cfg
 HAPROXY_ROUTES_TEMPLATE=$ROOT/bench/peers/haproxy-routes.map
 ENVOY_TEMPLATE=$ROOT/bench/peers/envoy.yaml
+CADDY_TEMPLATE=$ROOT/bench/peers/Caddyfile
 BENCH=$TARGET_DIR/release/portcullis-bench
-UP_PORT=19000 CEIL_PORT=19001
+PORT_SHIFT=${PORT_SHIFT:-0} # added to every port: two harnesses on one machine (e.g. PORT_SHIFT=2000)
+UP_PORT=$((19000 + PORT_SHIFT)) CEIL_PORT=$((19001 + PORT_SHIFT))
 # Plain-scenario ports; scenario S listens on PORT + SC_OFFSET[S] (bench/lib/scenarios.sh).
-declare -A PORT=([direct]=19000 [portcullis]=18080 [nginx]=18081 [haproxy]=18082 [envoy]=18083 [baseline]=18084)
+declare -A PORT=([direct]=$UP_PORT [portcullis]=$((18080 + PORT_SHIFT)) [nginx]=$((18081 + PORT_SHIFT))
+    [haproxy]=$((18082 + PORT_SHIFT)) [envoy]=$((18083 + PORT_SHIFT)) [baseline]=$((18084 + PORT_SHIFT)) [caddy]=$((18085 + PORT_SHIFT)))
 declare -A LABEL=([direct]="direct to upstream" [portcullis]="Portcullis (1 shard)" [nginx]="NGINX (1 worker)"
-    [haproxy]="HAProxy (1 thread)" [envoy]="Envoy (1 worker)" [baseline]="Portcullis baseline (1 shard)")
+    [haproxy]="HAProxy (1 thread)" [envoy]="Envoy (1 worker)" [baseline]="Portcullis baseline (1 shard)"
+    [caddy]="Caddy (GOMAXPROCS=1)")
 declare -A SKIP SC_ACTIVE # gateway -> why it has no row at all; scenario -> gateways measured
 # shellcheck source=lib/common.sh
 source "$ROOT/bench/lib/common.sh"
@@ -60,6 +71,10 @@ source "$ROOT/bench/lib/scenarios.sh"
 source "$ROOT/bench/lib/peers.sh"
 # shellcheck source=lib/extras.sh
 source "$ROOT/bench/lib/extras.sh"
+# shellcheck source=lib/latency.sh
+source "$ROOT/bench/lib/latency.sh"
+# shellcheck source=lib/crosscheck.sh
+source "$ROOT/bench/lib/crosscheck.sh"
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -80,7 +95,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-SCENARIOS=${SCENARIOS:-$HARNESS_SCENARIOS}
+SCENARIOS=${SCENARIOS:-$DEFAULT_SCENARIOS}
 if [ -z "$BASELINE_BIN" ] && [ "$BASELINE_CONFIG" != "$PORTCULLIS_CONFIG" ]; then
     BASELINE_BIN=$TARGET_DIR/release/portcullis # same binary, another config
 fi
@@ -131,6 +146,8 @@ fi
 need=(wrk:wrk taskset:util-linux pgrep:procps curl:curl openssl:openssl)
 [[ " $GATEWAYS " == *" nginx "* ]] && need+=(nginx:nginx-light)
 [[ " $GATEWAYS " == *" haproxy "* ]] && need+=(haproxy:haproxy)
+[[ " $GATEWAYS " == *" caddy "* ]] && need+=(caddy:caddy)
+[[ " $SCENARIOS " == *" latency "* ]] && need+=(jq:jq)
 [[ " $SCENARIOS " == *" h2 "* ]] && need+=(h2load:nghttp2-client)
 [ "$REDIS" = 1 ] && need+=(redis-server:redis-server)
 [ "$SYSCALLS" = 1 ] && need+=(strace:strace)
@@ -161,7 +178,7 @@ fi
 
 # ---------------------------------------------------------------- environment checks
 for gw in $GATEWAYS; do
-    [ -n "${PORT[$gw]:-}" ] || die "unknown gateway '$gw' (known: direct portcullis nginx haproxy envoy baseline)"
+    [ -n "${PORT[$gw]:-}" ] || die "unknown gateway '$gw' (known: direct portcullis nginx haproxy envoy caddy baseline)"
 done
 wait_port_free "$UP_PORT" || die "port $UP_PORT is already in use: stop whatever listens there"
 [ "$CEILING" = 1 ] && port_open "$CEIL_PORT" && die "port $CEIL_PORT is already in use: stop whatever listens there"
@@ -209,7 +226,12 @@ make_material
 # ---------------------------------------------------------------- scenarios, then the generator's ceiling
 ACTIVE=()
 for sc in "${RUN_SCENARIOS[@]}"; do
-    if [ "$sc" = plain ]; then run_scenario plain plain_extras; else run_scenario "$sc"; fi
+    case $sc in
+        plain) run_scenario plain plain_extras ;;
+        latency) run_latency ;;
+        h2) run_scenario h2 h2_extras ;;
+        *) run_scenario "$sc" ;;
+    esac
 done
 generator_ceiling
 

@@ -75,6 +75,8 @@ fn one_json_line_per_request_with_the_fields() {
     assert!(a["duration_us"].as_u64().is_some_and(|d| d > 0));
     let up = a["upstream_us"].as_u64().expect("upstream time");
     assert!(up > 0 && up <= a["duration_us"].as_u64().unwrap_or(0));
+    let added = a["added_us"].as_u64().expect("added time");
+    assert!(added + up <= a["duration_us"].as_u64().unwrap_or(0), "{a}");
     assert_eq!(a["upstream"], app.addr.to_string());
     assert_eq!(a["protocol"], "HTTP/1.1");
     assert!(a["consumer"].is_null() && a["tls"].is_null() && a["error"].is_null());
@@ -83,8 +85,28 @@ fn one_json_line_per_request_with_the_fields() {
     assert_eq!(b["status"], 404);
     assert_eq!(b["error"], "route_not_found");
     assert!(b["route"].is_null() && b["upstream"].is_null() && b["upstream_us"].is_null());
+    let added = b["added_us"].as_u64().expect("a local reply has an added time");
+    assert!(added <= b["duration_us"].as_u64().unwrap_or(0), "all of it is the gateway's: {b}");
     assert_eq!(b["protocol"], "HTTP/1.0");
     assert_eq!(b["trace_id"].as_str().map(str::len), Some(32), "a trace started by the gateway");
+}
+
+#[test]
+fn added_time_leaves_out_the_upstream_wait() {
+    // The upstream takes 300 ms to answer: the exchange lasts that long, the gateway's own
+    // added time must not include it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wait = Duration::from_millis(300);
+    let app =
+        Upstream::start(move |req| common::Reply::Delay(wait, Box::new(common::echo_reply("app", req))));
+    let gw = gateway(dir.path(), app.addr, "strip");
+    assert_eq!(request(gw.addr, b"GET /users/1 HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+    let l = &lines(&dir.path().join("access.log"), 1)[0];
+    let (total, up) = (l["duration_us"].as_u64().unwrap_or(0), l["upstream_us"].as_u64().unwrap_or(0));
+    let added = l["added_us"].as_u64().expect("added time");
+    assert!(total >= 300_000 && up >= 300_000, "the upstream's delay is in both: {l}");
+    assert!(added < total - 250_000, "the upstream wait is not the gateway's time: {l}");
+    assert!(added <= total - up, "{l}");
 }
 
 #[test]

@@ -92,6 +92,20 @@ fn request_metrics_by_route_template_method_status_and_protocol() {
     assert!(q.iter().all(|(_, v)| *v > 0.0 && *v < 30.0), "{q:?}");
     assert!(q.windows(2).all(|w| w[0].1 <= w[1].1), "quantiles ordered: {q:?}");
 
+    // The gateway's own added time: every request, proxied (the upstream answered) or local
+    // (404s, and the 502 whose upstream never answered); cumulative fine buckets from 1 µs.
+    let added = "portcullis_gateway_added_seconds";
+    let count = |l: &[(&str, &str)]| m.value(&format!("{added}_count"), l);
+    assert_eq!(count(&[]), 8.0, "{}", m.text);
+    assert_eq!(count(&[("protocol", "http/1.1"), ("reply", "proxied")]), 4.0);
+    assert_eq!(count(&[("protocol", "http/1.0"), ("reply", "proxied")]), 1.0);
+    assert_eq!(count(&[("protocol", "http/1.1"), ("reply", "local")]), 3.0);
+    let h = m.histogram(added, &[("protocol", "http/1.1"), ("reply", "proxied")]);
+    assert_eq!(h.first().map(|b| b.0), Some(1e-6), "{h:?}");
+    assert!(h.iter().filter(|b| b.0 <= 0.01).count() >= 40, "fine buckets up to 10 ms: {h:?}");
+    assert!(h.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "cumulative: {h:?}");
+    assert_eq!(h.last().map(|b| (b.0.is_infinite(), b.1)), Some((true, 4.0)));
+
     assert_eq!(m.value("portcullis_local_replies_total", &[("code", "route_not_found")]), 2.0);
     assert_eq!(m.value("portcullis_local_replies_total", &[("code", "upstream_connect_failed")]), 1.0);
     assert_eq!(m.value("portcullis_config_generation", &[]), 1.0);

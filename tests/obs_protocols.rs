@@ -134,6 +134,25 @@ fn tls_version_protocols_connections_and_bare_replies_reach_log_and_metrics() {
     let m = scrape_until(admin, "5 requests counted", |m| m.value("portcullis_requests_total", &[]) == 5.0);
     let req = |proto: &str| m.value("portcullis_requests_total", &[("route", "users"), ("protocol", proto)]);
     assert_eq!((req("http/1.1"), req("h2"), req("h3")), (1.0, 1.0, 1.0), "{}", m.text);
+    // The gateway's own added time: one proxied request per protocol, the bare replies local.
+    let added = |proto: &str, reply: &str| {
+        m.value("portcullis_gateway_added_seconds_count", &[("protocol", proto), ("reply", reply)])
+    };
+    assert_eq!(
+        (
+            added("http/1.1", "proxied"),
+            added("h2", "proxied"),
+            added("h3", "proxied"),
+            added("http/1.1", "local")
+        ),
+        (1.0, 1.0, 1.0, 2.0),
+        "{}",
+        m.text
+    );
+    for l in &got {
+        let (added, total) = (l["added_us"].as_u64(), l["duration_us"].as_u64().unwrap_or(0));
+        assert!(added.is_some_and(|a| a <= total), "added time within the exchange: {l}");
+    }
     assert_eq!(
         m.value("portcullis_requests_total", &[("route", "_unmatched"), ("status_class", "4xx")]),
         2.0

@@ -35,7 +35,7 @@ open_loop() { # added latency at a fixed rate
         for ((i = 0; i < n; i++)); do
             gw=${ACTIVE[$(((i + r - 1) % n))]}
             out="$WORK/lat-$gw-$r.json"
-            taskset -c "$LOAD_CPU" "$BENCH" load "http://127.0.0.1:${PORT[$gw]}/" --rate "$RATE" -c "$LAT_CONNS" \
+            taskset -c "$LOAD_CPU" "$BENCH" load "$(scenario_url plain "$gw")" --rate "$RATE" -c "$LAT_CONNS" \
                 -w "$LAT_WARMUP" -d "$LAT_DURATION" -o "$out" 2>>"$WORK/lat-$gw.err" || true
             if [ ! -s "$out" ]; then
                 note "open loop round $r $gw failed: $(tail -2 "$WORK/lat-$gw.err" | tr '\n' ' ')"
@@ -59,7 +59,7 @@ syscalls() { # syscalls per request (strace -c), one short wrk run each
         spid=$!
         PIDS+=("$spid")
         sleep 0.5
-        run_wrk "${PORT[$gw]}" "$SYSCALL_DURATION" "$WORK/wrk-strace-$gw.txt"
+        run_client plain "$gw" "$SYSCALL_DURATION" "$WORK/wrk-strace-$gw.txt"
         kill -INT "$spid" 2>/dev/null || true
         wait "$spid" 2>/dev/null || true
         reqs=$(wrk_requests "$WORK/wrk-strace-$gw.txt")

@@ -65,11 +65,13 @@ make_material() { # the certificate every TLS peer serves and the token every JW
     return 0
 }
 
-gw_port() { echo $((${PORT[$1]} + ${SC_OFFSET[$2]})); } # gw_port GATEWAY SCENARIO
+gw_port() { # gw_port GATEWAY SCENARIO (the direct upstream has one port for every scenario)
+    if [ "$1" = direct ]; then echo "$UP_PORT"; else echo $((${PORT[$1]} + ${SC_OFFSET[$2]})); fi
+}
 
 start_gateway() { # start_gateway GATEWAY SCENARIO: 0 and GPID[GW] set, or 1 and SKIPSC set
     local gw=$1 sc=$2
-    R_PORT=$(gw_port "$gw" "$sc")
+    R_PORT=$(gw_port "$gw" "$sc") R_ADMIN_PORT=$(($(gw_port "$gw" "$sc") + 50))
     [ "$gw" = direct ] && { GPID[direct]=$UP_PID; return 0; }
     wait_port_free "$R_PORT" || { SKIPSC[$sc:$gw]="port $R_PORT is in use"; return 1; }
     case $gw in
@@ -78,6 +80,7 @@ start_gateway() { # start_gateway GATEWAY SCENARIO: 0 and GPID[GW] set, or 1 and
         nginx) start_nginx "$sc" ;;
         haproxy) start_haproxy "$sc" ;;
         envoy) start_envoy "$sc" ;;
+        caddy) start_caddy "$sc" ;;
     esac
 }
 stop_gateway() { # stop_gateway GATEWAY (never the shared upstream)
@@ -150,6 +153,22 @@ start_haproxy() {
         return 1
     }
     GPID[haproxy]=$pid
+}
+
+start_caddy() { # GOMAXPROCS=1: one OS thread runs Go code, as one worker elsewhere
+    local sc=$1 dir="$WORK/caddy-$1"
+    mkdir -p "$dir"
+    render "$CADDY_TEMPLATE" "$sc" "$dir/Caddyfile"
+    if ! XDG_DATA_HOME=$dir XDG_CONFIG_HOME=$dir caddy validate --adapter caddyfile --config "$dir/Caddyfile" >"$dir/validate.log" 2>&1; then
+        SKIPSC[$sc:caddy]="caddy validate failed: $(tail -c 300 "$dir/validate.log" | tr '\n' ' ')"
+        return 1
+    fi
+    GOMAXPROCS=1 XDG_DATA_HOME=$dir XDG_CONFIG_HOME=$dir HOME=$dir taskset -c "$PROXY_CPU" \
+        caddy run --adapter caddyfile --config "$dir/Caddyfile" >"$dir/out.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_port "$R_PORT" "$pid" 15 || { SKIPSC[$sc:caddy]="it did not start: $(tail -c 300 "$dir/out.log" | tr '\n' ' ')"; return 1; }
+    GPID[caddy]=$pid
 }
 
 start_envoy() {

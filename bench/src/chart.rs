@@ -12,7 +12,7 @@ const POINTS: [(&str, &str); 5] =
     [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p99.9"), ("max", "max")];
 
 /// Line colours (colour-blind safe palette), reused in order.
-const COLOURS: [&str; 6] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"];
+pub const COLOURS: [&str; 6] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"];
 
 /// One line of the chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +63,8 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn escape(s: &str) -> String {
+/// Escapes text for SVG.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -1,12 +1,15 @@
 //! `portcullis-bench`: the benchmark tools' CLI. Owns argument parsing and dispatch to the
 //! load generator (`load`), the reference upstream (`upstream`), the idle-connection holder
-//! (`idle`) and the latency chart (`chart`).
+//! (`idle`), the latency charts (`chart`, `spread`) and the added-time reader (`added`).
 
 mod chart;
+mod delay;
 mod h1;
 mod idle;
 mod load;
 mod ring;
+mod scrape;
+mod spread;
 mod sys;
 mod upstream;
 mod upstream_h2;
@@ -71,6 +74,32 @@ enum Cmd {
         #[arg(required = true)]
         series: Vec<String>,
     },
+    /// Draw an SVG of per-round values by group and series (median, middle half, range) from
+    /// `series<TAB>group<TAB>value` lines.
+    Spread {
+        /// Tab-separated input.
+        input: PathBuf,
+        /// Output SVG file.
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+        /// Chart title.
+        #[arg(long, default_value = "Per-round values")]
+        title: String,
+        /// Axis label.
+        #[arg(long, default_value = "µs")]
+        unit: String,
+    },
+    /// The gateway's own added time between two `/metrics` scrapes (before, after): request
+    /// count and p50/p99/p99.9 in µs as one JSON line.
+    Added {
+        /// Scrape taken before the window.
+        before: PathBuf,
+        /// Scrape taken after it.
+        after: PathBuf,
+        /// Histogram to read.
+        #[arg(long, default_value = scrape::ADDED)]
+        metric: String,
+    },
     /// Open N keep-alive connections, one request each, then hold them idle.
     Idle {
         /// Gateway address.
@@ -109,8 +138,10 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Load(opts) => load::run(&opts).map(|_| ()),
         Cmd::Chart { out, title, series } => chart::run(&out, &title, &series),
+        Cmd::Spread { input, out, title, unit } => spread::run(&input, &out, &title, &unit),
+        Cmd::Added { before, after, metric } => scrape::run(&before, &after, &metric),
         Cmd::Upstream { listen, body_size, cpu, ring, backlog, delay, delay_max, h3 } => {
-            let delay = upstream::Delay { min: delay, max: delay_max.unwrap_or(delay) };
+            let delay = delay::Delay { min: delay, max: delay_max.unwrap_or(delay) };
             upstream::run(&upstream::UpstreamOpts { listen, body_size, cpu, ring, backlog, delay, h3 })
         }
         Cmd::Idle { target, conns, hold_secs, threads, path } => {

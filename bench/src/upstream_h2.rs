@@ -9,7 +9,7 @@ use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio_compat::StreamWrapper;
 
-use crate::{h1::Canned, upstream::Delay};
+use crate::{delay::Delay, h1::Canned};
 
 /// Streams a client may open at once.
 const MAX_STREAMS: u32 = 1024;

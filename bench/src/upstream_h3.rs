@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes};
 use portcullis_quic::MonoioRuntime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::{h1::Canned, upstream::Delay, upstream_h2::response_head};
+use crate::{delay::Delay, h1::Canned, upstream_h2::response_head};
 
 /// Streams a client may open at once.
 const MAX_STREAMS: u32 = 1024;

@@ -6,9 +6,7 @@
 use std::{
     cell::RefCell,
     collections::VecDeque,
-    net::SocketAddr,
     rc::Rc,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -19,8 +17,10 @@ use monoio::{
 };
 
 use super::{
-    outcome::{Fail, connect, count, first_connect_error},
+    errors::{Fail, count},
+    outcome::{connect, first_connect_error},
     pacer::Pacer,
+    plan::Plan,
     response::{RespFramer, RespInfo},
     schedule::Schedule,
     stats::Stats,
@@ -28,39 +28,6 @@ use super::{
 
 /// Receive buffer a connection starts with.
 const READ_BUF: usize = 64 * 1024;
-
-/// Everything every connection of a run shares (read-only).
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// Target address.
-    pub addr: SocketAddr,
-    /// HTTP/1.1: one encoded request.
-    pub request: Vec<u8>,
-    /// HTTP/2 and HTTP/3: the request every stream sends (absolute URI and extra headers).
-    pub template: RequestTemplate,
-    /// HTTP/1.1: requests in flight per connection (closed loop).
-    pub pipeline: usize,
-    /// HTTP/2 and HTTP/3: concurrent streams per connection.
-    pub streams: usize,
-    /// TLS settings (HTTP/2 over TLS, HTTP/3); `None` = cleartext.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// HTTP/3 client settings (built from `tls`).
-    pub quic: Option<Arc<quinn::ClientConfig>>,
-    /// Name the server is verified as (host part of the URL).
-    pub server_name: String,
-    /// Connect timeout and per-response timeout.
-    pub timeout: Duration,
-    /// Open loop: total offered rate; `None` = closed loop.
-    pub rate: Option<f64>,
-    /// Connections in the whole run (all threads).
-    pub conns: usize,
-    /// Sending starts here (after every connection had a chance to connect).
-    pub begin: Instant,
-    /// End of the warm-up: requests sent (or intended) from here on are measured.
-    pub measure_from: Instant,
-    /// No request is sent (or intended) from here on.
-    pub end: Instant,
-}
 
 /// A connected socket with its receive buffer and framer.
 struct Conn {
@@ -138,25 +105,6 @@ impl Conn {
     }
 }
 
-/// The HTTP/2 and HTTP/3 request: built anew per request (`http::Request` is not `Clone`).
-#[derive(Debug, Clone)]
-pub struct RequestTemplate {
-    /// `scheme://authority/path`.
-    pub uri: http::Uri,
-    /// Extra header fields.
-    pub headers: http::HeaderMap,
-}
-
-impl RequestTemplate {
-    /// A fresh copy of the request.
-    pub fn build(&self) -> http::Request<()> {
-        let mut req = http::Request::new(());
-        *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
-        req
-    }
-}
-
 /// Runs HTTP/1.1 connection slot `index` until the plan's end.
 pub async fn drive(plan: Rc<Plan>, index: usize, stats: Rc<RefCell<Stats>>) {
     match plan.rate {
@@ -220,7 +168,7 @@ async fn closed_loop(plan: &Plan, stats: &RefCell<Stats>) {
 }
 
 async fn open_loop(plan: &Plan, schedule: Schedule, stats: &RefCell<Stats>) {
-    let Some(pacer) = Pacer::for_sender(stats) else { return };
+    let Some(pacer) = Pacer::for_sender(&mut stats.borrow_mut().errors) else { return };
     let mut first = true;
     let mut k = 0u64;
     let Some(mut conn) = connect(plan, stats, &mut first, || Conn::open(plan)).await else { return };

@@ -14,11 +14,7 @@ use monoio_compat::StreamWrapper;
 use portcullis_http::tls::TlsStream;
 use rustls::pki_types::ServerName;
 
-use super::{
-    conn::Plan,
-    mux::Mux,
-    outcome::{Fail, first_connect_error},
-};
+use super::{errors::Fail, mux::Mux, outcome::first_connect_error, plan::Plan};
 
 /// Stream receive window: large enough that a response never waits for a WINDOW_UPDATE.
 const STREAM_WINDOW: u32 = 1 << 20;

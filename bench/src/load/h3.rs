@@ -6,11 +6,7 @@ use std::time::Duration;
 
 use portcullis_quic::client::H3Client;
 
-use super::{
-    conn::Plan,
-    mux::Mux,
-    outcome::{Fail, first_connect_error},
-};
+use super::{errors::Fail, mux::Mux, outcome::first_connect_error, plan::Plan};
 
 /// How long the end of a run waits for the server to acknowledge a connection close.
 const CLOSE_WAIT: Duration = Duration::from_millis(200);

@@ -2,15 +2,17 @@
 //! the run: splits the connections over pinned threads (one monoio io_uring runtime each),
 //! starts every connection at the same instant, merges the threads' histograms and prints the
 //! JSON report. The target and requests are set up in `target`; per-connection behaviour lives
-//! in `conn` (HTTP/1.1) and `mux` (HTTP/2 in `h2`, HTTP/3 in `h3`), timing in `schedule` and
-//! `pacer`, failure accounting in `outcome`.
+//! in `conn` (HTTP/1.1) and `mux` (HTTP/2 in `h2`, HTTP/3 in `h3`), what they share in `plan`,
+//! timing in `schedule` and `pacer`, failure kinds in `errors`, reconnecting in `outcome`.
 
 mod conn;
+mod errors;
 mod h2;
 mod h3;
 mod mux;
 mod outcome;
 mod pacer;
+mod plan;
 mod response;
 mod schedule;
 mod stats;
@@ -27,7 +29,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{ring, sys};
-use conn::Plan;
+use plan::Plan;
 pub use stats::{Report, RunShape, Stats};
 pub use target::Proto;
 use target::Url;

@@ -12,9 +12,10 @@ use std::{
 };
 
 use super::{
-    conn::Plan,
-    outcome::{Fail, connect, count},
+    errors::{Fail, count},
+    outcome::connect,
     pacer::Pacer,
+    plan::Plan,
     schedule::Schedule,
     stats::Stats,
 };
@@ -111,7 +112,7 @@ impl<M: Mux> Slot<M> {
     }
 
     async fn open_loop(mut self, plan: &Plan, schedule: Schedule, stats: &RefCell<Stats>, next: &Cell<u64>) {
-        let Some(pacer) = Pacer::for_sender(stats) else { return };
+        let Some(pacer) = Pacer::for_sender(&mut stats.borrow_mut().errors) else { return };
         let mut free_at = Instant::now();
         loop {
             let k = next.get();

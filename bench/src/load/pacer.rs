@@ -29,13 +29,13 @@ fn monotonic_now() -> Duration {
 
 impl Pacer {
     /// The open-loop timer of one sender; on failure says why, counts a connect error in
-    /// `stats` and gives `None` (the sender then stops).
-    pub fn for_sender(stats: &std::cell::RefCell<super::stats::Stats>) -> Option<Self> {
+    /// `errors` and gives `None` (the sender then stops).
+    pub fn for_sender(errors: &mut super::errors::Errors) -> Option<Self> {
         match Self::new() {
             Ok(p) => Some(p),
             Err(e) => {
                 eprintln!("portcullis-bench load: {e:#}");
-                stats.borrow_mut().errors.connect += 1;
+                errors.connect += 1;
                 None
             }
         }

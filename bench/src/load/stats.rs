@@ -8,58 +8,10 @@ use anyhow::Result;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::errors::{Errors, status_ok};
+
 /// Highest latency the histograms hold (longer ones are clamped to it): one hour.
 const MAX_NS: u64 = 3_600_000_000_000;
-
-/// Error counts by kind. One count per failed request or failed connection attempt.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Errors {
-    /// Connection attempts refused or timed out.
-    pub connect: u64,
-    /// Writing a request failed (reset, broken pipe).
-    pub write: u64,
-    /// Reading a response failed (reset).
-    pub read: u64,
-    /// The server closed the connection with requests outstanding.
-    pub closed: u64,
-    /// No complete response within the request timeout.
-    pub timeout: u64,
-    /// A response the generator could not frame (not HTTP/1.x, no length) or a protocol error.
-    pub parse: u64,
-    /// Streams the server reset (HTTP/2 RST_STREAM, HTTP/3 stream errors).
-    pub reset: u64,
-    /// Complete responses with a 4xx status.
-    pub status_4xx: u64,
-    /// Complete responses with a 5xx status.
-    pub status_5xx: u64,
-}
-
-impl Errors {
-    /// Sum over every kind.
-    pub fn total(&self) -> u64 {
-        self.connect
-            + self.write
-            + self.read
-            + self.closed
-            + self.timeout
-            + self.parse
-            + self.reset
-            + self.status_4xx
-            + self.status_5xx
-    }
-
-    fn add(&mut self, o: &Errors) {
-        self.connect += o.connect;
-        self.write += o.write;
-        self.read += o.read;
-        self.closed += o.closed;
-        self.timeout += o.timeout;
-        self.parse += o.parse;
-        self.reset += o.reset;
-        self.status_4xx += o.status_4xx;
-        self.status_5xx += o.status_5xx;
-    }
-}
 
 /// Measurements of one thread (or, after [`Stats::merge`], of the whole run).
 pub struct Stats {
@@ -106,7 +58,7 @@ impl Stats {
     /// Records one measured response: its status (an error unless a success), and for a success
     /// its latency and whether it ended inside the measured window.
     pub fn answered(&mut self, status: u16, latency: Duration, in_window: bool) {
-        if super::outcome::status_ok(&mut self.errors, status) {
+        if status_ok(&mut self.errors, status) {
             self.record(latency);
             self.in_window += u64::from(in_window);
         }

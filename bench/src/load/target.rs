@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use portcullis_http::upstream::NoVerify;
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 
-use super::conn::RequestTemplate;
+use super::plan::RequestTemplate;
 
 /// Which HTTP version the generator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

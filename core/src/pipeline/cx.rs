@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::client_cert::ClientCert;
 use super::head::{Method, Version};
 use super::identity::Identity;
-use crate::telemetry::TraceContext;
+use crate::telemetry::{Timings, TraceContext};
 
 /// The context of one request, created by the engine and passed to every filter phase.
 #[derive(Debug)]
@@ -63,6 +63,13 @@ pub struct Cx {
     pub query: Option<Bytes>,
     /// How long the upstream took from the request being sent to its response head arriving.
     pub upstream_time: Option<Duration>,
+    /// When the first upstream attempt began ([`Cx::upstream_attempt`]).
+    pub upstream_began: Option<Instant>,
+    /// When the response head used arrived from the upstream ([`Cx::upstream_answered`]).
+    pub upstream_answered: Option<Instant>,
+    /// When the response head was handed to the client while its body went on after it; `None`
+    /// when it went out with the whole response (the log phase's clock read then times it).
+    pub head_sent: Option<Instant>,
     /// W3C trace ids, when the tracing filter ran.
     pub trace: Option<TraceContext>,
     /// TLS protocol version of the client connection (e.g. `"TLSv1.3"`), when TLS.
@@ -109,6 +116,9 @@ impl Cx {
             path: Bytes::new(),
             query: None,
             upstream_time: None,
+            upstream_began: None,
+            upstream_answered: None,
+            head_sent: None,
             trace: None,
             tls_version: None,
             identity: None,
@@ -118,5 +128,36 @@ impl Cx {
             upgrade: None,
             cors_origin: None,
         }
+    }
+
+    /// Notes an upstream attempt starting at `at` (a clock read the engine already took); only
+    /// the first one counts: retries, back-off and reconnects are upstream wait.
+    #[inline]
+    pub fn upstream_attempt(&mut self, at: Instant) {
+        self.upstream_began.get_or_insert(at);
+    }
+
+    /// Notes the upstream's response head arriving for the attempt sent at `sent_at`: sets
+    /// [`Cx::upstream_time`] from the one clock read this takes.
+    #[inline]
+    pub fn upstream_answered(&mut self, sent_at: Instant) {
+        let now = Instant::now();
+        self.upstream_time = Some(now.saturating_duration_since(sent_at));
+        self.upstream_answered = Some(now);
+    }
+
+    /// The gateway's own added time, `now` being the log phase's clock read right after the
+    /// response; `None` for an exchange that became a tunnel (`101`: no head-written time).
+    #[inline]
+    pub fn added_time(&self, now: Instant) -> Option<Duration> {
+        (self.status != 101).then(|| {
+            Timings {
+                started: self.started,
+                upstream_began: self.upstream_began,
+                upstream_answered: self.upstream_answered,
+                head_sent: self.head_sent,
+            }
+            .added(now)
+        })
     }
 }

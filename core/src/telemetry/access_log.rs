@@ -298,6 +298,9 @@ pub struct AccessRecord<'a> {
     pub duration_us: u64,
     /// Upstream time (request sent to response head) in microseconds.
     pub upstream_us: Option<u64>,
+    /// The gateway's own added time in microseconds (head read to response head written, less
+    /// the upstream wait); none for an exchange that became a tunnel (`101`).
+    pub added_us: Option<u64>,
     /// Upstream endpoint used (`ip:port`).
     pub upstream: Option<&'a str>,
     /// Authenticated consumer (shown lossily if not UTF-8).
@@ -330,6 +333,7 @@ impl AccessRecord<'_> {
         o.num(key!("bytes_out"), self.bytes_out);
         o.num(key!("duration_us"), self.duration_us);
         o.opt_num(key!("upstream_us"), self.upstream_us);
+        o.opt_num(key!("added_us"), self.added_us);
         o.opt_plain(key!("upstream"), self.upstream);
         o.opt_bytes(key!("consumer"), self.consumer);
         o.plain(key!("protocol"), self.protocol);

@@ -39,6 +39,11 @@ pub fn bucket_low(i: usize) -> u64 {
     (1u64 << exp) + (sub << (exp - 3))
 }
 
+/// Whether `us` is a bucket boundary (a value whose counts below it are exact).
+pub fn is_boundary(us: u64) -> bool {
+    us >> (MAX_EXP + 1) != 0 || bucket_low(bucket_of(us)) == us
+}
+
 /// A single-writer histogram.
 #[derive(Debug)]
 pub struct Histogram {
@@ -101,6 +106,13 @@ impl HistogramSnapshot {
     /// µs, truncated). Exact: powers of two are bucket boundaries.
     pub fn count_below_pow2(&self, exp: u32) -> u64 {
         let limit = if exp as usize > MAX_EXP { BUCKETS } else { bucket_of(1u64 << exp) };
+        self.buckets[..limit].iter().sum()
+    }
+
+    /// Values strictly below `us` µs, i.e. durations under `us` µs (values are whole µs,
+    /// truncated). Exact when `us` is a bucket boundary ([`is_boundary`]).
+    pub fn count_below(&self, us: u64) -> u64 {
+        let limit = if us >> (MAX_EXP + 1) != 0 { BUCKETS } else { bucket_of(us) };
         self.buckets[..limit].iter().sum()
     }
 
@@ -169,6 +181,9 @@ mod tests {
         // 2^10 = 1024 µs: values 100..=1000 are below (10 of them), 1100 is not.
         assert_eq!(s.count_below_pow2(10), 10);
         assert_eq!(s.count_below_pow2(40), 1000);
+        assert_eq!(s.count_below(1100), 10);
+        assert_eq!(s.count_below(1152), 11, "1152 is the boundary above 1100");
+        assert!(is_boundary(1024) && is_boundary(1152) && is_boundary(7) && !is_boundary(1100));
         assert!(HistogramSnapshot::default().quantile(0.5).is_none());
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use super::added::AddedTime;
 use super::histogram::HistogramSnapshot;
 use super::series::{CLASSES, CodeTable, METHODS, PROTOCOLS, RouteSeries};
 
@@ -57,6 +58,7 @@ pub type GaugeSnapshot = (&'static str, &'static str, Vec<(&'static str, String)
 struct Registry {
     series: Vec<Entry>,
     codes: Vec<Option<Arc<CodeTable>>>,
+    added: Vec<Option<Arc<AddedTime>>>,
     events: Vec<EventEntry>,
     gauges: Vec<GaugeEntry>,
 }
@@ -106,6 +108,9 @@ pub struct MetricsSnapshot {
     pub events: Vec<(Arc<str>, Arc<str>, u64)>,
     /// Live process-wide gauges, in registration order.
     pub gauges: Vec<GaugeSnapshot>,
+    /// The gateway's added time per (protocol, reply), summed over shards: cell `i` is labelled
+    /// by [`added_labels`](super::added_labels)`(i)`; empty until a shard took its cells.
+    pub added: Vec<HistogramSnapshot>,
 }
 
 fn slot<T: Default>(v: &mut Vec<Option<Arc<T>>>, shard: usize) -> Arc<T> {
@@ -200,6 +205,11 @@ impl Metrics {
         slot(&mut self.lock().codes, shard)
     }
 
+    /// The added-time histograms owned by `shard`. Build time only.
+    pub fn added(&self, shard: usize) -> Arc<AddedTime> {
+        slot(&mut self.lock().added, shard)
+    }
+
     /// Merges every shard's cells (scrape time).
     pub fn snapshot(&self) -> MetricsSnapshot {
         let reg = self.lock();
@@ -245,6 +255,9 @@ impl Metrics {
             }
         }
         out.codes.sort_unstable();
+        for a in reg.added.iter().flatten() {
+            a.merge_into(&mut out.added);
+        }
         for e in &reg.events {
             let n = e.shards.iter().flatten().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).sum();
             out.events.push((e.event.clone(), e.reason.clone(), n));
@@ -289,6 +302,11 @@ mod tests {
         assert_eq!(snap.series[0].bytes_out, 10);
         assert_eq!(snap.series[0].total.count(), 2);
         assert_eq!(snap.codes, vec![("route_not_found", 2)]);
+        assert!(snap.added.is_empty(), "no shard took added-time cells");
+        m.added(0).record(1, false, std::time::Duration::from_micros(20));
+        m.added(1).record(1, false, std::time::Duration::from_micros(30));
+        let snap = m.snapshot();
+        assert_eq!((snap.added[2].count(), snap.added[2].sum_us), (2, 50));
     }
 
     #[test]

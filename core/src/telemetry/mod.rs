@@ -6,6 +6,7 @@
 //! their own cells; lines go through a lock-free queue), or decide what a request is.
 
 mod access_log;
+mod added;
 mod clock;
 mod histogram;
 mod json_line;
@@ -17,8 +18,9 @@ mod span;
 mod trace;
 
 pub use access_log::{AccessLog, AccessLogStats, AccessRecord, BATCH_BYTES, LineBatch, StackText};
+pub use added::{AddedTime, REPLIES, Timings, added_labels};
 pub use clock::{ClockText, civil_from_days, realtime_coarse, rfc3339_millis};
-pub use histogram::{BUCKETS, Histogram, HistogramSnapshot, bucket_of, bump};
+pub use histogram::{BUCKETS, Histogram, HistogramSnapshot, bucket_of, bump, is_boundary};
 pub use metrics::{
     GaugeSnapshot, MAX_GAUGES, MAX_SERIES, Metrics, MetricsSnapshot, OVERFLOW, SeriesSnapshot, UNMATCHED,
 };

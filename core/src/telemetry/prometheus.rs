@@ -1,8 +1,9 @@
 //! Prometheus text exposition (format 0.0.4) of the merged metrics and the process status.
 //!
 //! Owns: metric names, help texts, label escaping and the exported histogram buckets (powers
-//! of four from 64 µs, exact bucket boundaries of the internal histogram). Must not: read
-//! shard state other than through snapshots.
+//! of four from 64 µs; for the added time, four per power of two from 1 µs to 16 ms: all exact
+//! bucket boundaries of the internal histogram). Must not: read shard state other than through
+//! snapshots.
 
 use std::fmt::Write;
 
@@ -15,6 +16,13 @@ use crate::runtime::Status;
 
 /// Exported `le` bounds as powers of two of µs: 64 µs, 256 µs, ... 67 s.
 const LE_EXPS: [u32; 11] = [6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26];
+/// Exported `le` bounds (µs) of the added-time histogram: every µs to 6, then four per power
+/// of two (at most 25 % apart) to 16 ms, then powers of four to about 1 s.
+const ADDED_LE_US: [u64; 53] = [
+    1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224,
+    256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144,
+    7168, 8192, 10240, 12288, 14336, 16384, 65536, 1048576,
+];
 /// Exported quantiles.
 const QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.95, "0.95"), (0.99, "0.99")];
 
@@ -120,6 +128,28 @@ pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats, spans: 
         for (s, l) in m.series.iter().zip(&labels) {
             histogram(&mut out, name, l, pick(s));
         }
+    }
+    head(
+        &mut out,
+        "portcullis_gateway_added_seconds",
+        "histogram",
+        "The gateway's own time per request: request head read to response head written, less the upstream wait.",
+    );
+    for (i, h) in m.added.iter().enumerate().filter(|(_, h)| h.count() > 0) {
+        let (protocol, reply) = super::added::added_labels(i);
+        let labels = format!("protocol=\"{protocol}\",reply=\"{reply}\"");
+        for le in ADDED_LE_US {
+            let _ = writeln!(
+                out,
+                "portcullis_gateway_added_seconds_bucket{{{labels},le=\"{}\"}} {}",
+                le as f64 / 1e6,
+                h.count_below(le)
+            );
+        }
+        let count = h.count();
+        let _ = writeln!(out, "portcullis_gateway_added_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "portcullis_gateway_added_seconds_sum{{{labels}}} {}", h.sum_us as f64 / 1e6);
+        let _ = writeln!(out, "portcullis_gateway_added_seconds_count{{{labels}}} {count}");
     }
     head(
         &mut out,
@@ -238,6 +268,16 @@ pub fn render(m: &MetricsSnapshot, status: &Status, log: AccessLogStats, spans: 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn added_bounds_are_exact_and_ascending() {
+        for w in super::ADDED_LE_US.windows(2) {
+            assert!(w[0] < w[1], "{w:?}");
+        }
+        for le in super::ADDED_LE_US {
+            assert!(crate::telemetry::is_boundary(le), "{le} µs is not a bucket boundary");
+        }
+    }
+
     use std::sync::Arc;
 
     use super::*;
@@ -251,6 +291,7 @@ mod tests {
         bump(&m.event(0, "rate_limited", "per-\"ip\""), 4);
         m.codes(0).record("route_not_found");
         m.series(0, "a\\b", "up");
+        m.added(1).record(2, true, std::time::Duration::from_micros(9));
         let healthy = m.gauge("portcullis_up", "Up.", vec![("endpoint", "1.2.3.4:5".into())]);
         healthy.store(1, std::sync::atomic::Ordering::Relaxed);
         let running = RunningConfig {
@@ -273,6 +314,14 @@ mod tests {
         assert!(text.contains("portcullis_local_replies_total{code=\"route_not_found\"} 1\n"));
         assert!(text.contains("route=\"a\\\\b\""));
         assert!(text.contains("portcullis_config_generation 3\n"));
+        // Only used (protocol, reply) cells are exported; le bounds are exact: 9 µs is not below 8.
+        assert_eq!(text.matches("portcullis_gateway_added_seconds_count{").count(), 1, "{text}");
+        assert!(text.contains(
+            "portcullis_gateway_added_seconds_bucket{protocol=\"h2\",reply=\"local\",le=\"0.000008\"} 0\n"
+        ));
+        assert!(text.contains(
+            "portcullis_gateway_added_seconds_bucket{protocol=\"h2\",reply=\"local\",le=\"0.00001\"} 1\n"
+        ));
         assert!(
             text.contains("# TYPE portcullis_up gauge\nportcullis_up{endpoint=\"1.2.3.4:5\"} 1\n"),
             "{text}"

@@ -44,6 +44,9 @@ pub struct Sent {
     pub bytes: u64,
     /// Whether the client connection stays open.
     pub keep: bool,
+    /// When the head was handed to the client while the body went on after it (`None`: the
+    /// head went out with the whole response), for the gateway's added time.
+    pub head_at: Option<std::time::Instant>,
 }
 
 /// A request body the client side hands over whole, so the engine relays it on its own task

@@ -58,7 +58,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         let limits = RelayLimits { max_bytes: u64::MAX, ..limits };
         match self.down.send_response(resp_head, body, keep, limits).await {
             Ok(sent) => {
-                self.cx.bytes_out = sent.bytes;
+                (self.cx.bytes_out, self.cx.head_sent) = (sent.bytes, sent.head_at);
                 Ok(sent)
             }
             Err(e) => {

@@ -124,6 +124,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
         loop {
             // Upstream time: from here until the response head, per attempt.
             let sent_at = Instant::now();
+            self.cx.upstream_attempt(sent_at);
             let (ep, fresh_only) = match stale_on.take() {
                 Some(ep) => (ep, true),
                 None => match plan.attempts.pick(set, plan.key) {
@@ -162,7 +163,7 @@ impl<F: Filter, D: Downstream> Exchange<'_, F, D> {
                                 monoio::time::sleep(wait).await;
                                 continue;
                             }
-                            self.cx.upstream_time = Some(sent_at.elapsed());
+                            self.cx.upstream_answered(sent_at);
                             return Ok(Won { conn, resp, ep, tracked });
                         }
                         Tried::Stale => {

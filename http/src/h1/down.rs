@@ -6,7 +6,7 @@
 //! (`h1::server`), route, run filters, or talk to upstreams other than through the streams it
 //! is handed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
@@ -117,7 +117,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Downstream for H1Down<'_, S> {
             Some(BodyIn::Length(n)) => body.buf.len() as u64 >= n,
             _ => false,
         };
-        let mut bytes = 0;
+        let (mut bytes, mut head_at) = (0, None);
         if small {
             if let Some(BodyIn::Length(n)) = body_in {
                 out.extend_from_slice(&body.buf[..n as usize]);
@@ -133,6 +133,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Downstream for H1Down<'_, S> {
             let (res, out) = write_all(self.stream, out, limits.idle).await;
             *wbuf = out;
             res.map_err(RelayError::Dest)?;
+            head_at = Some(Instant::now());
             let kind = body_in.unwrap_or(BodyIn::Length(0));
             bytes = relay(body.stream, body.buf, kind, self.stream, body_out, limits, scratch).await?;
             if body_out == BodyOut::ChunkedOpen {
@@ -140,7 +141,7 @@ impl<S: AsyncReadRent + AsyncWriteRent + Split> Downstream for H1Down<'_, S> {
                 finish_chunked(self.stream, trailers, scratch, limits.idle).await?;
             }
         }
-        Ok(Sent { bytes, keep })
+        Ok(Sent { bytes, keep, head_at })
     }
 
     async fn tunnel<U: AsyncReadRent + AsyncWriteRent + Split>(

@@ -124,7 +124,7 @@ impl Downstream for H2Down<'_> {
         let Some(kind) = kind.filter(|_| !self.is_head) else {
             // No body: whether or not the client is still there, the upstream connection is
             // clean (`keep` is about the client connection, which HTTP/2 keeps regardless).
-            return Ok(Sent { bytes: 0, keep: self.start(head, true).is_ok() });
+            return Ok(Sent { bytes: 0, keep: self.start(head, true).is_ok(), head_at: None });
         };
         let mut send = match self.start(head, false) {
             Ok(send) => send,
@@ -134,7 +134,7 @@ impl Downstream for H2Down<'_> {
                 // read whole is consumed, so the upstream connection goes back to the pool
                 // instead of being closed and reopened.
                 return match whole_body(&kind, body.buf, limits.max_bytes) {
-                    Some(_) => Ok(Sent { bytes: 0, keep: false }),
+                    Some(_) => Ok(Sent { bytes: 0, keep: false, head_at: None }),
                     None => Err(e),
                 };
             }
@@ -146,8 +146,9 @@ impl Downstream for H2Down<'_> {
             // upstream connection reusable, as above.
             let bytes = data.len() as u64;
             let sent = send.send_data(data, true).is_ok();
-            return Ok(Sent { bytes: if sent { bytes } else { 0 }, keep: sent });
+            return Ok(Sent { bytes: if sent { bytes } else { 0 }, keep: sent, head_at: None });
         }
+        let head_at = Some(std::time::Instant::now());
         let mut sink = SliceIo(BodySink { send: &mut send });
         let bytes =
             relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, &mut Vec::new()).await?;
@@ -155,7 +156,7 @@ impl Downstream for H2Down<'_> {
             Some(trailers) => send.send_trailers(trailers).map_err(h2_err)?,
             None => send.send_data(Bytes::new(), true).map_err(h2_err)?,
         }
-        Ok(Sent { bytes, keep: true })
+        Ok(Sent { bytes, keep: true, head_at })
     }
 
     async fn request_trailers(&mut self) -> Option<http::HeaderMap> {

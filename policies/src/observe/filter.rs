@@ -6,16 +6,16 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use portcullis_core::config::RouteConfig;
 use portcullis_core::config::{Config, QueryLogMode};
 use portcullis_core::pipeline::{Cx, Filter, Flow, RequestHead};
 use portcullis_core::telemetry::{
-    ClockText, CodeTable, LineBatch, METHODS, RouteSeries, Sample, SpanExporter, SpanRecord, SpanRoute,
-    TRACEPARENT_LEN, Telemetry, TraceContext, UNMATCHED, class_index, method_index, parse_http_endpoint,
-    protocol_index, realtime_coarse,
+    AddedTime, ClockText, CodeTable, LineBatch, METHODS, RouteSeries, Sample, SpanExporter, SpanRecord,
+    SpanRoute, TRACEPARENT_LEN, Telemetry, TraceContext, UNMATCHED, class_index, method_index,
+    parse_http_endpoint, protocol_index, realtime_coarse,
 };
 
 use super::line::{AddrText, path_for_log, write_line};
@@ -29,6 +29,7 @@ struct Cells {
     routes: Vec<Arc<RouteSeries>>,
     unmatched: Arc<RouteSeries>,
     codes: Arc<CodeTable>,
+    added: Arc<AddedTime>,
 }
 
 #[derive(Debug)]
@@ -99,6 +100,7 @@ impl ObserveFilter {
                 .collect(),
             unmatched: t.metrics.series(shard, UNMATCHED, ""),
             codes: t.metrics.codes(shard),
+            added: t.metrics.added(shard),
         });
         let log = telemetry.and_then(|t| {
             t.log.set_destination(cfg.access_log.enabled.then_some(cfg.access_log.path.as_str()));
@@ -181,7 +183,11 @@ impl Filter for ObserveFilter {
     }
 
     fn on_log(&self, cx: &Cx) {
-        let total = cx.started.elapsed();
+        // The one clock read of the log phase: the end of the exchange and, when the head went
+        // out with the whole response, the moment the head was written.
+        let now = Instant::now();
+        let total = now.saturating_duration_since(cx.started);
+        let added = cx.added_time(now);
         if let Some(c) = &self.cells {
             let series = cx.route.and_then(|i| c.routes.get(i)).unwrap_or(&c.unmatched);
             series.record(&Sample {
@@ -196,6 +202,9 @@ impl Filter for ObserveFilter {
             if let Some(code) = cx.error_code {
                 c.codes.record(code);
             }
+            if let Some(a) = added {
+                c.added.record(protocol_index(cx.version), cx.upstream_answered.is_none(), a);
+            }
         }
         if let Some(l) = &self.log {
             let mut buf = l.path.borrow_mut();
@@ -205,7 +214,7 @@ impl Filter for ObserveFilter {
             // The coarse clock (kernel tick resolution) is enough for a log line's time.
             let time = clock.format(realtime_coarse());
             let mut batch = l.batch.borrow_mut();
-            write_line(cx, route, path, total, time, &mut l.addrs.borrow_mut(), batch.line());
+            write_line(cx, route, path, (total, added), time, &mut l.addrs.borrow_mut(), batch.line());
             batch.end_line();
         }
         if let Some(e) = self.tracing.as_ref().and_then(|t| t.export.as_ref()) {

@@ -86,13 +86,22 @@ fn a_line_is_one_json_object_with_the_fields() {
     let mut out = Vec::new();
     let time = "2026-11-30T05:00:00.000Z";
     let mut addrs = AddrText::default();
-    write_line(&cx, Some("users"), b"/users/7", Duration::from_micros(1500), time, &mut addrs, &mut out);
+    write_line(
+        &cx,
+        Some("users"),
+        b"/users/7",
+        (Duration::from_micros(1500), Some(Duration::from_micros(40))),
+        time,
+        &mut addrs,
+        &mut out,
+    );
     let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
     assert_eq!(v["request_id"], "rid-1");
     assert_eq!(v["method"], "POST");
     assert_eq!(v["route"], "users");
     assert_eq!(v["status"], 502);
     assert_eq!(v["duration_us"], 1500);
+    assert_eq!(v["added_us"], 40);
     assert_eq!(v["error"], "upstream_connect_failed");
     assert_eq!(v["consumer"], "alice \"the\" admin");
     assert_eq!(v["client_ip"], "10.0.0.1");
@@ -104,7 +113,7 @@ fn a_line_is_one_json_object_with_the_fields() {
     again.upstream_addr = Some("10.0.0.9:8080".parse().expect("addr"));
     for (c, client, upstream) in [(&again, "2001:db8::7", "10.0.0.9:8080"), (&cx, "10.0.0.1", "null")] {
         let mut out = Vec::new();
-        write_line(c, None, b"/", Duration::ZERO, time, &mut addrs, &mut out);
+        write_line(c, None, b"/", (Duration::ZERO, None), time, &mut addrs, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
         assert_eq!(v["client_ip"], client);
         assert_eq!(v["upstream"].to_string().trim_matches('"'), upstream);
@@ -135,4 +144,7 @@ fn log_phase_records_into_this_shards_cells() {
     let unmatched = snap.series.iter().find(|s| &*s.route == "_unmatched").expect("unmatched");
     assert_eq!(unmatched.requests(0, 3, 1), 1);
     assert_eq!(snap.codes, vec![("route_not_found", 1)]);
+    // Both requests have an added time: HTTP/1.1 (cell 1) proxied (2) and local (3).
+    assert_eq!(snap.added[2].count() + snap.added[3].count(), 2);
+    assert_eq!(snap.added[3].count(), 2, "no upstream answer was noted: both count as local");
 }

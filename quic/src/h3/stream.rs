@@ -73,8 +73,9 @@ impl Downstream for H3Down {
     ) -> Result<Sent, RelayError> {
         self.send.send_response(response_of(head)).await.map_err(h3_err)?;
         let kind = stream_body_in(body.kind);
-        let mut bytes = 0;
+        let (mut bytes, mut head_at) = (0, None);
         if let Some(kind) = kind.filter(|_| !self.is_head) {
+            head_at = Some(std::time::Instant::now());
             let mut sink = SliceIo(BodySink { send: &mut self.send });
             bytes =
                 relay(body.stream, body.buf, kind, &mut sink, BodyOut::Raw, limits, &mut Vec::new()).await?;
@@ -83,7 +84,7 @@ impl Downstream for H3Down {
             self.send.send_trailers(trailers).await.map_err(h3_err)?;
         }
         self.send.finish().await.map_err(h3_err)?;
-        Ok(Sent { bytes, keep: true })
+        Ok(Sent { bytes, keep: true, head_at })
     }
 
     async fn send_local(&mut self, head: &ResponseHead, body: &[u8], _keep: bool, _idle: Duration) -> bool {
