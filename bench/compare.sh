@@ -18,7 +18,7 @@
 # Env:   DURATION=10s (seconds) CONNS=32 STREAMS=10 THREADS=1 ROUNDS=3 WARMUP=2s PROXY_CPU=1 LOAD_CPU=0
 #        BODY_SIZE=13 SCENARIOS="plain tls h2 routes jwt ratelimit" ROUTES=1000 JWT_CACHE=0 REDIS=0
 #        LATENCY=1 RATE_PCT=50 RATE= LAT_CONNS=64 LAT_DURATION=DURATION LAT_WARMUP=2s CEILING=1
-#        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10 HAPROXY_MAXCONN=9000
+#        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_TLS_CONNS=3000 IDLE_HOLD=10 HAPROXY_MAXCONN=9000
 #        GATEWAYS="direct portcullis nginx haproxy envoy" NO_BUILD=0 KEEP=0
 #        WAIT_QUIET=0 (seconds to wait for a busy machine to go below 10% before starting)
 #        PORTCULLIS_BIN=target/release/portcullis PORTCULLIS_CONFIG=bench/peers/portcullis.toml
@@ -32,7 +32,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 DURATION=${DURATION:-10s} CONNS=${CONNS:-32} STREAMS=${STREAMS:-10} THREADS=${THREADS:-1} ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2s} PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} BODY_SIZE=${BODY_SIZE:-13}
 SYSCALLS=${SYSCALLS:-0} SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
-IDLE=${IDLE:-0} IDLE_CONNS=${IDLE_CONNS:-10000} IDLE_HOLD=${IDLE_HOLD:-10}
+IDLE=${IDLE:-0} IDLE_CONNS=${IDLE_CONNS:-10000} IDLE_TLS_CONNS=${IDLE_TLS_CONNS:-3000} IDLE_HOLD=${IDLE_HOLD:-10}
 GATEWAYS=${GATEWAYS:-direct portcullis nginx haproxy envoy} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
 WAIT_QUIET=${WAIT_QUIET:-0} SCENARIOS=${SCENARIOS:-} REDIS=${REDIS:-0}
 LATENCY=${LATENCY:-1} RATE_PCT=${RATE_PCT:-50} RATE=${RATE:-} LAT_CONNS=${LAT_CONNS:-64}
@@ -209,7 +209,11 @@ make_material
 # ---------------------------------------------------------------- scenarios, then the generator's ceiling
 ACTIVE=()
 for sc in "${RUN_SCENARIOS[@]}"; do
-    if [ "$sc" = plain ]; then run_scenario plain plain_extras; else run_scenario "$sc"; fi
+    case $sc in # --idle also holds idle connections in the tls and h2 scenarios (bench/lib/extras.sh)
+        plain) run_scenario plain plain_extras ;;
+        tls | h2) run_scenario "$sc" "${sc}_extras" ;;
+        *) run_scenario "$sc" ;;
+    esac
 done
 generator_ceiling
 

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 use monoio::BufResult;
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use portcullis_core::pipeline::Filter;
@@ -18,6 +18,7 @@ use super::{PREFACE, serve_h2};
 use crate::conn::{ClientMeta, serve_conn_with};
 use crate::io::read_more;
 use crate::shard::ShardState;
+use crate::slice_io::{Dest, read_first_iovec};
 
 /// A stream that first returns bytes read earlier.
 pub struct Prefixed<S> {
@@ -37,27 +38,13 @@ impl<S: AsyncReadRent> AsyncReadRent for Prefixed<S> {
         if self.pre.is_empty() {
             return self.inner.read(buf).await;
         }
-        let n = self.pre.len().min(buf.bytes_total());
-        // SAFETY: n bytes fit the buffer's writable region, which this call owns.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.pre.as_ptr(), buf.write_ptr(), n);
-            buf.set_init(n);
-        }
+        let n = Dest::new(&mut buf).put(&self.pre);
         let _ = self.pre.split_to(n);
         (Ok(n), buf)
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives the read.
-        let res = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
-            Some(raw) => self.read(raw).await.0,
-            None => Ok(0),
-        };
-        if let Ok(n) = res {
-            // SAFETY: n bytes were written into the first iovec.
-            unsafe { buf.set_init(n) };
-        }
-        (res, buf)
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        read_first_iovec(self, buf).await
     }
 }
 
