@@ -67,7 +67,8 @@ pub fn run(opts: &IdleOpts) -> Result<()> {
     if (nofile as usize) < opts.conns + 64 {
         eprintln!("warning: RLIMIT_NOFILE is {nofile}, below {} connections + slack", opts.conns);
     }
-    let authority = if opts.tls { format!("localhost:{}", opts.target.port()) } else { opts.target.to_string() };
+    let authority =
+        if opts.tls { format!("localhost:{}", opts.target.port()) } else { opts.target.to_string() };
     let proto = Proto {
         request: format!(
             "GET {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: portcullis-bench-idle\r\n\r\n",
@@ -109,7 +110,8 @@ pub fn run(opts: &IdleOpts) -> Result<()> {
     flush_stdout();
     std::thread::sleep(Duration::from_secs(opts.hold_secs));
     let mut buf = Vec::with_capacity(4096);
-    let alive = conns.iter_mut().map(|c| exchange(c.as_mut(), &proto, 3, &mut buf)).filter(Result::is_ok).count();
+    let alive =
+        conns.iter_mut().map(|c| exchange(c.as_mut(), &proto, 3, &mut buf)).filter(Result::is_ok).count();
     println!("ALIVE {alive} of {}", conns.len());
     flush_stdout();
     if conns.is_empty() && opts.conns > 0 {

@@ -58,7 +58,13 @@ fn get_frame(stream: u32, scheme: &str, authority: &str, path: &str) -> Vec<u8> 
 }
 
 /// Sends `GET path` on `stream` and reads frames until that stream ends.
-pub fn get(io: &mut (impl Read + Write + ?Sized), stream: u32, scheme: &str, authority: &str, path: &str) -> Result<()> {
+pub fn get(
+    io: &mut (impl Read + Write + ?Sized),
+    stream: u32,
+    scheme: &str,
+    authority: &str,
+    path: &str,
+) -> Result<()> {
     io.write_all(&get_frame(stream, scheme, authority, path)).context("write HEADERS")?;
     io.flush().context("flush HEADERS")?;
     let mut head = [0u8; 9];

@@ -24,7 +24,10 @@ pub fn set_nofile(n: u64) -> Result<()> {
     let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
     // SAFETY: `lim` is a valid rlimit for the duration of the call.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        bail!("setrlimit(RLIMIT_NOFILE, {n}): {} (raising the hard limit needs root)", std::io::Error::last_os_error());
+        bail!(
+            "setrlimit(RLIMIT_NOFILE, {n}): {} (raising the hard limit needs root)",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }

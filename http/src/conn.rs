@@ -138,6 +138,7 @@ pub fn serve_conn<F: Filter, S: Park + AsyncWriteRent>(
 }
 
 /// Like `serve_conn`, with bytes already read from the client (protocol detection).
+#[allow(clippy::manual_async_fn, reason = "an async fn stores its arguments twice in the task")]
 pub fn serve_conn_with<F: Filter, S: Park + AsyncWriteRent>(
     state: Rc<ShardState<F>>,
     mut stream: S,
@@ -223,20 +224,23 @@ async fn serve_one<F: Filter, S: Park + AsyncWriteRent>(
     // connection picks up a reload with its next request.
     let waiting = state.current();
     let http = &waiting.config().http;
-    let parsed = match read_head(stream, &mut bufs.rbuf, waiting.head_limits, http.header_timeout.0, &state.spares).await
-    {
-        HeadWait::Request(p) => p,
-        HeadWait::Closed => return Step::Done(After::Close),
-        HeadWait::Reply(reply) => {
-            bufs.wbuf = state.spares.wbuf();
-            let rid = &waiting.config().request_id;
-            let (id, body_len) = write_bare_reply(stream, &reply, &mut bufs.wbuf, rid, http.body_timeout.0).await;
-            let mut cx = bare_cx(client, Version::Http11);
-            cx.request_id = id;
-            log_bare_reply(&waiting, &mut cx, &reply, body_len);
-            return Step::Done(After::Close);
-        }
-    };
+    let parsed =
+        match read_head(stream, &mut bufs.rbuf, waiting.head_limits, http.header_timeout.0, &state.spares)
+            .await
+        {
+            HeadWait::Request(p) => p,
+            HeadWait::Closed => return Step::Done(After::Close),
+            HeadWait::Reply(reply) => {
+                bufs.wbuf = state.spares.wbuf();
+                let rid = &waiting.config().request_id;
+                let (id, body_len) =
+                    write_bare_reply(stream, &reply, &mut bufs.wbuf, rid, http.body_timeout.0).await;
+                let mut cx = bare_cx(client, Version::Http11);
+                cx.request_id = id;
+                log_bare_reply(&waiting, &mut cx, &reply, body_len);
+                return Step::Done(After::Close);
+            }
+        };
     drop(waiting);
     let sg = state.current();
     *served += 1;

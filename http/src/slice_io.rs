@@ -66,7 +66,10 @@ pub fn init_bytes<B: IoBuf>(buf: &B) -> &[u8] {
 
 /// A vectored read served by a plain read into the first iovec (the streams behind this bridge
 /// never see vectored reads on their hot path).
-pub async fn read_first_iovec<S: AsyncReadRent, B: IoVecBufMut>(stream: &mut S, mut buf: B) -> BufResult<usize, B> {
+pub async fn read_first_iovec<S: AsyncReadRent, B: IoVecBufMut>(
+    stream: &mut S,
+    mut buf: B,
+) -> BufResult<usize, B> {
     // SAFETY: the `RawBuf` points into the first iovec of `buf`, which this function owns until
     // it returns, so the memory outlives the read; `buf` is not touched while `raw` is in use.
     let res = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
@@ -81,7 +84,10 @@ pub async fn read_first_iovec<S: AsyncReadRent, B: IoVecBufMut>(stream: &mut S, 
 }
 
 /// A vectored write served by a plain write of the first iovec.
-pub async fn write_first_iovec<S: AsyncWriteRent, B: IoVecBuf>(stream: &mut S, buf: B) -> BufResult<usize, B> {
+pub async fn write_first_iovec<S: AsyncWriteRent, B: IoVecBuf>(
+    stream: &mut S,
+    buf: B,
+) -> BufResult<usize, B> {
     // SAFETY: the `RawBuf` views the first iovec of `buf`, which this function owns (and does
     // not change) until it returns.
     let res = match unsafe { RawBuf::new_from_iovec(&buf) } {

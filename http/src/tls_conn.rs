@@ -26,6 +26,7 @@ fn client_cert(stream: &TlsStream<TcpStream>) -> Option<Rc<ClientCert>> {
 /// Completes the handshake and serves the connection. (An `async` block, not an `async fn`,
 /// so the arguments are not stored twice in every connection's task; the handshake and the
 /// HTTP/2 engine are boxed, so an idle HTTP/1.1 TLS connection's task holds neither.)
+#[allow(clippy::manual_async_fn, reason = "an async fn stores its arguments twice in the task")]
 pub fn serve_tls<F: Filter + 'static>(
     state: Rc<ShardState<F>>,
     stream: TcpStream,

@@ -214,7 +214,11 @@ where
 
     /// Copies decrypted bytes into `out`, reading the socket when rustls has none; `None` when
     /// parked (`park_at` passed with nothing read).
-    async fn read_plain(&mut self, out: &mut Dest<'_>, park_at: Option<Instant>) -> io::Result<Option<usize>> {
+    async fn read_plain(
+        &mut self,
+        out: &mut Dest<'_>,
+        park_at: Option<Instant>,
+    ) -> io::Result<Option<usize>> {
         if out.room() == 0 {
             return Ok(Some(0));
         }
@@ -292,7 +296,10 @@ where
 
     async fn readable(&mut self) -> io::Result<()> {
         // Buffered ciphertext or plaintext, or a seen end: a read would not wait.
-        if self.rpos < self.rbuf.len() || self.eof || !matches!(self.conn.reader().fill_buf(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock) {
+        if self.rpos < self.rbuf.len()
+            || self.eof
+            || !matches!(self.conn.reader().fill_buf(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+        {
             return Ok(());
         }
         self.io.readable().await
