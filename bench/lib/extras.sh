@@ -105,8 +105,9 @@ idle_memory() { # idle_memory SCENARIO GATEWAY...: RSS while holding idle keep-a
         HELD[$k]=$(awk '/^HOLDING/ {print $2}' "$WORK/idle-$sc-$gw.txt")
         ALIVE[$k]="$(awk '/^ALIVE/ {print $2 "/" $4}' "$WORK/idle-$sc-$gw.txt")"
         log "idle $sc $gw: held ${HELD[$k]:-0}, RSS $((RSS0[$k] / 1024)) -> $((RSS1[$k] / 1024)) MiB, alive ${ALIVE[$k]}"
-        [ -s "$WORK/idle-$sc-$gw.err" ] && note "idle $sc $gw: $(head -3 "$WORK/idle-$sc-$gw.err" | tr '\n' ' ')"
+        if [ -s "$WORK/idle-$sc-$gw.err" ]; then note "idle $sc $gw: $(head -3 "$WORK/idle-$sc-$gw.err" | tr '\n' ' ')"; fi
     done
+    return 0
 }
 
 # A second reference upstream takes the proxy's place on PROXY_CPU; wrk and portcullis-bench

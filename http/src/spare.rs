@@ -15,6 +15,9 @@ const MAX_SPARES: usize = 1024;
 const MAX_KEPT_WBUF: usize = 16 * 1024;
 /// Initial capacity of a new write buffer.
 const WBUF_CAPACITY: usize = 1024;
+/// Most read buffers kept: enough for the connections that read at the same moment, not one per
+/// parked connection (a burst of parking connections would otherwise pin 4 KiB each).
+const MAX_SPARE_RBUFS: usize = 64;
 /// Capacity of a client read buffer (grown only for large heads and bodies).
 pub const RBUF_CAPACITY: usize = 4096;
 /// Read buffers with less room than this are not kept (their allocation is still shared).
@@ -54,7 +57,7 @@ impl Spares {
     pub fn give_rbuf(&self, buf: BytesMut) {
         let mut list = self.rbufs.borrow_mut();
         let cap = buf.capacity();
-        if buf.is_empty() && (MIN_KEPT_RBUF..=RBUF_CAPACITY).contains(&cap) && list.len() < MAX_SPARES {
+        if buf.is_empty() && (MIN_KEPT_RBUF..=RBUF_CAPACITY).contains(&cap) && list.len() < MAX_SPARE_RBUFS {
             list.push(buf);
         }
     }

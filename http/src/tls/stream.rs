@@ -30,8 +30,9 @@ use crate::slice_io::{Dest, init_bytes, read_first_iovec, write_first_iovec};
 
 /// Socket read size for ciphertext: one maximal TLS record plus its header and tag.
 const CIPHERTEXT_READ: usize = 16 * 1024 + 256;
-/// Most pooled buffers kept per thread, and the largest one kept.
-const MAX_POOLED: usize = 256;
+/// Most pooled buffers kept per thread (those in use at one moment, not one per connection),
+/// and the largest one kept.
+const MAX_POOLED: usize = 32;
 const MAX_POOLED_CAPACITY: usize = 64 * 1024;
 
 thread_local! {
