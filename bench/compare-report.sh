@@ -16,7 +16,12 @@ if [ -n "$RATE" ] && [ "$LATENCY" = 1 ] && [ -s "$WORK/lp99-direct" ]; then
 fi
 REPORT="$WORK/report.md"
 KIB_PER_CONN() { # KIB_PER_CONN GW -> idle memory per connection, or —
-    if [ -n "${RSS1[$1]:-}" ]; then awk -v a="${RSS0[$1]}" -v b="${RSS1[$1]}" -v n="$IDLE_CONNS" 'BEGIN {printf "%.2f", (b - a) / n}'; else echo "—"; fi
+    IDLE_KIB "plain:$1"
+}
+IDLE_KIB() { # IDLE_KIB SCENARIO:GW -> KiB of RSS per held idle connection, or —
+    if [ -n "${RSS1[$1]:-}" ] && [ "${HELD[$1]:-0}" -gt 0 ]; then
+        awk -v a="${RSS0[$1]}" -v b="${RSS1[$1]}" -v n="${HELD[$1]}" 'BEGIN {printf "%.2f", (b - a) / n}'
+    else echo "—"; fi
 }
 ADDED() { # ADDED GW PERCENTILE -> open-loop latency minus direct's, µs
     if [ "$1" = direct ]; then echo "—"; else sub_or_dash "$(med "l$2" "$1")" "$(med "l$2" direct)"; fi
@@ -113,14 +118,17 @@ command -v haproxy >/dev/null && haproxy_v=$(haproxy -v 2>/dev/null | awk 'NR ==
         echo
         echo "## Idle keep-alive connections"
         echo
-        echo "\`portcullis-bench idle --conns $IDLE_CONNS --hold-secs $IDLE_HOLD\`; VmRSS summed over the process tree. HAProxy is capped at maxconn $HAPROXY_MAXCONN by the descriptor limit."
+        echo "\`portcullis-bench idle --hold-secs $IDLE_HOLD\`: $IDLE_CONNS plain HTTP/1.1 connections (\`plain\`), $IDLE_TLS_CONNS TLS 1.3 HTTP/1.1 (\`--tls\`, tls scenario) and $IDLE_TLS_CONNS TLS HTTP/2 (\`--tls --h2\`, h2 scenario), one request each, then held idle; KiB = (VmRSS holding - VmRSS before) / connections held, VmRSS summed over the process tree, read 1 s after the last connection was proved. HAProxy is capped at maxconn $HAPROXY_MAXCONN by the descriptor limit."
         echo
-        echo "| target | VmRSS before MiB | VmRSS holding MiB | KiB per idle conn | alive after hold / opened |"
-        echo "|---|---:|---:|---:|---|"
-        for gw in "${ACTIVE[@]}"; do
-            [ "$gw" = direct ] && continue
-            awk -v a="${RSS0[$gw]}" -v b="${RSS1[$gw]}" -v n="$IDLE_CONNS" -v l="${LABEL[$gw]}" -v al="${ALIVE[$gw]}" \
-                'BEGIN {printf "| %s | %.1f | %.1f | %.2f | %s |\n", l, a / 1024, b / 1024, (b - a) / n, al}'
+        echo "| target | scenario | VmRSS before MiB | VmRSS holding MiB | held | KiB per idle conn | alive after hold / held |"
+        echo "|---|---|---:|---:|---:|---:|---|"
+        for sc in plain tls h2; do
+            for gw in $GATEWAYS; do
+                [ -n "${RSS1[$sc:$gw]:-}" ] || continue
+                awk -v a="${RSS0[$sc:$gw]}" -v b="${RSS1[$sc:$gw]}" -v l="${LABEL[$gw]}" -v s="$sc" -v h="${HELD[$sc:$gw]:-0}" \
+                    -v k="$(IDLE_KIB "$sc:$gw")" -v al="${ALIVE[$sc:$gw]:-}" \
+                    'BEGIN {printf "| %s | %s | %.1f | %.1f | %s | %s | %s |\n", l, s, a / 1024, b / 1024, h, k, al}'
+            done
         done
     fi
     if [ "$CEIL_DONE" = 1 ]; then

@@ -23,7 +23,7 @@
 #        BODY_SIZE=13 SCENARIOS="plain tls h2 h3 routes jwt ratelimit" ROUTES=1000 JWT_CACHE=0 REDIS=0
 #        LATENCY=1 RATE_PCT=50 RATE= LAT_CONNS=64 LAT_DURATION=DURATION LAT_WARMUP=2s CEILING=1
 #        LAT_LEVELS="25 50 75" LAT_ROUNDS=ROUNDS or 10 LAT_CAP_ROUNDS=3 (latency scenario)
-#        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_HOLD=10 HAPROXY_MAXCONN=9000
+#        SYSCALLS=0 SYSCALL_DURATION=3s IDLE=0 IDLE_CONNS=10000 IDLE_TLS_CONNS=3000 IDLE_HOLD=10 HAPROXY_MAXCONN=9000
 #        GATEWAYS="direct portcullis nginx haproxy envoy caddy" NO_BUILD=0 KEEP=0
 #        PORT_SHIFT=0 (added to every port, to run beside another harness)
 #        WAIT_QUIET=0 (seconds to wait for a busy machine to go below 10% before starting)
@@ -39,7 +39,7 @@ ROUNDS_GIVEN=${ROUNDS:-} # the latency scenario runs 10 rounds unless ROUNDS (or
 DURATION=${DURATION:-10s} CONNS=${CONNS:-32} STREAMS=${STREAMS:-10} THREADS=${THREADS:-1} ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2s} PROXY_CPU=${PROXY_CPU:-1} LOAD_CPU=${LOAD_CPU:-0} BODY_SIZE=${BODY_SIZE:-13}
 SYSCALLS=${SYSCALLS:-0} SYSCALL_DURATION=${SYSCALL_DURATION:-3s}
-IDLE=${IDLE:-0} IDLE_CONNS=${IDLE_CONNS:-10000} IDLE_HOLD=${IDLE_HOLD:-10}
+IDLE=${IDLE:-0} IDLE_CONNS=${IDLE_CONNS:-10000} IDLE_TLS_CONNS=${IDLE_TLS_CONNS:-3000} IDLE_HOLD=${IDLE_HOLD:-10}
 GATEWAYS=${GATEWAYS:-direct portcullis nginx haproxy envoy caddy} NO_BUILD=${NO_BUILD:-0} KEEP=${KEEP:-0}
 WAIT_QUIET=${WAIT_QUIET:-0} SCENARIOS=${SCENARIOS:-} REDIS=${REDIS:-0}
 LATENCY=${LATENCY:-1} RATE_PCT=${RATE_PCT:-50} RATE=${RATE:-} LAT_CONNS=${LAT_CONNS:-64}
@@ -226,10 +226,11 @@ make_material
 # ---------------------------------------------------------------- scenarios, then the generator's ceiling
 ACTIVE=()
 for sc in "${RUN_SCENARIOS[@]}"; do
-    case $sc in
+    case $sc in # --idle also holds idle connections in the tls and h2 scenarios (bench/lib/extras.sh)
         plain) run_scenario plain plain_extras ;;
         latency) run_latency ;;
-        h2) run_scenario h2 h2_extras ;;
+        tls) run_scenario tls tls_extras ;;
+        h2) run_scenario h2 h2_scenario_extras ;;
         *) run_scenario "$sc" ;;
     esac
 done

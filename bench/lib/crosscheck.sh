@@ -5,7 +5,7 @@
 # start or stop gateways. Sourced, never run on its own.
 # shellcheck shell=bash disable=SC2154
 
-h2_extras() { # h2_extras GATEWAY...: the h2 scenario's running gateways
+h2_crosscheck() { # h2_crosscheck GATEWAY...: the h2 scenario's running gateways
     local active=("$@") n r i gw out ratio rows=""
     n=${#active[@]}
     for ((r = 1; r <= ROUNDS; r++)); do

@@ -5,16 +5,18 @@
 # or stop gateways. Sourced, never run on its own.
 # shellcheck shell=bash disable=SC2154
 
-declare -A LATFILES SYSC SYSTOP RSS0 RSS1 ALIVE
+declare -A LATFILES SYSC SYSTOP RSS0 RSS1 HELD ALIVE
 RATE_WHY=""
 plain_extras() { # plain_extras GATEWAY...: the plain scenario's running gateways
     ACTIVE=("$@")
     n=${#ACTIVE[@]}
     [ "$LATENCY" = 1 ] && open_loop
     [ "$SYSCALLS" = 1 ] && syscalls
-    [ "$IDLE" = 1 ] && idle_memory
+    [ "$IDLE" = 1 ] && idle_memory plain "$@"
     return 0
 }
+tls_extras() { [ "$IDLE" = 1 ] && idle_memory tls "$@"; return 0; } # idle TLS HTTP/1.1 connections
+h2_scenario_extras() { h2_crosscheck "$@"; [ "$IDLE" = 1 ] && idle_memory h2 "$@"; return 0; } # cross-check, idle TLS HTTP/2
 
 open_loop() { # added latency at a fixed rate
     local gw r i out k m slowest="" slowest_gw=""
@@ -75,28 +77,37 @@ syscalls() { # syscalls per request (strace -c), one short wrk run each
     done
 }
 
-idle_memory() { # RSS while holding IDLE_CONNS idle keep-alive connections
-    local gw pid ipid i held
-    for gw in "${ACTIVE[@]}"; do
+idle_memory() { # idle_memory SCENARIO GATEWAY...: RSS while holding idle keep-alive connections
+    # (plain: IDLE_CONNS HTTP/1.1; tls: IDLE_TLS_CONNS TLS HTTP/1.1; h2: IDLE_TLS_CONNS TLS HTTP/2),
+    # keyed SCENARIO:GATEWAY in RSS0/RSS1/HELD/ALIVE
+    local sc=$1 gw pid ipid i k conns=$IDLE_CONNS flags=()
+    shift
+    case $sc in
+        tls) conns=$IDLE_TLS_CONNS flags=(--tls) ;;
+        h2) conns=$IDLE_TLS_CONNS flags=(--tls --h2) ;;
+    esac
+    for gw in "$@"; do
         [ "$gw" = direct ] && continue
-        pid=${GPID[$gw]}
-        RSS0[$gw]=$(rss_kib "$pid")
-        taskset -c "$LOAD_CPU" "$BENCH" idle --target "127.0.0.1:${PORT[$gw]}" --conns "$IDLE_CONNS" \
-            --hold-secs "$IDLE_HOLD" >"$WORK/idle-$gw.txt" 2>"$WORK/idle-$gw.err" &
+        k="$sc:$gw" pid=${GPID[$gw]}
+        RSS0[$k]=$(rss_kib "$pid")
+        taskset -c "$LOAD_CPU" "$BENCH" idle --target "127.0.0.1:$(gw_port "$gw" "$sc")" --conns "$conns" \
+            --hold-secs "$IDLE_HOLD" "${flags[@]}" >"$WORK/idle-$sc-$gw.txt" 2>"$WORK/idle-$sc-$gw.err" &
         ipid=$!
         PIDS+=("$ipid")
         for ((i = 0; i < 1200; i++)); do
-            grep -qs "^HOLDING" "$WORK/idle-$gw.txt" && break
+            grep -qs "^HOLDING" "$WORK/idle-$sc-$gw.txt" && break
             kill -0 "$ipid" 2>/dev/null || break
             sleep 0.1
         done
-        sleep 1
-        RSS1[$gw]=$(rss_kib "$pid")
+        sleep 1 # past the gateways' buffer release on idle (Portcullis parks after 100 ms)
+        RSS1[$k]=$(rss_kib "$pid")
         wait "$ipid" 2>/dev/null || true
-        held=$(awk '/^HOLDING/ {print $2}' "$WORK/idle-$gw.txt")
-        ALIVE[$gw]="$(awk '/^ALIVE/ {print $2 "/" $4}' "$WORK/idle-$gw.txt") (held ${held:-0})"
-        [ -s "$WORK/idle-$gw.err" ] && note "idle $gw: $(head -3 "$WORK/idle-$gw.err" | tr '\n' ' ')"
+        HELD[$k]=$(awk '/^HOLDING/ {print $2}' "$WORK/idle-$sc-$gw.txt")
+        ALIVE[$k]="$(awk '/^ALIVE/ {print $2 "/" $4}' "$WORK/idle-$sc-$gw.txt")"
+        log "idle $sc $gw: held ${HELD[$k]:-0}, RSS $((RSS0[$k] / 1024)) -> $((RSS1[$k] / 1024)) MiB, alive ${ALIVE[$k]}"
+        if [ -s "$WORK/idle-$sc-$gw.err" ]; then note "idle $sc $gw: $(head -3 "$WORK/idle-$sc-$gw.err" | tr '\n' ' ')"; fi
     done
+    return 0
 }
 
 # A second reference upstream takes the proxy's place on PROXY_CPU; wrk and portcullis-bench

@@ -6,6 +6,7 @@ mod chart;
 mod delay;
 mod h1;
 mod idle;
+mod idle_h2;
 mod load;
 mod ring;
 mod scrape;
@@ -117,6 +118,18 @@ enum Cmd {
         /// Request path.
         #[arg(long, default_value = "/")]
         path: String,
+        /// HTTP/2 (prior knowledge in cleartext, ALPN h2 with --tls) instead of HTTP/1.1.
+        #[arg(long)]
+        h2: bool,
+        /// TLS (any server certificate is accepted; SNI localhost).
+        #[arg(long)]
+        tls: bool,
+        /// Spread source addresses over this many addresses from 127.1.0.1 up (0: 127.0.0.1).
+        #[arg(long, default_value_t = 0)]
+        sources: u32,
+        /// Raise RLIMIT_NOFILE (soft and hard) to this first (root, beyond the hard limit).
+        #[arg(long)]
+        nofile: Option<u64>,
     },
 }
 
@@ -144,8 +157,8 @@ fn main() -> Result<()> {
             let delay = delay::Delay { min: delay, max: delay_max.unwrap_or(delay) };
             upstream::run(&upstream::UpstreamOpts { listen, body_size, cpu, ring, backlog, delay, h3 })
         }
-        Cmd::Idle { target, conns, hold_secs, threads, path } => {
-            idle::run(&idle::IdleOpts { target, conns, hold_secs, threads, path })
+        Cmd::Idle { target, conns, hold_secs, threads, path, h2, tls, sources, nofile } => {
+            idle::run(&idle::IdleOpts { target, conns, hold_secs, threads, path, h2, tls, sources, nofile })
         }
     }
 }

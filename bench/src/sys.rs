@@ -19,6 +19,19 @@ pub fn raise_nofile() -> Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// Sets RLIMIT_NOFILE (soft and hard) to `n`; raising the hard limit needs CAP_SYS_RESOURCE.
+pub fn set_nofile(n: u64) -> Result<()> {
+    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+    // SAFETY: `lim` is a valid rlimit for the duration of the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        bail!(
+            "setrlimit(RLIMIT_NOFILE, {n}): {} (raising the hard limit needs root)",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 /// Pins the calling thread to `cpu`.
 pub fn pin(cpu: usize) -> Result<()> {
     let ids = core_affinity::get_core_ids().unwrap_or_default();

@@ -1,11 +1,12 @@
 //! Shard-local spares: write buffers and header lists that connections borrow for the length of
-//! one exchange instead of holding them while idle. 10,000 idle keep-alive connections then
-//! hold only their read buffer, not a write buffer and a header list each.
+//! one exchange, and read buffers that parked connections give back while they wait for their
+//! next request (`io::read_parked`). An idle keep-alive connection then holds no buffer at all.
 //!
 //! Owns: the free lists (bounded). Must not: be shared across threads (it is `!Sync` by design).
 
 use std::cell::RefCell;
 
+use bytes::BytesMut;
 use portcullis_core::pipeline::Headers;
 
 /// Most spares kept per kind; more are freed.
@@ -14,6 +15,13 @@ const MAX_SPARES: usize = 1024;
 const MAX_KEPT_WBUF: usize = 16 * 1024;
 /// Initial capacity of a new write buffer.
 const WBUF_CAPACITY: usize = 1024;
+/// Most read buffers kept: enough for the connections that read at the same moment, not one per
+/// parked connection (a burst of parking connections would otherwise pin 4 KiB each).
+const MAX_SPARE_RBUFS: usize = 64;
+/// Capacity of a client read buffer (grown only for large heads and bodies).
+pub const RBUF_CAPACITY: usize = 4096;
+/// Read buffers with less room than this are not kept (their allocation is still shared).
+const MIN_KEPT_RBUF: usize = 1024;
 /// Initial capacity of a new header list.
 const HEADERS_CAPACITY: usize = 16;
 
@@ -21,6 +29,7 @@ const HEADERS_CAPACITY: usize = 16;
 #[derive(Debug, Default)]
 pub struct Spares {
     wbufs: RefCell<Vec<Vec<u8>>>,
+    rbufs: RefCell<Vec<BytesMut>>,
     headers: RefCell<Vec<Headers>>,
 }
 
@@ -35,6 +44,20 @@ impl Spares {
         let mut list = self.wbufs.borrow_mut();
         if buf.capacity() != 0 && buf.capacity() <= MAX_KEPT_WBUF && list.len() < MAX_SPARES {
             buf.clear();
+            list.push(buf);
+        }
+    }
+
+    /// An empty read buffer of about [`RBUF_CAPACITY`], reused when one is free.
+    pub fn rbuf(&self) -> BytesMut {
+        self.rbufs.borrow_mut().pop().unwrap_or_else(|| BytesMut::with_capacity(RBUF_CAPACITY))
+    }
+
+    /// Returns an empty read buffer for reuse (one that grew large or holds bytes is freed).
+    pub fn give_rbuf(&self, buf: BytesMut) {
+        let mut list = self.rbufs.borrow_mut();
+        let cap = buf.capacity();
+        if buf.is_empty() && (MIN_KEPT_RBUF..=RBUF_CAPACITY).contains(&cap) && list.len() < MAX_SPARE_RBUFS {
             list.push(buf);
         }
     }
@@ -74,5 +97,20 @@ mod tests {
             spares.give_headers(Headers::with_capacity(4));
         }
         assert_eq!(spares.headers.borrow().len(), MAX_SPARES);
+    }
+
+    #[test]
+    fn read_buffers_come_back_only_when_empty_and_usual_sized() {
+        let spares = Spares::default();
+        let r = spares.rbuf();
+        assert!(r.is_empty() && r.capacity() >= RBUF_CAPACITY);
+        let ptr = r.as_ptr();
+        spares.give_rbuf(r);
+        assert_eq!(spares.rbuf().as_ptr(), ptr, "the same allocation comes back");
+        let mut full = BytesMut::with_capacity(RBUF_CAPACITY);
+        full.extend_from_slice(b"unread");
+        spares.give_rbuf(full);
+        spares.give_rbuf(BytesMut::with_capacity(4 * RBUF_CAPACITY));
+        assert_eq!(spares.rbufs.borrow().len(), 0, "buffers with bytes or grown ones are freed");
     }
 }

@@ -21,7 +21,7 @@ pub(crate) mod stream;
 pub use crate::body::{BodyIn, BodyOut, RelayError, RelayLimits, ReqBody, relay};
 pub use crate::convert::response_of;
 pub use crate::io::IoFail;
-pub use crate::slice_io::{SliceIo, SliceRead, SliceWrite};
+pub use crate::slice_io::{Dest, SliceIo, SliceRead, SliceWrite};
 pub use client::ClientMeta;
 pub use downstream::{DetachedBody, Downstream, NoDetach, Sent, UpBody, UpSource, stream_body_in};
 pub use stream::{RefusedStream, StreamRequest, open_stream};

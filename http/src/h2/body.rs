@@ -12,7 +12,7 @@ use std::io;
 use bytes::Bytes;
 use h2::{RecvStream, SendStream};
 
-use crate::slice_io::{SliceRead, SliceWrite};
+use crate::slice_io::{Dest, SliceRead, SliceWrite};
 
 fn h2_io(e: h2::Error) -> io::Error {
     io::Error::other(e)
@@ -27,7 +27,7 @@ pub struct BodySource<'a> {
 }
 
 impl SliceRead for BodySource<'_> {
-    async fn read_into(&mut self, out: &mut [u8]) -> io::Result<usize> {
+    async fn read_into(&mut self, out: &mut Dest<'_>) -> io::Result<usize> {
         read_data(self.recv, &mut self.pending, out).await
     }
 }
@@ -35,7 +35,7 @@ impl SliceRead for BodySource<'_> {
 /// Copies the next body bytes of an HTTP/2 stream (either direction) into `out`, taking a DATA
 /// frame into `pending` when it is empty; `Ok(0)` at END_STREAM. Flow-control capacity is
 /// released for what was copied, so the window reopens only as fast as the far side takes them.
-pub async fn read_data(recv: &mut RecvStream, pending: &mut Bytes, out: &mut [u8]) -> io::Result<usize> {
+pub async fn read_data(recv: &mut RecvStream, pending: &mut Bytes, out: &mut Dest<'_>) -> io::Result<usize> {
     while pending.is_empty() {
         match recv.data().await {
             Some(Ok(b)) => *pending = b,
@@ -43,8 +43,7 @@ pub async fn read_data(recv: &mut RecvStream, pending: &mut Bytes, out: &mut [u8
             None => return Ok(0),
         }
     }
-    let n = pending.len().min(out.len());
-    out[..n].copy_from_slice(&pending[..n]);
+    let n = out.put(pending);
     let _ = pending.split_to(n);
     let _ = recv.flow_control().release_capacity(n);
     Ok(n)

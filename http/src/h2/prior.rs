@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 use monoio::BufResult;
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use portcullis_core::pipeline::Filter;
@@ -19,6 +19,7 @@ use crate::engine::client::ClientMeta;
 use crate::h1::server::serve_conn_with;
 use crate::io::read_more_by;
 use crate::shard::state::ShardState;
+use crate::slice_io::{Dest, read_first_iovec};
 
 /// A stream that first returns bytes read earlier.
 pub struct Prefixed<S> {
@@ -38,32 +39,13 @@ impl<S: AsyncReadRent> AsyncReadRent for Prefixed<S> {
         if self.pre.is_empty() {
             return self.inner.read(buf).await;
         }
-        let n = self.pre.len().min(buf.bytes_total());
-        // SAFETY: n <= bytes_total, so the copy stays inside the buffer's writable region,
-        // which this call owns (the buffer was moved in); `pre` is a separate allocation, so
-        // the regions do not overlap; after the copy the first n bytes are initialised, which
-        // is what `set_init(n)` requires.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.pre.as_ptr(), buf.write_ptr(), n);
-            buf.set_init(n);
-        }
+        let n = Dest::new(&mut buf).put(&self.pre);
         let _ = self.pre.split_to(n);
         (Ok(n), buf)
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer describes `buf`'s first iovec; `buf` is owned by this call, so
-        // that memory stays valid and untouched by anyone else until the read below completes.
-        let res = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
-            Some(raw) => self.read(raw).await.0,
-            None => Ok(0),
-        };
-        if let Ok(n) = res {
-            // SAFETY: the read wrote n bytes at the start of the first iovec (n <= its length),
-            // so the first n bytes of `buf` are initialised.
-            unsafe { buf.set_init(n) };
-        }
-        (res, buf)
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        read_first_iovec(self, buf).await
     }
 }
 

@@ -200,7 +200,8 @@ pub async fn serve_stream<F: Filter>(
         Ok(opened) => {
             let sg = opened.generation().clone();
             let unique_header = &sg.config().request_id.header;
-            let mut down = H2Down { recv: Some(recv), respond: &respond, is_head: opened.is_head(), unique_header };
+            let mut down =
+                H2Down { recv: Some(recv), respond: &respond, is_head: opened.is_head(), unique_header };
             // A reset drops the exchange (and its upstream request) at once; logged as the
             // client's cancellation.
             opened.run_until(&mut down, reset_watch(&respond)).await;

@@ -7,29 +7,72 @@
 //! parameters (ALPN, SNI, client certificates). Must not: interpret the plaintext.
 //!
 //! Ciphertext read from the socket stays in this stream's own buffer until rustls takes it, so
-//! application data that arrives with the client's last handshake flight is never lost. A
-//! cancelled read or write (a timeout) leaves the stream unusable except for closing it.
+//! application data that arrives with the client's last handshake flight is never lost. The
+//! ciphertext and record buffers are borrowed from a per-thread pool for one read or one flush
+//! and given back once rustls has taken every byte, so an idle connection holds none (rustls
+//! keeps its own deframer buffer). A cancelled read or write (a timeout) leaves the stream
+//! unusable except for closing it.
 
-use std::io::{self, Read, Write};
+use std::cell::RefCell;
+use std::io::{self, BufRead, Write};
 use std::ops::DerefMut;
 use std::sync::Arc;
+use std::time::Instant;
 
 use monoio::BufResult;
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection, SideData};
 
+use crate::io::{Park, ParkRead};
+use crate::slice_io::{Dest, init_bytes, read_first_iovec, write_first_iovec};
+
 /// Socket read size for ciphertext: one maximal TLS record plus its header and tag.
 const CIPHERTEXT_READ: usize = 16 * 1024 + 256;
+/// Most pooled buffers kept per thread (those in use at one moment, not one per connection),
+/// and the largest one kept.
+const MAX_POOLED: usize = 32;
+const MAX_POOLED_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    /// Ciphertext and record buffers lent to a connection for one read or one flush.
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buf() -> Vec<u8> {
+    POOL.with_borrow_mut(Vec::pop).unwrap_or_default()
+}
+
+fn give_buf(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > MAX_POOLED_CAPACITY {
+        return;
+    }
+    buf.clear();
+    POOL.with_borrow_mut(|pool| {
+        if pool.len() < MAX_POOLED {
+            pool.push(buf);
+        }
+    });
+}
+
+/// What feeding rustls from the socket gave.
+enum Fed {
+    /// Ciphertext was processed (or is still buffered).
+    More,
+    /// The peer closed the TCP stream and every byte was handed to rustls.
+    Closed,
+    /// Nothing arrived before the park time; no buffer is held.
+    Parked,
+}
 
 /// A TLS connection over `IO`: server side by default, client side with `C = ClientConnection`.
 pub struct TlsStream<IO, C = ServerConnection> {
     io: IO,
     conn: C,
+    /// Ciphertext read and not yet all taken by rustls (from the pool; empty when all taken).
     rbuf: Vec<u8>,
     rpos: usize,
-    wbuf: Vec<u8>,
     eof: bool,
     /// A write to the socket is in progress. HTTP/2 (through `monoio_compat`) polls a read and a
     /// write concurrently; records the read side wants to send (alerts, key-update answers) then
@@ -37,7 +80,7 @@ pub struct TlsStream<IO, C = ServerConnection> {
     writing: bool,
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
+impl<IO: Park + AsyncWriteRent> TlsStream<IO> {
     /// Runs the server handshake on `io` (the caller bounds it with a timeout).
     pub async fn accept(io: IO, config: Arc<ServerConfig>) -> io::Result<TlsStream<IO>> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
@@ -45,7 +88,7 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO, ClientConnection> {
+impl<IO: Park + AsyncWriteRent> TlsStream<IO, ClientConnection> {
     /// Runs the client handshake on `io` toward `name` (the caller bounds it with a timeout).
     pub async fn connect(
         io: IO,
@@ -59,19 +102,18 @@ impl<IO: AsyncReadRent + AsyncWriteRent> TlsStream<IO, ClientConnection> {
 
 impl<IO, C, D> TlsStream<IO, C>
 where
-    IO: AsyncReadRent + AsyncWriteRent,
+    IO: Park + AsyncWriteRent,
     C: DerefMut<Target = ConnectionCommon<D>>,
     D: SideData,
 {
     async fn handshake(io: IO, conn: C) -> io::Result<TlsStream<IO, C>> {
-        let mut s =
-            TlsStream { io, conn, rbuf: Vec::new(), rpos: 0, wbuf: Vec::new(), eof: false, writing: false };
+        let mut s = TlsStream { io, conn, rbuf: Vec::new(), rpos: 0, eof: false, writing: false };
         while s.conn.is_handshaking() {
             s.flush_tls().await?;
             if !s.conn.is_handshaking() {
                 break;
             }
-            if !s.read_tls().await? {
+            if let Fed::Closed = s.read_tls(None).await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "peer closed during the TLS handshake",
@@ -88,13 +130,29 @@ where
     }
 
     /// Hands rustls more ciphertext, reading the socket when none is buffered, and processes it.
-    /// Returns `false` once the peer has closed the TCP stream.
-    async fn read_tls(&mut self) -> io::Result<bool> {
+    /// With `park_at`, a socket read that gets nothing by then is cancelled (`Parked`).
+    async fn read_tls(&mut self, park_at: Option<Instant>) -> io::Result<Fed> {
         if self.rpos >= self.rbuf.len() && !self.eof {
-            let mut buf = std::mem::take(&mut self.rbuf);
+            let mut buf = if self.rbuf.capacity() == 0 { take_buf() } else { std::mem::take(&mut self.rbuf) };
             buf.clear();
             buf.reserve(CIPHERTEXT_READ);
-            let (res, buf) = self.io.read(buf).await;
+            let res = match park_at {
+                None => {
+                    let (res, b) = self.io.read(buf).await;
+                    buf = b;
+                    res
+                }
+                Some(at) => match self.io.read_or_park(buf, at).await {
+                    (ParkRead::Read(res), b) => {
+                        buf = b;
+                        res
+                    }
+                    (ParkRead::Parked, b) => {
+                        give_buf(b);
+                        return Ok(Fed::Parked);
+                    }
+                },
+            };
             self.rbuf = buf;
             self.rpos = 0;
             if res? == 0 {
@@ -110,6 +168,11 @@ where
             self.conn.read_tls(&mut pending)?;
             self.rpos += before - pending.len();
         }
+        if self.rpos >= self.rbuf.len() {
+            // rustls took every byte: the buffer goes back to the pool.
+            give_buf(std::mem::take(&mut self.rbuf));
+            self.rpos = 0;
+        }
         if let Err(e) = self.conn.process_new_packets() {
             // Send the alert rustls queued, then fail.
             if !self.writing {
@@ -117,7 +180,7 @@ where
             }
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
-        Ok(!self.eof || self.rpos < self.rbuf.len())
+        Ok(if !self.eof || self.rpos < self.rbuf.len() { Fed::More } else { Fed::Closed })
     }
 
     /// Writes every pending TLS record to the socket.
@@ -129,31 +192,59 @@ where
     }
 
     async fn flush_records(&mut self) -> io::Result<()> {
-        while self.conn.wants_write() {
-            let mut buf = std::mem::take(&mut self.wbuf);
-            buf.clear();
-            self.conn.write_tls(&mut buf)?;
-            let (res, buf) = self.io.write_all(buf).await;
-            self.wbuf = buf;
-            res?;
+        if !self.conn.wants_write() {
+            return Ok(());
         }
+        let mut buf = take_buf();
+        while self.conn.wants_write() {
+            buf.clear();
+            if let Err(e) = self.conn.write_tls(&mut buf) {
+                give_buf(buf);
+                return Err(e);
+            }
+            let (res, b) = self.io.write_all(buf).await;
+            buf = b;
+            if let Err(e) = res {
+                give_buf(buf);
+                return Err(e);
+            }
+        }
+        give_buf(buf);
         Ok(())
     }
 
-    async fn read_plain(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
+    /// Copies decrypted bytes into `out`, reading the socket when rustls has none; `None` when
+    /// parked (`park_at` passed with nothing read).
+    async fn read_plain(
+        &mut self,
+        out: &mut Dest<'_>,
+        park_at: Option<Instant>,
+    ) -> io::Result<Option<usize>> {
+        if out.room() == 0 {
+            return Ok(Some(0));
         }
         loop {
-            match self.conn.reader().read(out) {
-                Ok(n) => return Ok(n),
+            let mut reader = self.conn.reader();
+            match reader.fill_buf() {
+                Ok(chunk) => {
+                    // An empty chunk is a clean close (close_notify).
+                    let n = out.put(chunk);
+                    reader.consume(n);
+                    return Ok(Some(n));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // The peer closed without close_notify: for HTTP that is an ordinary close.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
                 Err(e) => return Err(e),
             }
-            if !self.read_tls().await? && self.conn.reader().read(&mut []).is_err() {
-                return Ok(0);
+            match self.read_tls(park_at).await? {
+                Fed::More => {}
+                Fed::Parked => return Ok(None),
+                Fed::Closed => {
+                    if self.conn.reader().fill_buf().is_err() {
+                        return Ok(Some(0));
+                    }
+                }
             }
             // Post-handshake messages (key updates) may want an answer.
             if self.conn.wants_write() && !self.writing {
@@ -175,58 +266,60 @@ where
 
 impl<IO, C, D> AsyncReadRent for TlsStream<IO, C>
 where
-    IO: AsyncReadRent + AsyncWriteRent,
+    IO: Park + AsyncWriteRent,
     C: DerefMut<Target = ConnectionCommon<D>>,
     D: SideData,
 {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the pointer and length describe the buffer's writable region, which this call
-        // owns until it returns; rustls only writes plaintext into it and never reads it. The
-        // region may be uninitialised spare capacity (as in monoio-rustls); zeroing 16 KiB per
-        // read would cost more than the decryption of a small request.
-        let out = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
-        let res = self.read_plain(out).await;
-        if let Ok(n) = res {
-            // SAFETY: rustls initialised the first n bytes.
-            unsafe { buf.set_init(n) };
-        }
+        let res = self.read_plain(&mut Dest::new(&mut buf), None).await.map(Option::unwrap_or_default);
         (res, buf)
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives the read.
-        let res = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
-            Some(raw) => self.read(raw).await.0,
-            None => Ok(0),
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        read_first_iovec(self, buf).await
+    }
+}
+
+impl<IO, C, D> Park for TlsStream<IO, C>
+where
+    IO: Park + AsyncWriteRent,
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    async fn read_or_park<T: IoBufMut>(&mut self, mut buf: T, park_at: Instant) -> (ParkRead, T) {
+        let res = match self.read_plain(&mut Dest::new(&mut buf), Some(park_at)).await {
+            Ok(Some(n)) => ParkRead::Read(Ok(n)),
+            Ok(None) => ParkRead::Parked,
+            Err(e) => ParkRead::Read(Err(e)),
         };
-        if let Ok(n) = res {
-            // SAFETY: n bytes were written into the first iovec.
-            unsafe { buf.set_init(n) };
-        }
         (res, buf)
+    }
+
+    async fn readable(&mut self) -> io::Result<()> {
+        // Buffered ciphertext or plaintext, or a seen end: a read would not wait.
+        if self.rpos < self.rbuf.len()
+            || self.eof
+            || !matches!(self.conn.reader().fill_buf(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+        {
+            return Ok(());
+        }
+        self.io.readable().await
     }
 }
 
 impl<IO, C, D> AsyncWriteRent for TlsStream<IO, C>
 where
-    IO: AsyncReadRent + AsyncWriteRent,
+    IO: Park + AsyncWriteRent,
     C: DerefMut<Target = ConnectionCommon<D>>,
     D: SideData,
 {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the buffer's initialised bytes, owned by this call until it returns.
-        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        let res = self.write_plain(data).await;
+        let res = self.write_plain(init_bytes(&buf)).await;
         (res, buf)
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: the raw buffer points into `buf`, which outlives the write.
-        let res = match unsafe { RawBuf::new_from_iovec(&buf) } {
-            Some(raw) => self.write(raw).await.0,
-            None => Ok(0),
-        };
-        (res, buf)
+        write_first_iovec(self, buf).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -10,5 +10,5 @@ mod slot;
 
 pub(crate) use client::{Client, Cmd, Target};
 pub(crate) use resp::Value;
-pub(crate) use slot::key_slot;
 pub(crate) use resp::read_value;
+pub(crate) use slot::key_slot;

@@ -10,7 +10,7 @@ use std::io;
 
 use bytes::{Buf, Bytes};
 use h3::server::RequestStream;
-use portcullis_http::engine::{SliceRead, SliceWrite};
+use portcullis_http::engine::{Dest, SliceRead, SliceWrite};
 
 /// The receive half of a request stream.
 pub type RecvHalf = RequestStream<h3_quinn::RecvStream, Bytes>;
@@ -30,7 +30,7 @@ pub struct BodySource<'a> {
 }
 
 impl SliceRead for BodySource<'_> {
-    async fn read_into(&mut self, out: &mut [u8]) -> io::Result<usize> {
+    async fn read_into(&mut self, out: &mut Dest<'_>) -> io::Result<usize> {
         while self.pending.is_empty() {
             match self.recv.recv_data().await.map_err(h3_io)? {
                 Some(mut chunk) => {
@@ -40,8 +40,7 @@ impl SliceRead for BodySource<'_> {
                 None => return Ok(0),
             }
         }
-        let n = self.pending.len().min(out.len());
-        out[..n].copy_from_slice(&self.pending[..n]);
+        let n = out.put(&self.pending);
         let _ = self.pending.split_to(n);
         Ok(n)
     }

@@ -11,7 +11,7 @@ use h2::RecvStream;
 
 use crate::engine::downstream::UpSource;
 use crate::h2::body::read_data;
-use crate::slice_io::{SliceIo, SliceRead};
+use crate::slice_io::{Dest, SliceIo, SliceRead};
 
 /// An upstream HTTP/2 response body; `Ok(0)` at its end, after which its trailers are held.
 pub struct RespSource {
@@ -30,7 +30,7 @@ impl RespSource {
 }
 
 impl SliceRead for RespSource {
-    async fn read_into(&mut self, out: &mut [u8]) -> io::Result<usize> {
+    async fn read_into(&mut self, out: &mut Dest<'_>) -> io::Result<usize> {
         let n = read_data(&mut self.recv, &mut self.pending, out).await?;
         if n == 0 && self.want_trailers {
             self.want_trailers = false;
