@@ -3,7 +3,7 @@
 //! the longest while reading its request (its socket is shut down). Legitimate admin clients and
 //! health probes send their request in one packet, so only a slow (trickling or idle) client is
 //! ever that one: clients that hold connections open cannot lock probes out. A connection with
-//! bytes waiting unread (its thread has not run yet) is not cut, nor one past its reading phase
+//! a whole request head waiting unread (its thread has not run yet) is not cut, nor one past its reading phase
 //! (a handler running, a response being written); when no connection can be cut, the new one is
 //! refused.
 //!
@@ -67,13 +67,15 @@ impl Slots {
         let mut t = self.lock();
         let mut evicted = false;
         if t.live.len() >= self.cap {
-            // Bytes already waiting mean the connection's thread has simply not run yet (a probe
-            // just accepted on a busy machine): only a reader waiting on its client is cut.
+            // A whole request head already waiting unread means the connection's thread has
+            // simply not run yet (a probe just accepted on a busy machine): it is not cut. A
+            // trickling client's waiting bytes never make a whole head, so it stays cuttable
+            // even when its thread is slow to read them.
             let oldest = t
                 .live
                 .iter()
                 .enumerate()
-                .filter(|(_, e)| e.reading && !has_unread_bytes(&e.stream))
+                .filter(|(_, e)| e.reading && !has_waiting_head(&e.stream))
                 .min_by_key(|(_, e)| e.since)
                 .map(|(i, _)| i);
             let Some(i) = oldest else { return Admission::Full };
@@ -97,15 +99,20 @@ impl Slots {
 
 /// Whether bytes from the client wait unread on `stream` (a non-blocking peek, which leaves the
 /// socket's own blocking mode alone).
-fn has_unread_bytes(stream: &TcpStream) -> bool {
+fn has_waiting_head(stream: &TcpStream) -> bool {
     use std::os::fd::AsRawFd;
-    let mut one = 0u8;
-    // SAFETY: `stream` owns an open socket for the duration of the call, and the buffer is one
-    // valid, writable byte.
+    let mut buf = [0u8; 4096];
+    // SAFETY: `stream` owns an open socket for the duration of the call, and `buf` is valid and
+    // writable for its whole length.
     let n = unsafe {
-        libc::recv(stream.as_raw_fd(), (&raw mut one).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
     };
-    n > 0
+    usize::try_from(n).is_ok_and(|n| buf[..n].windows(4).any(|w| w == b"\r\n\r\n"))
 }
 
 impl Slot {
@@ -151,14 +158,16 @@ mod tests {
         // The oldest has its request waiting unread (its thread has not run yet): it is kept.
         std::io::Write::write_all(&mut c1, b"GET /healthz HTTP/1.1\r\n\r\n").expect("write");
         let until = Instant::now() + std::time::Duration::from_secs(10);
-        while !has_unread_bytes(&s1) {
+        while !has_waiting_head(&s1) {
             assert!(Instant::now() < until, "the bytes arrive");
             std::thread::yield_now();
         }
+        // The other trickles: its byte waiting unread makes no whole head, so it stays cuttable.
+        std::io::Write::write_all(&mut c2, b"G").expect("write");
         let Admission::Evicted(a3) = slots.admit(&s3) else { panic!("a waiting reader is cut") };
         let mut buf = [0u8; 1];
         assert_eq!(c2.read(&mut buf).expect("eof"), 0, "the reader waiting on its client was shut down");
-        assert!(c1.peer_addr().is_ok() && has_unread_bytes(&s1), "the one with a request waiting stays");
+        assert!(c1.peer_addr().is_ok() && has_waiting_head(&s1), "the one with a request waiting stays");
         assert_eq!(slots.len(), 2);
         drop(a2); // its thread ends: releasing an evicted slot is harmless
         assert_eq!(slots.len(), 2);
