@@ -3,7 +3,7 @@
 //! copy in between), until either side closes or nothing moves for the idle timeout.
 //!
 //! Owns: relaying and the idle watchdog of one tunnel. Must not: parse what it relays (frames are
-//! the endpoints' business) or decide when a connection may upgrade (that is `proxy`).
+//! the endpoints' business) or decide when a connection may upgrade (that is `forward::h1`).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
